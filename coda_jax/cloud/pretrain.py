@@ -1,0 +1,109 @@
+"""Cloud side: pretrain the global CTR model on the pooled training rows, embed samples into vectors."""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from coda_jax.config import CloudConfig
+from coda_jax.data.schema import SampleTable
+from coda_jax.progress import progress_bar
+
+
+def bce_loss(model: nn.Module, params, features: dict, labels: jnp.ndarray,
+             weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Mean (optionally weighted) sigmoid cross-entropy of ``model`` on a batch; labels [B], weights [B]."""
+    logits, _ = model.apply({"params": params}, features)
+    losses = optax.sigmoid_binary_cross_entropy(logits, labels)
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / jnp.maximum(weights.sum(), 1e-9)
+
+
+def init_params(model: nn.Module, table: SampleTable, seed: int):
+    """Initialise ``model``'s parameters (a nested dict) from one row of ``table``."""
+    sample = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), table.features())
+    return model.init(jax.random.PRNGKey(seed), sample)["params"]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "optimizer"))
+def _epoch(model, optimizer, params, opt_state, features, labels, batches):
+    """One pass of minibatch updates; ``batches`` int [num_batches, B] rows of ``features``."""
+
+    def step(carry, idx):
+        params, opt_state = carry
+        batch = jax.tree_util.tree_map(lambda x: x[idx], features)
+        loss, grads = jax.value_and_grad(lambda p: bce_loss(model, p, batch, labels[idx]))(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
+    return params, opt_state, losses.mean()
+
+
+def pretrain(model: nn.Module, table: SampleTable, rows: np.ndarray, cfg: CloudConfig, seed: int,
+             show_progress: bool = True):
+    """Train the global model on ``table`` rows ``rows`` (int [n], the pooled training rows).
+
+    Each epoch shuffles the rows and runs ``n // batch_size`` Adam steps inside one jitted ``lax.scan``.
+
+    Returns:
+      ``(params, losses)``: the trained parameter dict and the mean training loss of each epoch.
+    """
+    rows = np.asarray(rows)
+    if rows.size == 0:
+        raise ValueError("cloud pretraining: no training rows in the pool")
+    params = init_params(model, table, seed)
+    optimizer = optax.adam(cfg.learning_rate)
+    opt_state = optimizer.init(params)
+    features = jax.device_put(table.features(rows))
+    labels = jax.device_put(table.label[rows])
+    batch = min(cfg.batch_size, rows.size)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in progress_bar(range(cfg.epochs), desc="cloud pretrain", unit="epoch", disable=not show_progress):
+        perm = rng.permutation(rows.size)
+        batches = perm[: (rows.size // batch) * batch].reshape(-1, batch)
+        params, opt_state, loss = _epoch(model, optimizer, params, opt_state, features, labels,
+                                         jnp.asarray(batches, dtype=jnp.int32))
+        losses.append(float(loss))
+    return params, losses
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _forward(model, params, features):
+    return model.apply({"params": params}, features)
+
+
+def predict(model: nn.Module, params, features: dict, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` over a feature dict of n rows in fixed-size batches (the tail is padded).
+
+    Returns:
+      ``(logits float32 [n], representations float32 [n, H])`` as numpy arrays.
+    """
+    n = int(features["item"].shape[0])
+    logits, reps = [], []
+    for start in range(0, n, batch_size):
+        chunk = {k: np.asarray(v[start:start + batch_size]) for k, v in features.items()}
+        size = chunk["item"].shape[0]
+        if size < batch_size and n > batch_size:   # keep one compiled shape
+            chunk = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - size, 0)]) for k, v in chunk.items()}
+        logit, rep = _forward(model, params, chunk)
+        logits.append(np.asarray(logit)[:size])
+        reps.append(np.asarray(rep)[:size])
+    return np.concatenate(logits), np.concatenate(reps)
+
+
+def sample_vectors(model: nn.Module, params, table: SampleTable, rows: np.ndarray | None = None) -> np.ndarray:
+    """The cloud model's L2-normalised representation of each row: float32 [n, H].
+
+    These vectors are what coarse matching searches over and what the device classifier sees.
+    """
+    _, reps = predict(model, params, table.features(rows))
+    norm = np.linalg.norm(reps, axis=1, keepdims=True)
+    return (reps / np.maximum(norm, 1e-12)).astype(np.float32)

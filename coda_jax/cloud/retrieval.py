@@ -1,0 +1,150 @@
+"""Cloud side: nearest-neighbour search over the sample pool (ScaNN, or exact JAX search) and coarse matching.
+
+Coarse-grained sample matching: every local training sample of every simulated user queries the pool for
+its top-k neighbours (one batched search for all users); neighbours owned by the querying user are dropped;
+each user's neighbours are deduplicated (keeping the best similarity) and the best ``max_candidates`` are
+that user's candidates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from coda_jax.config import RetrievalConfig
+from kernels.topk import exact_topk
+
+
+class ExactSearcher:
+    """Brute-force maximum inner product search in JAX (:func:`kernels.topk.exact_topk`)."""
+
+    def __init__(self, database: np.ndarray):
+        self.database = np.asarray(database, dtype=np.float32)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows of the database for each query: ``(indices int64 [Q, k], scores float32 [Q, k])``."""
+        scores, idx = exact_topk(np.asarray(queries, np.float32), self.database, k)
+        return np.asarray(idx, dtype=np.int64), np.asarray(scores)
+
+
+class ScannSearcher:
+    """ScaNN (tree + asymmetric hashing + exact reordering) over a database of unit vectors, dot product."""
+
+    def __init__(self, database: np.ndarray, k: int, cfg: RetrievalConfig, seed: int = 0):
+        try:
+            import scann  # noqa: PLC0415 - optional heavy import, only when this backend is used
+        except ImportError as err:  # pragma: no cover - depends on the platform
+            raise ImportError("retrieval.backend is 'scann' but the scann package is not importable; "
+                              "install scann or set retrieval.backend: exact") from err
+        database = np.ascontiguousarray(database, dtype=np.float32)
+        n = database.shape[0]
+        builder = scann.scann_ops_pybind.builder(database, k, "dot_product")
+        if n >= 2000:   # partitioning and quantisation pay off only on a larger pool
+            leaves = int(min(max(np.sqrt(n), 16), n // 20))
+            builder = builder.tree(num_leaves=leaves,
+                                   num_leaves_to_search=max(1, int(round(leaves * cfg.scann_leaves_to_search))),
+                                   training_sample_size=min(n, 100_000))
+            builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(cfg.scann_reorder)
+        else:
+            builder = builder.score_brute_force()
+        self.index = builder.build()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows of the database for each query: ``(indices int64 [Q, k], scores float32 [Q, k])``."""
+        idx, scores = self.index.search_batched(np.ascontiguousarray(queries, dtype=np.float32),
+                                                final_num_neighbors=k)
+        return idx.astype(np.int64), scores.astype(np.float32)
+
+
+def make_searcher(database: np.ndarray, cfg: RetrievalConfig, seed: int = 0):
+    """The searcher named by ``cfg.backend`` over ``database`` float32 [N, D]."""
+    k = min(cfg.neighbors, database.shape[0])
+    if cfg.backend == "scann":
+        return ScannSearcher(database, k, cfg, seed)
+    return ExactSearcher(database)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each query's exact top-k ids found in its approximate top-k ids ([Q, k] each)."""
+    hits = (approx[:, :, None] == exact[:, None, :]).any(axis=1)
+    return float(hits.mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """Coarse candidates of a set of users, as a CSR list of pool rows.
+
+    Attributes:
+      offsets: int64 [U + 1]; user ``u``'s candidates are ``rows[offsets[u]:offsets[u+1]]``.
+      rows: int64 [total] table row ids, each user's sorted by descending similarity.
+      scores: float32 [total] the best similarity of each candidate to any of the user's local samples.
+    """
+
+    offsets: np.ndarray
+    rows: np.ndarray
+    scores: np.ndarray
+
+    def counts(self) -> np.ndarray:
+        """int64 [U] candidates per user."""
+        return np.diff(self.offsets)
+
+    def of(self, u: int) -> np.ndarray:
+        """Table rows of user ``u``'s candidates."""
+        return self.rows[self.offsets[u]:self.offsets[u + 1]]
+
+
+def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners: int,
+              limit: int) -> Candidates:
+    """Dedupe (owner, row) pairs keeping the best score, then keep each owner's best ``limit`` rows.
+
+    Args:
+      owner: int [P] index ``0..num_owners-1`` of the user each pair belongs to.
+      row: int [P] candidate row id.
+      score: float [P] similarity.
+
+    Returns:
+      :class:`Candidates` over ``num_owners`` users.
+    """
+    order = np.lexsort((-score, row, owner))           # by owner, then row, best score first
+    owner, row, score = owner[order], row[order], score[order]
+    first = np.ones(owner.shape[0], dtype=bool)
+    first[1:] = (owner[1:] != owner[:-1]) | (row[1:] != row[:-1])
+    owner, row, score = owner[first], row[first], score[first]
+    order = np.lexsort((row, -score, owner))           # by owner, best score first (row breaks ties)
+    owner, row, score = owner[order], row[order], score[order]
+    counts = np.bincount(owner, minlength=num_owners)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(owner.shape[0]) - starts[owner]
+    keep = rank < limit
+    owner, row, score = owner[keep], row[keep], score[keep]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=num_owners))]).astype(np.int64)
+    return Candidates(offsets=offsets, rows=row.astype(np.int64), scores=score.astype(np.float32))
+
+
+def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
+                 query_rows: np.ndarray, query_owner: np.ndarray, num_owners: int,
+                 cfg: RetrievalConfig) -> Candidates:
+    """Coarse-grained sample matching for many users at once.
+
+    Args:
+      searcher: a searcher built over ``vectors[pool_rows]``.
+      vectors: float32 [N, D] sample vectors of every table row.
+      pool_rows: int [P] table rows in the pool (the searcher's database, in this order).
+      row_user: int [N] user index of every table row.
+      query_rows: int [Q] table rows used as queries (the simulated users' local training rows).
+      query_owner: int [Q] index ``0..num_owners-1`` of the simulated user that owns each query.
+      num_owners: number of simulated users.
+
+    Returns:
+      :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
+      them the user's own rows.
+    """
+    k = min(cfg.neighbors, len(pool_rows))
+    idx, scores = searcher.search(vectors[query_rows], k)            # [Q, k] pool positions
+    valid = (idx >= 0) & (idx < len(pool_rows))
+    nbr = pool_rows[np.clip(idx, 0, len(pool_rows) - 1)]             # table rows
+    owner = np.broadcast_to(query_owner[:, None], idx.shape)
+    own = row_user[nbr] == row_user[query_rows][:, None]
+    keep = valid & ~own
+    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates)

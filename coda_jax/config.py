@@ -1,0 +1,318 @@
+"""Run configuration: frozen dataclasses, YAML loading and validation with errors that name the field.
+
+The defaults are the embedded default run (synthetic data, no download). ``configs/*.yaml`` override any
+subset of fields; an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
+naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("global", "local", "local+random", "local+coarse", "coda")
+MODEL_NAMES = ("din",)
+DATA_SOURCES = ("synthetic", "movielens100k")
+TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file (if any) and the dotted key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic dataset with user groups whose tastes over item clusters differ."""
+
+    num_users: int = 2000
+    num_items: int = 1000
+    num_genres: int = 12
+    num_user_groups: int = 8
+    num_item_clusters: int = 16
+    min_rows_per_user: int = 20
+    max_rows_per_user: int = 80
+    taste_scale: float = 2.0       # spread of group tastes over clusters (logit units)
+    personal_scale: float = 1.0    # spread of each user's own deviation from its group
+    item_scale: float = 0.5        # spread of item popularity
+    drift: float = 0.5             # how much a user's taste moves from its first to its last row
+    base_logit: float = -0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"
+    data_dir: str | None = None
+    like_threshold: float = 4.0    # explicit ratings: label = rating >= like_threshold
+    history_len: int = 10
+    test_fraction: float = 0.2
+    min_rows_per_user: int = 5
+    eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
+    validation_fraction: float = 0.2
+    max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = "din"
+    embed_dim: int = 16
+    hidden: tuple[int, ...] = (64, 32)
+    attention_hidden: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    epochs: int = 3
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalConfig:
+    backend: str = "scann"         # "scann" or "exact"
+    neighbors: int = 30            # neighbours retrieved per local sample
+    max_candidates: int = 300      # candidates kept per user after dedupe
+    recall_queries: int = 2000     # queries used to measure ScaNN recall against exact search (0 = skip)
+    scann_leaves_to_search: float = 0.1   # fraction of tree leaves probed
+    scann_reorder: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    kind: str = "logreg"           # "logreg" or "mlp"
+    negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
+    hidden: int = 32
+    steps: int = 100
+    learning_rate: float = 0.05
+    l2: float = 1e-3
+    keep_fraction: float = 0.3
+    threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    trainable: tuple[str, ...] = ("dense", "user")
+    aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
+    weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    chunk_users: int = 512         # users per vmapped chunk (the last chunk is padded)
+    min_bucket: int = 16           # smallest padded row / vocabulary size; buckets are powers of two
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    bootstrap: int = 2000
+    confidence: float = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs. ``Config()`` is the embedded default run."""
+
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    data: DataConfig = DataConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    model: ModelConfig = ModelConfig()
+    cloud: CloudConfig = CloudConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    engine: EngineConfig = EngineConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def _check(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {msg}")
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Check every value's range; raise :class:`ConfigError` naming ``source`` and the dotted key."""
+
+    def ck(key: str, cond: bool, msg: str) -> None:
+        _check(cond, f"{source}: {key}", msg)
+
+    ck("seed", cfg.seed >= 0, f"must be >= 0, got {cfg.seed}")
+    ck("methods", len(cfg.methods) > 0, "must name at least one method")
+    for m in cfg.methods:
+        ck("methods", m in METHODS, f"unknown method {m!r}; known: {', '.join(METHODS)}")
+    d = cfg.data
+    ck("data.source", d.source in DATA_SOURCES, f"unknown source {d.source!r}; known: {', '.join(DATA_SOURCES)}")
+    ck("data.history_len", 1 <= d.history_len <= 200, f"must be in [1, 200], got {d.history_len}")
+    ck("data.test_fraction", 0.0 < d.test_fraction < 1.0, f"must be in (0, 1), got {d.test_fraction}")
+    ck("data.validation_fraction", 0.0 < d.validation_fraction < 1.0,
+       f"must be in (0, 1), got {d.validation_fraction}")
+    ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
+    ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
+    ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
+    s = cfg.synthetic
+    for key in ("num_users", "num_items", "num_genres", "num_user_groups", "num_item_clusters"):
+        ck(f"synthetic.{key}", getattr(s, key) >= 1, f"must be >= 1, got {getattr(s, key)}")
+    ck("synthetic.min_rows_per_user", s.min_rows_per_user >= 2, f"must be >= 2, got {s.min_rows_per_user}")
+    ck("synthetic.max_rows_per_user", s.max_rows_per_user >= s.min_rows_per_user,
+       f"must be >= synthetic.min_rows_per_user ({s.min_rows_per_user}), got {s.max_rows_per_user}")
+    ck("synthetic.max_rows_per_user", s.max_rows_per_user <= s.num_items,
+       f"must be <= synthetic.num_items ({s.num_items}), got {s.max_rows_per_user}")
+    for key in ("taste_scale", "personal_scale", "item_scale", "drift"):
+        ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
+    m = cfg.model
+    ck("model.name", m.name in MODEL_NAMES, f"unknown model {m.name!r}; known: {', '.join(MODEL_NAMES)}")
+    ck("model.embed_dim", 1 <= m.embed_dim <= 1024, f"must be in [1, 1024], got {m.embed_dim}")
+    ck("model.hidden", len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden),
+       f"must be a non-empty list of positive widths, got {list(m.hidden)}")
+    ck("model.attention_hidden", m.attention_hidden >= 1, f"must be >= 1, got {m.attention_hidden}")
+    c = cfg.cloud
+    ck("cloud.epochs", c.epochs >= 1, f"must be >= 1, got {c.epochs}")
+    ck("cloud.batch_size", c.batch_size >= 1, f"must be >= 1, got {c.batch_size}")
+    ck("cloud.learning_rate", c.learning_rate > 0, f"must be > 0, got {c.learning_rate}")
+    r = cfg.retrieval
+    ck("retrieval.backend", r.backend in ("scann", "exact"), f"must be 'scann' or 'exact', got {r.backend!r}")
+    ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
+    ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
+    ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
+    ck("retrieval.scann_leaves_to_search", 0.0 < r.scann_leaves_to_search <= 1.0,
+       f"must be in (0, 1], got {r.scann_leaves_to_search}")
+    ck("retrieval.scann_reorder", r.scann_reorder >= r.neighbors,
+       f"must be >= retrieval.neighbors ({r.neighbors}), got {r.scann_reorder}")
+    k = cfg.classifier
+    ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
+    ck("classifier.negatives", k.negatives in ("candidates", "random"),
+       f"must be 'candidates' or 'random', got {k.negatives!r}")
+    ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
+    ck("classifier.steps", k.steps >= 1, f"must be >= 1, got {k.steps}")
+    ck("classifier.learning_rate", k.learning_rate > 0, f"must be > 0, got {k.learning_rate}")
+    ck("classifier.l2", k.l2 >= 0, f"must be >= 0, got {k.l2}")
+    ck("classifier.keep_fraction", 0.0 < k.keep_fraction <= 1.0, f"must be in (0, 1], got {k.keep_fraction}")
+    ck("classifier.threshold", k.threshold < 0 or k.threshold <= 1.0,
+       f"must be in [0, 1] (or negative to use keep_fraction), got {k.threshold}")
+    f = cfg.finetune
+    ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
+    ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
+    ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
+    for g in f.trainable:
+        ck("finetune.trainable", g in TRAINABLE_GROUPS,
+           f"unknown parameter group {g!r}; known: {', '.join(TRAINABLE_GROUPS)}")
+    ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
+    e = cfg.engine
+    ck("engine.chunk_users", e.chunk_users >= 1, f"must be >= 1, got {e.chunk_users}")
+    ck("engine.min_bucket", e.min_bucket >= 1, f"must be >= 1, got {e.min_bucket}")
+    v = cfg.eval
+    ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
+    ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
+    return cfg
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the dataclass field type ``tp`` or raise naming ``where``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (elem,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover - programming error
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict, source: str = "config") -> Config:
+    """Build and validate a :class:`Config` from a nested dict (missing keys keep their defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        cfg = _build(Config, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return validate(cfg, source)
+
+
+def load(path: str | Path) -> Config:
+    """Load a YAML config file; unknown keys and bad values raise :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return from_dict(data, str(path))
+
+
+def to_dict(cfg: Config) -> dict:
+    """The config as a plain nested dict (lists for tuples), as written to ``results.json``."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return [conv(v) for v in x]
+        if isinstance(x, dict):
+            return {k: conv(v) for k, v in x.items()}
+        return x
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def with_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) and re-validate."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. cloud.epochs=5")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            if part not in node or not isinstance(node[part], dict):
+                raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{source} {item!r}: unknown key {key.strip()}")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return from_dict(data, source)

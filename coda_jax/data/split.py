@@ -1,0 +1,54 @@
+"""Per-user temporal splits of a sample table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coda_jax.data.schema import SampleTable
+
+
+def user_offsets(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row offsets of each user's contiguous block in a table sorted by user.
+
+    Args:
+      user: int [N] sorted user indices.
+
+    Returns:
+      ``(rank, count)``: int64 [N] position of each row inside its user's block, and int64 [N] the size of
+      that block.
+    """
+    n = user.shape[0]
+    idx = np.arange(n)
+    new_user = np.ones(n, dtype=bool)
+    new_user[1:] = user[1:] != user[:-1]
+    start = np.maximum.accumulate(np.where(new_user, idx, 0))
+    ends = np.append(np.flatnonzero(new_user)[1:], n)
+    sizes = ends - np.flatnonzero(new_user)
+    count = np.repeat(sizes, sizes)
+    return idx - start, count
+
+
+def temporal_split(table: SampleTable, test_fraction: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Mark each user's latest rows as held out.
+
+    Each user with ``n`` rows holds out its last ``max(1, round(test_fraction * n))`` rows in time order,
+    always leaving at least one earlier row (users with a single row hold nothing out).
+
+    Args:
+      table: samples sorted by (user, time).
+      test_fraction: in (0, 1).
+      rows: optional bool [N]; only these rows take part (others are never held out and do not count).
+
+    Returns:
+      bool [N], True for held-out rows.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if rows is None:
+        rows = np.ones(len(table), dtype=bool)
+    sel = np.flatnonzero(rows)
+    rank, count = user_offsets(table.user[sel])
+    n_out = np.clip(np.rint(test_fraction * count), 1, np.maximum(count - 1, 0)).astype(np.int64)
+    held = np.zeros(len(table), dtype=bool)
+    held[sel] = rank >= count - n_out
+    return held

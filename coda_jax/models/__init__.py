@@ -1,0 +1,20 @@
+"""CTR models (flax). Every model maps a feature dict to ``(logit [B], representation [B, H])``."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from coda_jax.config import ModelConfig
+from coda_jax.models.din import DIN
+from coda_jax.models.features import param_group
+
+
+def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int) -> nn.Module:
+    """Build the CTR model named by ``cfg.name`` for the given vocabulary sizes."""
+    if cfg.name == "din":
+        return DIN(num_users=num_users, num_items=num_items, num_genres=num_genres, embed_dim=cfg.embed_dim,
+                   hidden=tuple(cfg.hidden), attention_hidden=cfg.attention_hidden)
+    raise ValueError(f"model.name: unknown model {cfg.name!r}")
+
+
+__all__ = ["DIN", "make_model", "param_group"]

@@ -1,0 +1,59 @@
+"""DIN (Deep Interest Network) CTR model: attention pooling of the liked / disliked history against the target."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from coda_jax.models.features import EMBED_INIT, MLP, masked_mean
+
+
+class AttentionPool(nn.Module):
+    """DIN activation unit: weights each history item by an MLP of (history, target) and pools.
+
+    Args (call): history [..., L, d], target [..., d], mask [..., L] (True = real item).
+    Returns: pooled [..., d] (zeros where the history is empty).
+    """
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, history: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+        t = jnp.broadcast_to(target[..., None, :], history.shape)
+        z = jnp.concatenate([history, t, history - t, history * t], axis=-1)
+        z = nn.relu(nn.Dense(self.hidden, name="att_hidden")(z))
+        logits = nn.Dense(1, name="att_out")(z)[..., 0]
+        logits = jnp.where(mask, logits, -1e9)
+        weights = nn.softmax(logits, axis=-1) * mask
+        return (weights[..., None] * history).sum(-2)
+
+
+class DIN(nn.Module):
+    """DIN over user, target item, its genres, and liked / disliked history.
+
+    Call with a feature dict (``user`` [B], ``item`` [B], ``genres`` [B, G], ``hist_pos`` [B, L],
+    ``hist_neg`` [B, L]); returns ``(logit [B], representation [B, hidden[-1]])``. The representation is the
+    last hidden layer, used by the cloud as the sample vector for matching.
+    """
+
+    num_users: int
+    num_items: int
+    num_genres: int
+    embed_dim: int = 16
+    hidden: tuple[int, ...] = (64, 32)
+    attention_hidden: int = 32
+
+    @nn.compact
+    def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
+        items = nn.Embed(self.num_items + 1, self.embed_dim, embedding_init=EMBED_INIT, name="item_embed")
+        users = nn.Embed(self.num_users, self.embed_dim, embedding_init=EMBED_INIT, name="user_embed")
+        target = items(f["item"])
+        genres = nn.Embed(self.num_genres + 1, self.embed_dim, embedding_init=EMBED_INIT, name="genre_embed")
+        genre = masked_mean(genres(f["genres"]), f["genres"] > 0)
+        attend = AttentionPool(self.attention_hidden, name="attention")
+        liked = attend(items(f["hist_pos"]), target, f["hist_pos"] > 0)
+        disliked = attend(items(f["hist_neg"]), target, f["hist_neg"] > 0)
+        x = jnp.concatenate([users(f["user"]), target, genre, liked, disliked], axis=-1)
+        rep = MLP(self.hidden, name="mlp")(x)
+        logit = nn.Dense(1, name="out")(rep)[..., 0]
+        return logit, rep
