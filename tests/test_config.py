@@ -1,0 +1,258 @@
+"""Tests for :mod:`coda_jax.config`: loading, validation errors that name the file and key, overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coda_jax import config as C
+from coda_jax.config import Config, ConfigError, from_dict, load, to_dict, validate, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _load_error(tmp_path: Path, text: str) -> tuple[Path, str]:
+    p = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load(p)
+    return p, str(exc.value)
+
+
+# ----------------------------------------------------------------------------- shipped files
+
+
+def test_default_yaml_is_embedded_default():
+    cfg = load(REPO / "configs" / "default.yaml")
+    assert cfg == Config()
+    # Types are exactly those of the embedded default (tuples, floats), not just equal values.
+    assert isinstance(cfg.model.hidden, tuple) and isinstance(cfg.finetune.trainable, tuple)
+    assert isinstance(cfg.cloud.learning_rate, float)
+
+
+def test_movielens_yaml_loads():
+    cfg = load(REPO / "configs" / "movielens100k.yaml")
+    raw = yaml.safe_load((REPO / "configs" / "movielens100k.yaml").read_text())
+    assert cfg.data.source == "movielens100k"
+    assert cfg.finetune.steps == raw["finetune"]["steps"]
+    assert cfg.data.like_threshold == raw["data"]["like_threshold"]
+    assert cfg.data.min_rows_per_user == raw["data"]["min_rows_per_user"]
+    # keys not in the file keep their defaults
+    assert cfg.eval == C.EvalConfig()
+    assert cfg.synthetic == C.SyntheticConfig()
+
+
+def test_empty_file_is_default(tmp_path):
+    assert load(_write(tmp_path, "")) == Config()
+
+
+def test_partial_file_overrides_only_its_keys(tmp_path):
+    cfg = load(_write(tmp_path, "seed: 3\nfinetune:\n  steps: 9\n  trainable: [dense, item]\n"))
+    expected = dataclasses.replace(
+        Config(), seed=3,
+        finetune=dataclasses.replace(C.FinetuneConfig(), steps=9, trainable=("dense", "item")))
+    assert cfg == expected
+
+
+# ----------------------------------------------------------------------------- unknown keys
+
+
+@pytest.mark.parametrize("text, key", [
+    ("sed: 1\n", "sed"),
+    ("cloud:\n  epoch: 3\n", "cloud.epoch"),
+    ("retrieval:\n  neighbours: 3\n", "retrieval.neighbours"),
+    ("data:\n  eval: test\n", "data.eval"),
+])
+def test_unknown_key_names_file_and_dotted_key(tmp_path, text, key):
+    p, msg = _load_error(tmp_path, text)
+    assert str(p) in msg
+    assert f"{key}: unknown key" in msg
+
+
+def test_unknown_key_from_dict_names_source():
+    with pytest.raises(ConfigError) as exc:
+        from_dict({"cloud": {"epoch": 3}}, source="my-source")
+    assert "my-source" in str(exc.value) and "cloud.epoch" in str(exc.value)
+
+
+# ----------------------------------------------------------------------------- wrong types
+
+
+@pytest.mark.parametrize("text, key", [
+    ("seed: '3'\n", "seed"),                                 # string for an int
+    ("cloud:\n  epochs: 'three'\n", "cloud.epochs"),        # string for an int
+    ("cloud:\n  epochs: true\n", "cloud.epochs"),           # bool for an int
+    ("cloud:\n  epochs: 2.5\n", "cloud.epochs"),            # float for an int
+    ("cloud:\n  learning_rate: true\n", "cloud.learning_rate"),  # bool for a float
+    ("cloud:\n  learning_rate: fast\n", "cloud.learning_rate"),  # string for a float
+    ("methods: coda\n", "methods"),                          # scalar for a list
+    ("model:\n  hidden: 64\n", "model.hidden"),             # scalar for a list
+    ("finetune:\n  trainable: dense\n", "finetune.trainable"),   # string for a list
+    ("model:\n  hidden: [64, x]\n", "model.hidden"),        # bad list element
+    ("finetune:\n  weight_by_score: 1\n", "finetune.weight_by_score"),  # int for a bool
+    ("data:\n  source: 5\n", "data.source"),                # int for a string
+    ("cloud: 5\n", "cloud"),                                 # scalar for a section
+    ("cloud: [1, 2]\n", "cloud"),                            # list for a section
+])
+def test_wrong_type_names_key(tmp_path, text, key):
+    p, msg = _load_error(tmp_path, text)
+    assert str(p) in msg
+    assert key in msg
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    p, msg = _load_error(tmp_path, "- 1\n- 2\n")
+    assert str(p) in msg
+
+
+def test_int_accepted_for_float_and_none_for_optional(tmp_path):
+    cfg = load(_write(tmp_path, "cloud:\n  learning_rate: 1\ndata:\n  data_dir: null\n"))
+    assert cfg.cloud.learning_rate == 1.0 and isinstance(cfg.cloud.learning_rate, float)
+    assert cfg.data.data_dir is None
+    cfg = load(_write(tmp_path, "data:\n  data_dir: /some/where\n"))
+    assert cfg.data.data_dir == "/some/where"
+
+
+# ----------------------------------------------------------------------------- out-of-range values
+
+
+@pytest.mark.parametrize("text, key", [
+    ("data:\n  test_fraction: 1.5\n", "data.test_fraction"),
+    ("data:\n  test_fraction: 0\n", "data.test_fraction"),
+    ("data:\n  test_fraction: 1.0\n", "data.test_fraction"),
+    ("data:\n  validation_fraction: -0.1\n", "data.validation_fraction"),
+    ("data:\n  eval_on: train\n", "data.eval_on"),
+    ("data:\n  source: netflix\n", "data.source"),
+    ("data:\n  history_len: 0\n", "data.history_len"),
+    ("data:\n  min_rows_per_user: 1\n", "data.min_rows_per_user"),
+    ("data:\n  max_users: -1\n", "data.max_users"),
+    ("classifier:\n  keep_fraction: 0\n", "classifier.keep_fraction"),
+    ("classifier:\n  keep_fraction: 1.5\n", "classifier.keep_fraction"),
+    ("classifier:\n  threshold: 1.5\n", "classifier.threshold"),
+    ("classifier:\n  kind: tree\n", "classifier.kind"),
+    ("finetune:\n  trainable: [bogus]\n", "finetune.trainable"),
+    ("finetune:\n  trainable: [dense, bogus]\n", "finetune.trainable"),
+    ("finetune:\n  steps: 0\n", "finetune.steps"),
+    ("finetune:\n  learning_rate: 0\n", "finetune.learning_rate"),
+    ("methods: [nope]\n", "methods"),
+    ("methods: [coda, nope]\n", "methods"),
+    ("methods: []\n", "methods"),
+    ("seed: -1\n", "seed"),
+    ("model:\n  hidden: []\n", "model.hidden"),
+    ("model:\n  hidden: [64, 0]\n", "model.hidden"),
+    ("model:\n  name: gru\n", "model.name"),
+    ("retrieval:\n  backend: faiss\n", "retrieval.backend"),
+    ("retrieval:\n  scann_leaves_to_search: 0\n", "retrieval.scann_leaves_to_search"),
+    ("retrieval:\n  neighbors: 200\n", "retrieval.scann_reorder"),   # reorder (100) < neighbors
+    ("synthetic:\n  max_rows_per_user: 5\n", "synthetic.max_rows_per_user"),    # < min (20)
+    ("synthetic:\n  num_items: 50\n", "synthetic.max_rows_per_user"),           # max (80) > num_items
+    ("eval:\n  confidence: 1.0\n", "eval.confidence"),
+    ("engine:\n  chunk_users: 0\n", "engine.chunk_users"),
+    ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
+])
+def test_out_of_range_names_key(tmp_path, text, key):
+    p, msg = _load_error(tmp_path, text)
+    assert str(p) in msg
+    assert key in msg
+
+
+def test_boundary_values_accepted(tmp_path):
+    cfg = load(_write(tmp_path, "classifier:\n  keep_fraction: 1.0\n  threshold: 0.0\n"
+                                "retrieval:\n  scann_leaves_to_search: 1.0\n  neighbors: 100\n"))
+    assert cfg.classifier.keep_fraction == 1.0 and cfg.classifier.threshold == 0.0
+    assert cfg.retrieval.neighbors == cfg.retrieval.scann_reorder == 100
+
+
+def test_validate_direct_names_source_and_key():
+    bad = dataclasses.replace(Config(), data=dataclasses.replace(C.DataConfig(), test_fraction=1.5))
+    with pytest.raises(ConfigError) as exc:
+        validate(bad, source="somewhere.yaml")
+    assert "somewhere.yaml" in str(exc.value) and "data.test_fraction" in str(exc.value)
+    assert validate(Config()) == Config()
+
+
+def test_config_error_is_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+# ----------------------------------------------------------------------------- file problems
+
+
+def test_missing_file_names_path(tmp_path):
+    p = tmp_path / "nope" / "missing.yaml"
+    with pytest.raises(ConfigError) as exc:
+        load(p)
+    assert str(p) in str(exc.value)
+
+
+def test_invalid_yaml_names_file(tmp_path):
+    p, msg = _load_error(tmp_path, "data: [1, 2\nseed: : :\n")
+    assert str(p) in msg
+
+
+# ----------------------------------------------------------------------------- overrides and round trip
+
+
+def test_with_overrides_sets_values():
+    cfg = with_overrides(Config(), ["finetune.steps=7"])
+    assert cfg.finetune.steps == 7
+    assert cfg == dataclasses.replace(Config(), finetune=dataclasses.replace(C.FinetuneConfig(), steps=7))
+    cfg = with_overrides(Config(), ["seed=5", "model.hidden=[8, 4]", "methods=[coda]",
+                                    "classifier.keep_fraction=0.5"])
+    assert cfg.seed == 5 and cfg.model.hidden == (8, 4) and cfg.methods == ("coda",)
+    assert cfg.classifier.keep_fraction == 0.5
+    # the input config is not modified
+    assert Config().finetune.steps == C.FinetuneConfig().steps
+
+
+@pytest.mark.parametrize("item, key", [
+    ("cloud.epoch=3", "cloud.epoch"),
+    ("bogus=1", "bogus"),
+    ("nosuch.steps=1", "nosuch"),
+    ("finetune.steps.x=1", "finetune.steps"),
+])
+def test_with_overrides_unknown_key_errors(item, key):
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), [item])
+    assert key in str(exc.value)
+
+
+def test_with_overrides_bad_value_and_syntax():
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), ["finetune.steps=0"])
+    assert "finetune.steps" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), ["finetune.steps=abc"])
+    assert "finetune.steps" in str(exc.value)
+    with pytest.raises(ConfigError):
+        with_overrides(Config(), ["finetune.steps"])      # no '='
+
+
+def test_to_dict_round_trip():
+    assert from_dict(to_dict(Config())) == Config()
+    cfg = with_overrides(Config(), ["seed=11", "model.hidden=[5]", "finetune.trainable=[item, genre]",
+                                    "data.data_dir=/x", "methods=[local, coda]"])
+    d = to_dict(cfg)
+    assert d["model"]["hidden"] == [5] and isinstance(d["finetune"]["trainable"], list)
+    assert from_dict(d) == cfg
+    # to_dict output survives a YAML dump / load as well
+    assert from_dict(yaml.safe_load(yaml.safe_dump(d))) == cfg
+    # and it lists every field of every section
+    for f in dataclasses.fields(Config):
+        assert f.name in d
+        sub = getattr(Config(), f.name)
+        if dataclasses.is_dataclass(sub):
+            assert set(d[f.name]) == {g.name for g in dataclasses.fields(sub)}
+
+
+def test_from_dict_none_is_default():
+    assert from_dict(None) == Config()
+    assert from_dict({}) == Config()
