@@ -40,7 +40,7 @@ class SyntheticConfig:
     personal_scale: float = 1.0    # spread of each user's own deviation from its group
     item_scale: float = 0.5        # spread of item popularity
     drift: float = 0.5             # how much a user's taste moves from its first to its last row
-    base_logit: float = -0.2
+    base_logit: float = -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ClassifierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int = 100
+    steps: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3
     trainable: tuple[str, ...] = ("dense", "user")
@@ -105,7 +105,7 @@ class FinetuneConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
-    chunk_users: int = 512         # users per vmapped chunk (the last chunk is padded)
+    chunk_users: int = 128         # users per vmapped chunk (the last chunk is padded); raise it on a GPU
     min_bucket: int = 16           # smallest padded row / vocabulary size; buckets are powers of two
 
 

@@ -1,0 +1,98 @@
+"""Load or generate a dataset and split it: the table, the pool (training rows) and each user's held-out rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from coda_jax.config import Config, ConfigError
+from coda_jax.data.features import build_samples
+from coda_jax.data.readers import DataError, read_movielens100k
+from coda_jax.data.schema import Interactions, SampleTable
+from coda_jax.data.split import temporal_split
+from coda_jax.data.synthetic import generate
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A split sample table.
+
+    Attributes:
+      table: every sample, sorted by (user, time).
+      train: bool [N], training rows: the cloud pool, and each user's local data.
+      heldout: bool [N], evaluation rows (each user's latest rows: test, or validation rows carved from
+        the training rows when ``data.eval_on`` is ``validation``; then test rows are in neither mask).
+      users: int [S] the simulated users (global user index), those with training and held-out rows.
+      info: counts for the report (rows, users, dropped users).
+    """
+
+    table: SampleTable
+    train: np.ndarray
+    heldout: np.ndarray
+    users: np.ndarray
+    info: dict
+
+
+def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]:
+    """Drop users with fewer than ``min_rows`` interactions and re-densify user indices.
+
+    Returns the filtered log and the number of users dropped.
+    """
+    counts = np.bincount(inter.user, minlength=inter.num_users)
+    keep_user = counts >= min_rows
+    if keep_user.all():
+        return inter, 0
+    new_index = np.cumsum(keep_user) - 1
+    rows = keep_user[inter.user]
+    if not rows.any():
+        raise DataError(f"{inter.name}: no user has at least {min_rows} interactions "
+                        f"(data.min_rows_per_user)")
+    out = dataclasses.replace(inter, user=new_index[inter.user[rows]].astype(np.int32), item=inter.item[rows],
+                              label=inter.label[rows], time=inter.time[rows], user_ids=inter.user_ids[keep_user])
+    return out, int((~keep_user).sum())
+
+
+def load_interactions(cfg: Config) -> Interactions:
+    """The interaction log named by ``cfg.data.source`` (generated, or read from ``cfg.data.data_dir``)."""
+    if cfg.data.source == "synthetic":
+        return generate(cfg.synthetic, cfg.seed)
+    if cfg.data.source == "movielens100k":
+        if not cfg.data.data_dir:
+            raise ConfigError("data.data_dir: the movielens100k source needs the folder holding u.data, u.item, "
+                              "u.user (pass --data-dir PATH)")
+        return read_movielens100k(Path(cfg.data.data_dir), like_threshold=cfg.data.like_threshold)
+    raise ConfigError(f"data.source: unknown source {cfg.data.source!r}")
+
+
+def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
+    """Build and split the dataset of a run (``inter`` overrides the configured source).
+
+    Each user's last ``test_fraction`` of rows in time are its test rows; the rest are training rows. With
+    ``data.eval_on: validation`` the last ``validation_fraction`` of each user's training rows are held out
+    instead and the test rows are not used at all (for choosing settings without touching test rows).
+    """
+    if inter is None:
+        inter = load_interactions(cfg)
+    n_raw_users = inter.num_users
+    inter, dropped = filter_users(inter, cfg.data.min_rows_per_user)
+    table = build_samples(inter, cfg.data.history_len)
+    test = temporal_split(table, cfg.data.test_fraction)
+    train = ~test
+    heldout = test
+    if cfg.data.eval_on == "validation":
+        heldout = temporal_split(table, cfg.data.validation_fraction, rows=train)
+        train = train & ~heldout
+    has_train = np.bincount(table.user[train], minlength=table.num_users) > 0
+    has_heldout = np.bincount(table.user[heldout], minlength=table.num_users) > 0
+    users = np.flatnonzero(has_train & has_heldout)
+    if cfg.data.max_users:
+        users = users[: cfg.data.max_users]
+    if users.size == 0:
+        raise DataError(f"{inter.name}: no user has both training and held-out rows")
+    info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
+            "users_dropped_min_rows": dropped, "users_in_file": n_raw_users, "simulated_users": int(users.size),
+            "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
+            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on}
+    return Dataset(table=table, train=train, heldout=heldout, users=users, info=info)

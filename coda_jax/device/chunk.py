@@ -1,0 +1,148 @@
+"""The per-chunk pytree the vmapped device stage consumes: every leaf has a leading user axis ``[U, ...]``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax.numpy as jnp
+import numpy as np
+
+from coda_jax.data.packing import bucket_size, pad_rows
+from coda_jax.data.schema import SampleTable
+from coda_jax.device.submodel import local_vocab
+
+
+@flax.struct.dataclass
+class Rows:
+    """A padded set of samples per user.
+
+    Attributes:
+      features: model-input dict, ``user`` [U, N] (always local user 0), ``item`` [U, N], ``genres`` [U, N, G],
+        ``hist_pos`` / ``hist_neg`` [U, N, L]; item ids are local-vocabulary indices.
+      label: float32 [U, N].
+      mask: bool [U, N], False on padding.
+      vector: float32 [U, N, D] the cloud's sample vectors (what the sample classifier sees).
+      row: int32 [U, N] table row of each sample (-1 on padding), for bookkeeping on the host.
+    """
+
+    features: dict
+    label: jnp.ndarray
+    mask: jnp.ndarray
+    vector: jnp.ndarray
+    row: jnp.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[-1])
+
+
+@flax.struct.dataclass
+class DeviceChunk:
+    """Everything a chunk of ``U`` devices holds.
+
+    Attributes:
+      user_index: int32 [U] global user index (selects each device's user-embedding row).
+      user_mask: bool [U], False for padding devices of the last chunk.
+      vocab: int32 [U, V] each device's local item vocabulary (global ids, 0 first).
+      local: [U, Nl] the device's own training rows.
+      candidates: [U, Nc] coarse candidates sent by the cloud, best similarity first.
+      random: [U, Nc] random pool rows (the ``local+random`` baseline; classifier negatives if configured).
+      test: [U, Nt] the device's held-out evaluation rows.
+    """
+
+    user_index: jnp.ndarray
+    user_mask: jnp.ndarray
+    vocab: jnp.ndarray
+    local: Rows
+    candidates: Rows
+    random: Rows
+    test: Rows
+
+
+@dataclasses.dataclass(frozen=True)
+class UserRows:
+    """CSR row lists of the simulated users (``0..num_users-1`` in simulation order).
+
+    Each field is ``(offsets int64 [U + 1], rows int64 [total])`` of table rows.
+    """
+
+    local: tuple[np.ndarray, np.ndarray]
+    candidates: tuple[np.ndarray, np.ndarray]
+    random: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+    def counts(self, field: str) -> np.ndarray:
+        return np.diff(getattr(self, field)[0])
+
+
+def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mask: np.ndarray) -> dict:
+    feats = table.features(index)       # fancy indexing keeps the [U, N] leading shape
+    return {
+        "features": {k: np.where(mask.reshape(mask.shape + (1,) * (v.ndim - 2)), v, 0).astype(np.int32)
+                     for k, v in feats.items()},
+        "label": np.where(mask, table.label[index], 0.0).astype(np.float32),
+        "mask": mask,
+        "vector": np.where(mask[..., None], vectors[index], 0.0).astype(np.float32),
+        "row": np.where(mask, index, -1).astype(np.int32),
+    }
+
+
+def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bucket: int) -> dict[str, int]:
+    """Bucketed widths ``{local, candidates, test}`` for a chunk of owners (``-1`` = padding device)."""
+    real = owners[owners >= 0]
+
+    def widest(field: str) -> int:
+        c = rows.counts(field)[real]
+        return int(c.max()) if c.size else 1
+
+    return {"local": bucket_size(widest("local"), min_bucket),
+            "candidates": bucket_size(num_candidates, min_bucket),
+            "test": bucket_size(widest("test"), min_bucket)}
+
+
+def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
+               user_index: np.ndarray, num_candidates: int, min_bucket: int) -> DeviceChunk:
+    """Pack a chunk of devices on the host.
+
+    Args:
+      table: the sample table.
+      vectors: float32 [N, D] sample vectors of every table row.
+      rows: the simulated users' row lists.
+      owners: int [U] simulated-user index of each device slot, ``-1`` for padding slots.
+      user_index: int [num_simulated] global user index of each simulated user.
+      num_candidates: the run's candidate cap (fixes the candidate width of every chunk).
+      min_bucket: smallest padded width.
+
+    Returns:
+      A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
+    """
+    owners = np.asarray(owners)
+    widths = chunk_shapes(rows, owners, num_candidates, min_bucket)
+    parts = {}
+    for field in ("local", "candidates", "random", "test"):
+        offsets, flat = getattr(rows, field)
+        width = widths["candidates" if field == "random" else field]
+        index, mask = pad_rows(offsets, flat, owners, width)
+        parts[field] = _gather_rows(table, vectors, index, mask)
+    # Local vocabulary over every item id the device touches (padding rows hold 0), then remap ids in place.
+    keys = ("item", "hist_pos", "hist_neg")
+    ids = np.concatenate([parts[f]["features"][k].reshape(len(owners), -1) for f in parts for k in keys], axis=1)
+    vocab, remapped, size = local_vocab(ids)
+    v_width = min(bucket_size(int(size.max()), min_bucket), table.num_items + 1)   # never wider than the table
+    if vocab.shape[1] < v_width:
+        vocab = np.pad(vocab, ((0, 0), (0, v_width - vocab.shape[1])))
+    vocab = vocab[:, :v_width]
+    start = 0
+    for f in parts:
+        for k in keys:
+            shape = parts[f]["features"][k].shape
+            n = int(np.prod(shape[1:]))
+            parts[f]["features"][k] = remapped[:, start:start + n].reshape(shape)
+            start += n
+        parts[f]["features"]["user"] = np.zeros_like(parts[f]["features"]["user"])
+    real = owners >= 0
+    return DeviceChunk(
+        user_index=np.where(real, user_index[np.where(real, owners, 0)], 0).astype(np.int32),
+        user_mask=real, vocab=vocab.astype(np.int32),
+        **{f: Rows(**parts[f]) for f in parts})

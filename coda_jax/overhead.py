@@ -1,0 +1,68 @@
+"""What a real device would pay for CoDA: bytes down and up, storage, and on-device FLOPs (estimates)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coda_jax.config import Config
+from coda_jax.data.dataset import Dataset
+from coda_jax.device.chunk import UserRows
+from coda_jax.models.features import param_group
+
+FLOAT_BYTES = 4
+INT_BYTES = 4
+
+
+def forward_flops_per_sample(model, params, features_one: dict) -> float | None:
+    """FLOPs of one forward pass on one sample, from XLA's cost analysis (None where unavailable)."""
+    try:
+        fn = jax.jit(lambda p, f: model.apply({"params": p}, f))
+        cost = fn.lower(params, features_one).compile().cost_analysis()
+        if isinstance(cost, (list, tuple)):
+            cost = cost[0]
+        return float(cost["flops"])
+    except Exception:  # noqa: BLE001 - cost analysis is best-effort across jax versions and backends
+        return None
+
+
+def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
+             kept: np.ndarray, vocab_size: np.ndarray) -> dict:
+    """Per-device overhead of the ``coda`` method, averaged over simulated users.
+
+    Args:
+      kept: int [S] candidates each device kept; vocab_size: int [S] item rows in each device's model copy.
+
+    Returns a dict of means: ``bytes_down`` (model copy + candidates with their vectors, + random negatives
+    if the classifier uses them), ``bytes_up`` (local sample vectors sent for matching), ``storage_bytes``
+    (local + kept rows + model copy), ``flops_classifier``, ``flops_finetune``, and the per-item pieces.
+    """
+    table = data.table
+    row_bytes = INT_BYTES * (2 + table.genres.shape[1] + 2 * table.history_len) + FLOAT_BYTES  # ids + label
+    vec_bytes = FLOAT_BYTES * vectors.shape[1]
+    per_item = sum(int(np.prod(t.shape[1:])) for k, v in params.items() if param_group(k) == "item"
+                   for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
+    fixed = sum(int(np.prod(t.shape[1:])) if param_group(k) == "user" else int(np.prod(t.shape))
+                for k, v in params.items() if param_group(k) != "item"
+                for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
+    model_bytes = fixed + per_item * vocab_size.astype(np.float64)
+    n_local = rows.counts("local").astype(np.float64)
+    n_cand = rows.counts("candidates").astype(np.float64)
+    n_neg = n_cand if cfg.classifier.negatives == "candidates" else rows.counts("random").astype(np.float64)
+    down = model_bytes + n_cand * (row_bytes + vec_bytes)
+    if cfg.classifier.negatives == "random":
+        down = down + n_neg * vec_bytes
+    one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), table.features(np.arange(1)))
+    fwd = forward_flops_per_sample(model, params, one)
+    d = vectors.shape[1]
+    cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
+    flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
+    flops_ft = None if fwd is None else cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
+    return {
+        "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),
+        "storage_bytes": float(((n_local + kept) * row_bytes + model_bytes).mean()),
+        "model_copy_bytes": float(model_bytes.mean()), "row_bytes": row_bytes, "vector_bytes": vec_bytes,
+        "flops_classifier": float(flops_cls.mean()), "flops_finetune": flops_ft,
+        "forward_flops_per_sample": fwd,
+    }

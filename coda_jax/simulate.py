@@ -1,0 +1,233 @@
+"""Orchestrate one simulation run: data -> cloud pretrain -> sample vectors -> coarse matching -> vmapped
+device stage in chunks -> per-user AUC -> results. Python loops here go over stages and chunks only."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from coda_jax import overhead
+from coda_jax.cloud.pretrain import pretrain, sample_vectors
+from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, make_searcher, recall_at_k
+from coda_jax.config import Config, to_dict
+from coda_jax.data.dataset import Dataset, make_dataset
+from coda_jax.data.packing import csr_from_owner
+from coda_jax.device.chunk import UserRows, make_chunk
+from coda_jax.device.train import StageSettings, device_stage
+from coda_jax.evaluate import chunk_auc, paired_bootstrap
+from coda_jax.models import make_model
+from coda_jax.progress import progress_bar
+
+
+@dataclasses.dataclass
+class Results:
+    """What a run produced.
+
+    Attributes:
+      config: the run's config as a dict.
+      methods: method name -> ``{"auc": user-averaged AUC, "users": users evaluated,
+        "per_user": {dataset user id: AUC}}``.
+      comparisons: other method -> paired ``coda - other`` difference ``{"mean", "low", "high"}``.
+      augmentation: method -> mean augmented rows per simulated user; plus ``local_rows`` (mean local rows).
+      retrieval: ScaNN / exact recall and candidate counts.
+      timings: stage name -> seconds.
+      overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
+      data: dataset counts.
+    """
+
+    config: dict
+    methods: dict
+    comparisons: dict
+    augmentation: dict
+    retrieval: dict
+    timings: dict
+    overhead: dict
+    data: dict
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``results.json`` into ``out_dir`` (created if needed); returns its path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "results.json"
+        path.write_text(json.dumps(self.to_json(), indent=1, default=float))
+        return path
+
+    def table(self) -> str:
+        """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
+        differences with bootstrap intervals."""
+        lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   coda - method [95% CI]"]
+        for name, m in self.methods.items():
+            cmp = self.comparisons.get(name)
+            diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+            lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
+                         f"{self.augmentation.get(name, 0.0):>10.1f}{diff}")
+        r = self.retrieval
+        if r.get("recall_at_k") is not None:
+            lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
+                         f"over {r['recall_queries']} queries")
+        lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        return "\n".join(lines)
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.timings[name] = timer.timings.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Span()
+
+
+def random_rows(pool_rows: np.ndarray, row_user: np.ndarray, users: np.ndarray, count: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random pool rows per simulated user, none of them its own, in random order.
+
+    Returns a CSR ``(offsets [S + 1], rows)``; a user keeps fewer than ``count`` only when the redraws keep
+    hitting its own rows (a pool dominated by that user).
+    """
+    rng = np.random.default_rng(seed)
+    draw = pool_rows[rng.integers(0, len(pool_rows), size=(len(users), count))]
+    for _ in range(8):                                   # redraw own rows; rare
+        own = row_user[draw] == users[:, None]
+        if not own.any():
+            break
+        draw[own] = pool_rows[rng.integers(0, len(pool_rows), size=int(own.sum()))]
+    keep = row_user[draw] != users[:, None]
+    owner = np.broadcast_to(np.arange(len(users))[:, None], draw.shape)[keep]
+    return csr_from_owner(owner, draw[keep], len(users))
+
+
+def cloud_stage(cfg: Config, data: Dataset, timer: _Timer | None = None, show_progress: bool = True):
+    """Pretrain the global model and run coarse matching for every simulated user.
+
+    Returns ``(model, params, vectors [N, D], UserRows, retrieval_report)``.
+    """
+    timer = timer or _Timer()
+    table = data.table
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    pool = np.flatnonzero(data.train)
+    with timer("cloud_pretrain"):
+        params, losses = pretrain(model, table, pool, cfg.cloud, cfg.seed, show_progress)
+    with timer("sample_vectors"):
+        vectors = sample_vectors(model, params, table)
+    sim_index = np.full(table.num_users, -1)
+    sim_index[data.users] = np.arange(len(data.users))
+    local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
+    with timer("index_build"):
+        searcher = make_searcher(vectors[pool], cfg.retrieval, cfg.seed)
+    with timer("coarse_match"):
+        cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
+                                         sim_index[table.user[local_rows]], len(data.users), cfg.retrieval)
+    report = {"backend": cfg.retrieval.backend, "k": min(cfg.retrieval.neighbors, len(pool)),
+              "recall_at_k": None, "recall_queries": 0, "pool_rows": int(len(pool)),
+              "queries": int(len(local_rows)), "mean_candidates": float(cands.counts().mean()),
+              "cloud_train_loss": losses}
+    if cfg.retrieval.recall_queries > 0 and cfg.retrieval.backend == "scann":
+        with timer("recall_check"):
+            rng = np.random.default_rng(cfg.seed)
+            q = rng.choice(local_rows, size=min(cfg.retrieval.recall_queries, len(local_rows)), replace=False)
+            approx, _ = searcher.search(vectors[q], report["k"])
+            exact, _ = ExactSearcher(vectors[pool]).search(vectors[q], report["k"])
+            report["recall_at_k"] = recall_at_k(approx, exact)
+            report["recall_queries"] = int(len(q))
+    heldout_rows = np.flatnonzero(data.heldout & (sim_index[table.user] >= 0))
+    rows = UserRows(
+        local=csr_from_owner(sim_index[table.user[local_rows]], local_rows, len(data.users)),
+        candidates=(cands.offsets, cands.rows),
+        random=random_rows(pool, table.user, data.users, cfg.retrieval.max_candidates, cfg.seed + 1),
+        test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)))
+    return model, params, vectors, rows, report
+
+
+def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
+                     show_progress: bool = True) -> dict:
+    """Run the vmapped device stage over all simulated users in chunks of ``cfg.engine.chunk_users``.
+
+    Users are ordered by local row count so each chunk's bucketed shapes stay tight; the last chunk is padded
+    with empty devices. Returns ``auc`` float [M, S], ``valid`` bool [S], ``kept`` int [S] (per simulated
+    user, in ``data.users`` order), ``vocab_size`` int [S] (item rows in each device's model copy) and
+    ``compiles`` (distinct chunk shapes).
+    """
+    settings = StageSettings.from_config(cfg)
+    n_users = len(data.users)
+    size = min(cfg.engine.chunk_users, n_users)
+    order = np.argsort(-rows.counts("local"), kind="stable")
+    n_chunks = -(-n_users // size)
+    slots = np.full(n_chunks * size, -1)
+    slots[:n_users] = order
+    auc = np.full((len(settings.methods), n_users), np.nan)
+    valid = np.zeros(n_users, dtype=bool)
+    kept = np.zeros(n_users, dtype=np.int64)
+    vocab_size = np.zeros(n_users, dtype=np.int64)
+    key = jax.random.PRNGKey(cfg.seed + 2)
+    shapes = set()
+    for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
+        owners = slots[c * size:(c + 1) * size]
+        chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
+                           cfg.engine.min_bucket)
+        shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1]))
+        out = device_stage(model, settings, params, chunk, key)
+        a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
+        real = owners >= 0
+        auc[:, owners[real]] = a[:, real]
+        valid[owners[real]] = v[real]
+        kept[owners[real]] = np.asarray(out["kept"]).sum(axis=1)[real]
+        vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
+    return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "compiles": len(shapes)}
+
+
+def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True) -> Results:
+    """Run CoDA and the baselines end to end and return the :class:`Results`.
+
+    Args:
+      cfg: the run configuration (``Config()`` is the embedded synthetic default).
+      data: an already built dataset (otherwise built from ``cfg.data``).
+      show_progress: show progress bars on stderr.
+    """
+    timer = _Timer()
+    with timer("data"):
+        data = data if data is not None else make_dataset(cfg)
+    model, params, vectors, rows, retrieval = cloud_stage(cfg, data, timer, show_progress)
+    with timer("device_stage"):
+        dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress)
+    methods_list = tuple(cfg.methods)
+    valid = dev["valid"]
+    user_ids = data.table.user_ids[data.users]
+    methods = {}
+    for i, name in enumerate(methods_list):
+        a = dev["auc"][i]
+        methods[name] = {"auc": float(np.mean(a[valid])) if valid.any() else float("nan"),
+                         "users": int(valid.sum()),
+                         "per_user": {str(uid): float(x) for uid, x in zip(user_ids[valid], a[valid])}}
+    comparisons = {}
+    if "coda" in methods_list:
+        ci = methods_list.index("coda")
+        for i, name in enumerate(methods_list):
+            if name != "coda":
+                comparisons[name] = paired_bootstrap(dev["auc"][ci][valid], dev["auc"][i][valid],
+                                                     cfg.eval.bootstrap, cfg.eval.confidence, cfg.seed)
+    kept = dev["kept"].astype(np.float64)
+    n_cand = rows.counts("candidates").astype(np.float64)
+    augmentation = {"local_rows": float(rows.counts("local").mean()), "global": 0.0, "local": 0.0,
+                    "local+random": float(np.minimum(kept, rows.counts("random")).mean()),
+                    "local+coarse": float(n_cand.mean()), "coda": float(kept.mean())}
+    retrieval["device_stage_compiles"] = dev["compiles"]
+    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, dev["kept"], dev["vocab_size"])
+    return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
+                   retrieval=retrieval, timings=timer.timings, overhead=ovh, data=data.info)

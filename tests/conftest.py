@@ -1,0 +1,59 @@
+"""Shared tiny fixtures: a small synthetic run's dataset, cloud model and packed chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from coda_jax.config import Config
+
+
+def tiny_config(**overrides) -> Config:
+    """A config small enough for unit tests on a 2-core CPU."""
+    cfg = Config()
+    cfg = dataclasses.replace(
+        cfg,
+        synthetic=dataclasses.replace(cfg.synthetic, num_users=40, num_items=80, min_rows_per_user=10,
+                                      max_rows_per_user=24, num_user_groups=3, num_item_clusters=6),
+        data=dataclasses.replace(cfg.data, history_len=4),
+        model=dataclasses.replace(cfg.model, embed_dim=8, hidden=(16, 8), attention_hidden=8),
+        cloud=dataclasses.replace(cfg.cloud, epochs=2, batch_size=64),
+        retrieval=dataclasses.replace(cfg.retrieval, neighbors=5, max_candidates=20, recall_queries=50),
+        classifier=dataclasses.replace(cfg.classifier, steps=20),
+        finetune=dataclasses.replace(cfg.finetune, steps=8, batch_size=8),
+        engine=dataclasses.replace(cfg.engine, chunk_users=8, min_bucket=8),
+        eval=dataclasses.replace(cfg.eval, bootstrap=200),
+    )
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg() -> Config:
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_cloud(tiny_cfg):
+    """``(cfg, data, model, params, vectors, rows)`` of the tiny synthetic run, computed once per session."""
+    from coda_jax.data.dataset import make_dataset
+    from coda_jax.simulate import cloud_stage
+
+    data = make_dataset(tiny_cfg)
+    model, params, vectors, rows, _ = cloud_stage(tiny_cfg, data, show_progress=False)
+    return tiny_cfg, data, model, params, vectors, rows
+
+
+@pytest.fixture(scope="session")
+def make_tiny_chunk(tiny_cloud):
+    """Pack the given simulated users (``-1`` = padding slot) into a chunk of the tiny run."""
+    from coda_jax.device.chunk import make_chunk
+
+    cfg, data, model, params, vectors, rows = tiny_cloud
+
+    def make(owners):
+        return make_chunk(data.table, vectors, rows, np.asarray(owners), data.users,
+                          cfg.retrieval.max_candidates, cfg.engine.min_bucket)
+
+    return make

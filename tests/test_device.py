@@ -1,0 +1,187 @@
+"""The device stage: local model copy, classifier, filter, fine-tuning, vmapping and compilation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from coda_jax.config import ClassifierConfig, FinetuneConfig
+from coda_jax.device.submodel import local_model, localize_params
+from coda_jax.device.train import (StageSettings, classifier_scores, device_stage, finetune, keep_mask,
+                                   score, train_classifier, user_stage)
+
+
+def _user(chunk, u):
+    return jax.tree_util.tree_map(lambda x: x[u], chunk)
+
+
+def test_local_copy_scores_like_the_global_model(tiny_cloud, make_tiny_chunk):
+    """Gathering a device's vocabulary rows and remapping ids must not change any prediction."""
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    chunk = make_tiny_chunk([3, 0, 7, -1])
+    for slot in range(3):
+        c = _user(chunk, slot)
+        m = local_model(model, c.vocab.shape[0])
+        local_params = localize_params(params, c.vocab, c.user_index)
+        for part in (c.local, c.candidates, c.test):
+            got = np.asarray(score(m, local_params, part))
+            table_rows = np.asarray(part.row)[np.asarray(part.mask)]
+            feats = data.table.features(table_rows)
+            feats["user"] = np.full_like(feats["user"], int(c.user_index))
+            want = np.asarray(model.apply({"params": params}, feats)[0])
+            np.testing.assert_allclose(got[np.asarray(part.mask)], want, rtol=1e-5, atol=1e-5)
+    # a device holds its vocabulary (padded to a bucket), never more rows than the global item table
+    assert chunk.vocab.shape[1] <= data.table.num_items + 1
+
+
+def test_keep_mask_fraction_and_threshold():
+    rng = np.random.default_rng(0)
+    s = rng.random(40).astype(np.float32)
+    mask = rng.random(40) < 0.7
+    cfg = ClassifierConfig(keep_fraction=0.3)
+    got = np.asarray(keep_mask(jnp.asarray(s), jnp.asarray(mask), cfg))
+    valid = np.flatnonzero(mask)
+    n_keep = int(np.ceil(0.3 * valid.size))
+    want = np.zeros(40, bool)
+    want[valid[np.argsort(-s[valid])[:n_keep]]] = True
+    np.testing.assert_array_equal(got, want)
+    got_t = np.asarray(keep_mask(jnp.asarray(s), jnp.asarray(mask), ClassifierConfig(threshold=0.5)))
+    np.testing.assert_array_equal(got_t, mask & (s >= 0.5))
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp"])
+def test_classifier_learns_the_local_boundary(kind):
+    rng = np.random.default_rng(1)
+    d = 8
+    local = rng.normal(0.8, 1.0, size=(40, d)).astype(np.float32)
+    outside = rng.normal(-0.8, 1.0, size=(60, d)).astype(np.float32)
+    cfg = ClassifierConfig(kind=kind, steps=150, learning_rate=0.05)
+    p = train_classifier(jnp.asarray(local), jnp.ones(40, bool), jnp.asarray(outside), jnp.ones(60, bool),
+                         jax.random.PRNGKey(0), cfg)
+    test_local = rng.normal(0.8, 1.0, size=(200, d)).astype(np.float32)
+    test_out = rng.normal(-0.8, 1.0, size=(200, d)).astype(np.float32)
+    s = np.asarray(classifier_scores(p, jnp.asarray(np.concatenate([test_local, test_out])), cfg))
+    assert roc_auc_score(np.r_[np.ones(200), np.zeros(200)], s) > 0.9
+
+
+def test_classifier_ignores_padding():
+    rng = np.random.default_rng(2)
+    pos = rng.normal(1.0, 1.0, size=(16, 4)).astype(np.float32)
+    neg = rng.normal(-1.0, 1.0, size=(16, 4)).astype(np.float32)
+    pm = np.arange(16) < 10
+    cfg = ClassifierConfig(steps=30)
+    p1 = train_classifier(jnp.asarray(pos), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+                          jax.random.PRNGKey(0), cfg)
+    garbage = pos.copy()
+    garbage[~pm] = 1e3
+    p2 = train_classifier(jnp.asarray(garbage), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+                          jax.random.PRNGKey(0), cfg)
+    chex.assert_trees_all_close(p1, p2, rtol=1e-5, atol=1e-6)
+
+
+def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chunk):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    c = _user(make_tiny_chunk([1]), 0)
+    m = local_model(model, c.vocab.shape[0])
+    p0 = localize_params(params, c.vocab, c.user_index)
+    w = c.local.mask.astype(jnp.float32)
+    ft = FinetuneConfig(steps=60, batch_size=16, learning_rate=1e-2, trainable=("dense", "user"))
+    p1 = finetune(m, p0, c.local, w, jax.random.PRNGKey(0), ft)
+
+    def loss(p):
+        logits = np.asarray(score(m, p, c.local))[np.asarray(c.local.mask)]
+        y = np.asarray(c.local.label)[np.asarray(c.local.mask)]
+        return float(np.mean(np.logaddexp(0, logits) - y * logits))
+
+    assert loss(p1) < loss(p0) - 1e-3
+    chex.assert_trees_all_equal(p1["item_embed"], p0["item_embed"])
+    chex.assert_trees_all_equal(p1["genre_embed"], p0["genre_embed"])
+    assert not np.allclose(p1["user_embed"]["embedding"], p0["user_embed"]["embedding"])
+    p2 = finetune(m, p0, c.local, w, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
+    chex.assert_trees_all_equal(p2["mlp"], p0["mlp"])
+    assert not np.allclose(p2["item_embed"]["embedding"], p0["item_embed"]["embedding"])
+
+
+def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
+    """Rows with weight 0 must not influence training: poisoning their labels changes nothing."""
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    c = _user(make_tiny_chunk([2]), 0)
+    m = local_model(model, c.vocab.shape[0])
+    p0 = localize_params(params, c.vocab, c.user_index)
+    mask = np.asarray(c.local.mask)
+    w = mask.copy().astype(np.float32)
+    w[np.flatnonzero(mask)[::2]] = 0.0
+    ft = FinetuneConfig(steps=10, batch_size=8)
+    a = finetune(m, p0, c.local, jnp.asarray(w), jax.random.PRNGKey(3), ft)
+    poisoned = c.local.replace(label=jnp.where(jnp.asarray(w) > 0, c.local.label, 1.0 - c.local.label))
+    b = finetune(m, p0, poisoned, jnp.asarray(w), jax.random.PRNGKey(3), ft)
+    chex.assert_trees_all_close(a, b)
+
+
+def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    settings = StageSettings.from_config(cfg)
+    chunk = make_tiny_chunk([0, 5, 9, -1])
+    key = jax.random.PRNGKey(7)
+    out = device_stage(model, settings, params, chunk, key)
+    assert out["logits"].shape == (4, len(cfg.methods), chunk.test.width)
+    for slot in range(3):
+        c = _user(chunk, slot)
+        one = user_stage(model, settings, params, c.vocab, c.user_index, c.local, c.candidates, c.random,
+                         c.test, jax.random.fold_in(key, c.user_index))
+        np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
+        np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))
+
+
+def test_result_does_not_depend_on_chunk_mates(tiny_cloud, make_tiny_chunk):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    settings = StageSettings.from_config(cfg)
+    a = make_tiny_chunk([4, 1, 2, 3])
+    b = make_tiny_chunk([6, 7, 4, -1])
+    if a.local.width != b.local.width or a.vocab.shape != b.vocab.shape or a.test.width != b.test.width:
+        pytest.skip("chunks landed in different buckets")
+    key = jax.random.PRNGKey(0)
+    la = np.asarray(device_stage(model, settings, params, a, key)["logits"][0])
+    lb = np.asarray(device_stage(model, settings, params, b, key)["logits"][2])
+    np.testing.assert_allclose(la, lb, rtol=2e-4, atol=2e-4)
+
+
+def _same_bucket_pair(make_tiny_chunk, data):
+    users = np.arange(len(data.users))
+    first = make_tiny_chunk(users[:4])
+    for start in range(4, len(users) - 3):
+        other = make_tiny_chunk(users[start:start + 4])
+        if (other.local.width, other.test.width, other.vocab.shape) == \
+                (first.local.width, first.test.width, first.vocab.shape):
+            return first, other
+    pytest.fail("no two chunks of the tiny run share a bucket")
+
+
+def test_two_chunks_of_one_bucket_compile_once(tiny_cloud, make_tiny_chunk):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    settings = StageSettings.from_config(cfg)
+    c1, c2 = _same_bucket_pair(make_tiny_chunk, data)
+    assert not np.array_equal(np.asarray(c1.user_index), np.asarray(c2.user_index))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def stage(params, chunk, key):
+        return device_stage.__wrapped__(model, settings, params, chunk, key)
+
+    key = jax.random.PRNGKey(0)
+    jax.block_until_ready(stage(params, c1, key))
+    jax.block_until_ready(stage(params, c2, jax.random.PRNGKey(1)))   # same bucket: no retrace
+    wider = jax.tree_util.tree_map(lambda x: np.concatenate([x, x]), c1)   # a different bucket: must retrace
+    with pytest.raises(AssertionError):
+        stage(params, wider, key)
+    # the module-level jitted stage as the simulator calls it
+    before = device_stage._cache_size()
+    device_stage(model, settings, params, c1, key)
+    device_stage(model, settings, params, c2, key)
+    assert device_stage._cache_size() - before <= 1
