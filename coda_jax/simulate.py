@@ -192,18 +192,34 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "compiles": len(shapes)}
 
 
-def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True) -> Results:
+CLOUD_SECTIONS = ("seed", "data", "synthetic", "model", "cloud", "retrieval")
+"""Config sections the dataset and the cloud stage depend on; runs that differ elsewhere can share them."""
+
+
+def cloud_key(cfg: Config) -> str:
+    """A key equal for two configs exactly when their dataset and cloud stage are the same."""
+    d = to_dict(cfg)
+    return json.dumps({k: d[k] for k in CLOUD_SECTIONS}, sort_keys=True)
+
+
+def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
+             cloud: tuple | None = None) -> Results:
     """Run CoDA and the baselines end to end and return the :class:`Results`.
 
     Args:
       cfg: the run configuration (``Config()`` is the embedded synthetic default).
       data: an already built dataset (otherwise built from ``cfg.data``).
       show_progress: show progress bars on stderr.
+      cloud: the output of :func:`cloud_stage` for this dataset and config, to reuse across runs that
+        differ only in device-side settings (see :func:`cloud_key`).
     """
     timer = _Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
-    model, params, vectors, rows, retrieval = cloud_stage(cfg, data, timer, show_progress)
+    if cloud is None:
+        cloud = cloud_stage(cfg, data, timer, show_progress)
+    model, params, vectors, rows, retrieval = cloud
+    retrieval = dict(retrieval)
     with timer("device_stage"):
         dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress)
     methods_list = tuple(cfg.methods)

@@ -1,7 +1,8 @@
 """``coda-sim``: run a simulation, or a benchmark.
 
   coda-sim run [--config FILE] [--data-dir DIR] [--out DIR] [--set KEY=VALUE ...]
-  coda-sim bench engine [--users N] [--steps N] [--out FILE]
+  coda-sim sweep [--config FILE] [--data-dir DIR] --grid KEY=V1,V2 [--grid ...] [--out DIR]
+  coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sims.sweep import main as sweep  # noqa: PLC0415
+
+    return sweep(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sims.bench_engine import main as bench_engine  # noqa: PLC0415
 
-    argv = ["--users", str(args.users), "--steps", str(args.steps)]
+    argv = ["--users", str(args.users), "--steps", str(args.steps), "--loop-users", str(args.loop_users),
+            "--chunk-users", str(args.chunk_users)]
     if args.out:
         argv += ["--out", args.out]
     return bench_engine(argv)
@@ -53,6 +61,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coda-sim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    def add_config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="YAML config (see configs/); keys not given keep their defaults")
+        p.add_argument("--data-dir", help="folder of the dataset's files (sets data.data_dir)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one config value, e.g. --set finetune.steps=200 (repeatable)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     run = sub.add_parser(
         "run", help="simulate CoDA and the baselines, print the results table",
         description="Simulate CoDA and the baselines (global, local, local+random, local+coarse, coda) and "
@@ -60,17 +75,25 @@ def make_parser() -> argparse.ArgumentParser:
                     "--config it runs the embedded default: a synthetic dataset, no download. For MovieLens "
                     "100K: --config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding "
                     "u.data, u.item, u.user as downloaded).")
-    run.add_argument("--config", help="YAML config (see configs/); keys not given keep their defaults")
-    run.add_argument("--data-dir", help="folder of the dataset's files (sets data.data_dir)")
+    add_config_args(run)
     run.add_argument("--out", help="write results.json (config, per-method and per-user AUC, timings) here")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override one config value, e.g. --set finetune.steps=200 (repeatable)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of config values (dataset and cloud stage shared where possible)",
+        description="Run the cartesian product of --grid values; variants that differ only in device-side "
+                    "settings (classifier, finetune, engine, eval, methods) share the dataset and cloud stage. "
+                    "Tune on --set data.eval_on=validation, never on test rows.")
+    add_config_args(sweep)
+    sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                       help="values of one config key to sweep (repeatable; YAML values, lists in brackets)")
+    sweep.add_argument("--out", help="write each variant's results.json and sweep.json here")
+    sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop)")
     bench.add_argument("which", choices=["engine"])
     bench.add_argument("--users", type=int, default=1024)
     bench.add_argument("--steps", type=int, default=50)
+    bench.add_argument("--loop-users", type=int, default=0, help="time the loop on this many users, scaled")
+    bench.add_argument("--chunk-users", type=int, default=0, help="users per vmapped chunk (0 = config's)")
     bench.add_argument("--out", help="write the figures as JSON here")
     bench.set_defaults(func=cmd_bench)
     return parser

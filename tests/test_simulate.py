@@ -1,0 +1,131 @@
+"""End to end: simulate() on tiny data, results.json, the CLI, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from coda_jax.cloud.pretrain import predict
+from coda_jax.simulate import simulate
+from sims.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tiny_cloud):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    from coda_jax.simulate import cloud_stage
+
+    return simulate(cfg, data=data, show_progress=False, cloud=cloud_stage(cfg, data, show_progress=False))
+
+
+def test_results_cover_every_method_on_the_same_users(tiny_cloud, tiny_results):
+    cfg, data, *_ = tiny_cloud
+    t = data.table
+    # users evaluated: simulated users whose held-out rows hold both classes (computed independently)
+    expected = [str(t.user_ids[u]) for u in data.users
+                if len(set(t.label[data.heldout & (t.user == u)].tolist())) == 2]
+    assert set(tiny_results.methods) == set(cfg.methods)
+    for name, m in tiny_results.methods.items():
+        assert sorted(m["per_user"]) == sorted(expected), name
+        assert m["users"] == len(expected)
+        vals = np.array(list(m["per_user"].values()))
+        assert np.all((vals >= 0) & (vals <= 1))
+        assert m["auc"] == pytest.approx(vals.mean())
+    for name, c in tiny_results.comparisons.items():
+        assert c["low"] <= c["mean"] <= c["high"], name
+        coda = np.array([tiny_results.methods["coda"]["per_user"][u] for u in expected])
+        other = np.array([tiny_results.methods[name]["per_user"][u] for u in expected])
+        assert c["mean"] == pytest.approx((coda - other).mean())
+
+
+def test_global_method_auc_matches_sklearn_on_the_cloud_model(tiny_cloud, tiny_results):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    t = data.table
+    logits, _ = predict(model, params, t.features())
+    for uid, got in list(tiny_results.methods["global"]["per_user"].items())[:10]:
+        u = int(np.flatnonzero(t.user_ids == int(uid))[0])
+        sel = data.heldout & (t.user == u)
+        assert got == pytest.approx(roc_auc_score(t.label[sel], logits[sel]), abs=1e-5)
+
+
+def test_augmentation_counts(tiny_cloud, tiny_results):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    aug = tiny_results.augmentation
+    assert aug["local_rows"] == pytest.approx(rows.counts("local").mean())
+    assert aug["local+coarse"] == pytest.approx(rows.counts("candidates").mean())
+    expected_kept = np.ceil(cfg.classifier.keep_fraction * rows.counts("candidates")).mean()
+    assert aug["coda"] == pytest.approx(expected_kept)
+    assert aug["local+random"] == pytest.approx(aug["coda"])   # random rows: as many as coda keeps
+    assert tiny_results.overhead["bytes_down"] > tiny_results.overhead["model_copy_bytes"] > 0
+
+
+def test_results_json_round_trip(tiny_results, tmp_path):
+    path = tiny_results.save(tmp_path / "out")
+    loaded = json.loads(path.read_text())
+    assert loaded["methods"]["coda"]["per_user"] == tiny_results.methods["coda"]["per_user"]
+    assert loaded["config"]["finetune"]["steps"] == tiny_results.config["finetune"]["steps"]
+    for stage in ("cloud_pretrain", "coarse_match", "device_stage"):
+        assert loaded["timings"][stage] >= 0
+    assert 0.0 <= loaded["retrieval"]["recall_at_k"] <= 1.0
+
+
+def _tiny_yaml(tmp_path, **extra) -> str:
+    from conftest import tiny_config
+
+    from coda_jax.config import to_dict
+
+    d = to_dict(tiny_config())
+    d["synthetic"]["num_users"] = 16
+    d["eval"]["bootstrap"] = 50
+    for key, value in extra.items():
+        section, name = key.split("__")
+        d[section][name] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return str(path)
+
+
+def test_cli_run_writes_results(tmp_path, capsys):
+    cfg_path = _tiny_yaml(tmp_path)
+    assert cli_main(["run", "--config", cfg_path, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for name in ("global", "local", "local+random", "local+coarse", "coda"):
+        assert name in out
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["data"]["simulated_users"] == 16
+
+
+def test_cli_run_on_movielens_format_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "ml"
+    d.mkdir()
+    n_users, n_items = 12, 30
+    (d / "u.user").write_text("".join(f"{u}|30|M|other|00000\n" for u in range(1, n_users + 1)))
+    (d / "u.item").write_bytes(b"".join(
+        f"{i}|Film {i} (1995)|01-Jan-1995||http://x|".encode("latin-1")
+        + "|".join(str(int(g)) for g in rng.random(19) < 0.15).encode() + b"\n" for i in range(1, n_items + 1)))
+    lines = []
+    for u in range(1, n_users + 1):
+        for j, i in enumerate(rng.choice(n_items, size=15, replace=False) + 1):
+            lines.append(f"{u}\t{i}\t{rng.integers(1, 6)}\t{880000000 + 1000 * j}\n")
+    (d / "u.data").write_text("".join(lines))
+    cfg_path = _tiny_yaml(tmp_path, data__source="movielens100k")
+    assert cli_main(["run", "--config", cfg_path, "--data-dir", str(d), "--quiet"]) == 0
+    assert "coda" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "finetune.stepz=3"], "finetune.stepz"),
+    (["--set", "classifier.keep_fraction=2"], "classifier.keep_fraction"),
+    (["--config", "/nonexistent/cfg.yaml"], "/nonexistent/cfg.yaml"),
+    (["--set", "data.source=movielens100k", "--data-dir", "/nonexistent/ml"], "/nonexistent/ml"),
+    (["--set", "data.source=movielens100k"], "data.data_dir"),
+])
+def test_cli_errors_name_the_problem(args, fragment, capsys):
+    assert cli_main(["run", "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and fragment in err
