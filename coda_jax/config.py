@@ -16,8 +16,12 @@ from typing import Any
 import yaml
 
 METHODS = ("global", "local", "local+random", "local+coarse", "coda")
-MODEL_NAMES = ("din",)
-DATA_SOURCES = ("synthetic", "movielens100k")
+MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
+DATA_SOURCES = ("synthetic", "movielens100k", "movielens1m", "movielens_csv", "amazon", "taobao", "csv")
+DIR_SOURCES = ("movielens100k", "movielens1m", "movielens_csv")  # read from data.data_dir
+FILE_SOURCES = ("amazon", "taobao", "csv")                        # read from data.path
+TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
+CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 
 
@@ -54,6 +58,15 @@ class DataConfig:
     eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
     validation_fraction: float = 0.2
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
+    path: str | None = None        # single-file sources (amazon, taobao, csv): the interactions file
+    meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
+    skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
+    label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # taobao: behaviors labelled 1 (the rest 0)
+    columns: tuple[str, ...] = ()  # csv: user, item, rating (or label), time [, genres] column names
+                                   # (0-based numbers as strings, e.g. "0", without a header)
+    csv_target: str = "rating"     # csv: the third column is a "rating" (>= like_threshold) or a 0/1 "label"
+    has_header: bool = True        # csv: the first line names the columns
+    delimiter: str = ","           # csv: one character
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +74,7 @@ class ModelConfig:
     name: str = "din"
     embed_dim: int = 16
     hidden: tuple[int, ...] = (64, 32)
-    attention_hidden: int = 32
+    attention_hidden: int = 32     # DIN only (its attention unit's width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +114,7 @@ class FinetuneConfig:
     trainable: tuple[str, ...] = ("dense", "user")
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
+    row_users: str = "own"         # augmented rows as the device's own user ("own") or their own ("original")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +170,25 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
     ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
     ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
+    for b in d.label_behaviors:
+        ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
+           f"unknown behavior {b!r}; known: {', '.join(TAOBAO_BEHAVIORS)}")
+    ck("data.label_behaviors", 0 < len(set(d.label_behaviors)) < len(TAOBAO_BEHAVIORS),
+       f"must name at least one and not every behavior, got {list(d.label_behaviors)}")
+    ck("data.label_behaviors", len(set(d.label_behaviors)) == len(d.label_behaviors),
+       f"names a behavior twice: {list(d.label_behaviors)}")
+    ck("data.csv_target", d.csv_target in CSV_TARGETS, f"must be 'rating' or 'label', got {d.csv_target!r}")
+    ck("data.delimiter", len(d.delimiter) == 1 and d.delimiter not in "\"\r\n",
+       f"must be one character other than a quote or line break, got {d.delimiter!r}")
+    if d.columns or d.source == "csv":
+        ck("data.columns", len(d.columns) in (4, 5),
+           f"must list 4 or 5 columns: user, item, {d.csv_target}, time [, genres], got {list(d.columns)}")
+        ck("data.columns", all(c.strip() for c in d.columns), f"must not hold empty names, got {list(d.columns)}")
+        ck("data.columns", len(set(d.columns)) == len(d.columns), f"names a column twice: {list(d.columns)}")
+        ck("data.columns", d.has_header or all(c.isdigit() for c in d.columns),
+           f"without a header (data.has_header: false) must be 0-based column numbers, got {list(d.columns)}")
+        ck("data.delimiter", len(d.columns) < 5 or d.delimiter != "|",
+           "must not be '|' with a genres column (genres are '|'-separated)")
     s = cfg.synthetic
     for key in ("num_users", "num_items", "num_genres", "num_user_groups", "num_item_clusters"):
         ck(f"synthetic.{key}", getattr(s, key) >= 1, f"must be >= 1, got {getattr(s, key)}")
@@ -204,6 +237,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
         ck("finetune.trainable", g in TRAINABLE_GROUPS,
            f"unknown parameter group {g!r}; known: {', '.join(TRAINABLE_GROUPS)}")
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
+    ck("finetune.row_users", f.row_users in ("own", "original"),
+       f"must be 'own' or 'original', got {f.row_users!r}")
     e = cfg.engine
     ck("engine.chunk_users", e.chunk_users >= 1, f"must be >= 1, got {e.chunk_users}")
     ck("engine.min_bucket", e.min_bucket >= 1, f"must be >= 1, got {e.min_bucket}")

@@ -28,11 +28,12 @@ def forward_flops_per_sample(model, params, features_one: dict) -> float | None:
 
 
 def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-             kept: np.ndarray, vocab_size: np.ndarray) -> dict:
+             kept: np.ndarray, vocab_size: np.ndarray, user_rows: np.ndarray | None = None) -> dict:
     """Per-device overhead of the ``coda`` method, averaged over simulated users.
 
     Args:
-      kept: int [S] candidates each device kept; vocab_size: int [S] item rows in each device's model copy.
+      kept: int [S] candidates each device kept; vocab_size, user_rows: int [S] item and user rows in each
+        device's model copy (user_rows defaults to 1, the device's own user).
 
     Returns a dict of means: ``bytes_down`` (model copy + candidates with their vectors, + random negatives
     if the classifier uses them), ``bytes_up`` (local sample vectors sent for matching), ``storage_bytes``
@@ -41,12 +42,14 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
     table = data.table
     row_bytes = INT_BYTES * (2 + table.genres.shape[1] + 2 * table.history_len) + FLOAT_BYTES  # ids + label
     vec_bytes = FLOAT_BYTES * vectors.shape[1]
+    per_user = sum(int(np.prod(t.shape[1:])) for k, v in params.items() if param_group(k) == "user"
+                   for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
     per_item = sum(int(np.prod(t.shape[1:])) for k, v in params.items() if param_group(k) == "item"
                    for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
-    fixed = sum(int(np.prod(t.shape[1:])) if param_group(k) == "user" else int(np.prod(t.shape))
-                for k, v in params.items() if param_group(k) != "item"
+    fixed = sum(int(np.prod(t.shape)) for k, v in params.items() if param_group(k) not in ("item", "user")
                 for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
-    model_bytes = fixed + per_item * vocab_size.astype(np.float64)
+    users_held = np.ones_like(vocab_size) if user_rows is None else user_rows
+    model_bytes = fixed + per_item * vocab_size.astype(np.float64) + per_user * users_held.astype(np.float64)
     n_local = rows.counts("local").astype(np.float64)
     n_cand = rows.counts("candidates").astype(np.float64)
     n_neg = n_cand if cfg.classifier.negatives == "candidates" else rows.counts("random").astype(np.float64)

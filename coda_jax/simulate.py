@@ -113,19 +113,20 @@ def random_rows(pool_rows: np.ndarray, row_user: np.ndarray, users: np.ndarray, 
     return csr_from_owner(owner, draw[keep], len(users))
 
 
-def cloud_stage(cfg: Config, data: Dataset, timer: _Timer | None = None, show_progress: bool = True):
+def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
     """Pretrain the global model and run coarse matching for every simulated user.
 
-    Returns ``(model, params, vectors [N, D], UserRows, retrieval_report)``.
+    Returns ``(model, params, vectors [N, D], UserRows, report)``; ``report`` holds retrieval figures and
+    ``timings`` of the cloud's stages.
     """
-    timer = timer or _Timer()
+    timer = _Timer()
     table = data.table
     model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
     pool = np.flatnonzero(data.train)
     with timer("cloud_pretrain"):
         params, losses = pretrain(model, table, pool, cfg.cloud, cfg.seed, show_progress)
     with timer("sample_vectors"):
-        vectors = sample_vectors(model, params, table)
+        vectors = sample_vectors(model, params, table, center_rows=pool)
     sim_index = np.full(table.num_users, -1)
     sim_index[data.users] = np.arange(len(data.users))
     local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
@@ -152,6 +153,7 @@ def cloud_stage(cfg: Config, data: Dataset, timer: _Timer | None = None, show_pr
         candidates=(cands.offsets, cands.rows),
         random=random_rows(pool, table.user, data.users, cfg.retrieval.max_candidates, cfg.seed + 1),
         test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)))
+    report["timings"] = timer.timings
     return model, params, vectors, rows, report
 
 
@@ -161,7 +163,8 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
 
     Users are ordered by local row count so each chunk's bucketed shapes stay tight; the last chunk is padded
     with empty devices. Returns ``auc`` float [M, S], ``valid`` bool [S], ``kept`` int [S] (per simulated
-    user, in ``data.users`` order), ``vocab_size`` int [S] (item rows in each device's model copy) and
+    user, in ``data.users`` order), ``vocab_size`` / ``user_rows`` int [S] (item / user rows in each
+    device's model copy) and
     ``compiles`` (distinct chunk shapes).
     """
     settings = StageSettings.from_config(cfg)
@@ -175,13 +178,14 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     valid = np.zeros(n_users, dtype=bool)
     kept = np.zeros(n_users, dtype=np.int64)
     vocab_size = np.zeros(n_users, dtype=np.int64)
+    user_rows = np.zeros(n_users, dtype=np.int64)
     key = jax.random.PRNGKey(cfg.seed + 2)
     shapes = set()
     for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
         owners = slots[c * size:(c + 1) * size]
         chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                           cfg.engine.min_bucket)
-        shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1]))
+                           cfg.engine.min_bucket, cfg.finetune.row_users)
+        shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
         out = device_stage(model, settings, params, chunk, key)
         a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
         real = owners >= 0
@@ -189,7 +193,10 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
         valid[owners[real]] = v[real]
         kept[owners[real]] = np.asarray(out["kept"]).sum(axis=1)[real]
         vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
-    return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "compiles": len(shapes)}
+        uv = np.sort(chunk.user_vocab[:, 1:], axis=1)          # distinct users held (slot 0 is padding)
+        user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
+    return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "user_rows": user_rows,
+            "compiles": len(shapes)}
 
 
 CLOUD_SECTIONS = ("seed", "data", "synthetic", "model", "cloud", "retrieval")
@@ -217,9 +224,10 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
     if cloud is None:
-        cloud = cloud_stage(cfg, data, timer, show_progress)
+        cloud = cloud_stage(cfg, data, show_progress)
     model, params, vectors, rows, retrieval = cloud
     retrieval = dict(retrieval)
+    timer.timings.update(retrieval.pop("timings", {}))
     with timer("device_stage"):
         dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress)
     methods_list = tuple(cfg.methods)
@@ -244,6 +252,7 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
                     "local+random": float(np.minimum(kept, rows.counts("random")).mean()),
                     "local+coarse": float(n_cand.mean()), "coda": float(kept.mean())}
     retrieval["device_stage_compiles"] = dev["compiles"]
-    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, dev["kept"], dev["vocab_size"])
+    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, dev["kept"], dev["vocab_size"],
+                            dev["user_rows"])
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
                    retrieval=retrieval, timings=timer.timings, overhead=ovh, data=data.info)

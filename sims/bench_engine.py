@@ -46,7 +46,7 @@ def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0)
     """The same device stage, one user at a time; returns test logits [U, Nt] of the coda method."""
     cls_cfg, ft_cfg = cfg.classifier, cfg.finetune
     clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
-    m = local_model(model, chunk.vocab.shape[1])
+    m = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
     cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), optax.adam(ft_cfg.learning_rate)
 
     @jax.jit
@@ -92,7 +92,7 @@ def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0)
         pool = np.concatenate([np.flatnonzero(pm), c.local.width + np.flatnonzero(kept)])
         feats = {k: np.concatenate([c.local.features[k][u], c.candidates.features[k][u]]) for k in c.local.features}
         labels = np.concatenate([c.local.label[u], c.candidates.label[u]])
-        local_p = localize_params(params, jnp.asarray(c.vocab[u]), jnp.asarray(c.user_index[u]))
+        local_p = localize_params(params, jnp.asarray(c.vocab[u]), jnp.asarray(c.user_vocab[u]))
         tr, fr = split_trainable(local_p, tuple(ft_cfg.trainable))
         s = ft_opt.init(tr)
         for _ in range(ft_cfg.steps):
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     model, params, vectors, rows, _ = cloud_stage(cfg, data, show_progress=False)
     owners = np.arange(len(data.users))
     chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket)
+                       cfg.engine.min_bucket, cfg.finetune.row_users)
     settings = StageSettings.from_config(cfg)
     size = args.chunk_users or cfg.engine.chunk_users
     # The engine as the simulator runs it: chunks of `size` users, one compiled shape.

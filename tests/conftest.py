@@ -54,6 +54,6 @@ def make_tiny_chunk(tiny_cloud):
 
     def make(owners):
         return make_chunk(data.table, vectors, rows, np.asarray(owners), data.users,
-                          cfg.retrieval.max_candidates, cfg.engine.min_bucket)
+                          cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users)
 
     return make

@@ -21,23 +21,31 @@ def _user(chunk, u):
     return jax.tree_util.tree_map(lambda x: x[u], chunk)
 
 
-def test_local_copy_scores_like_the_global_model(tiny_cloud, make_tiny_chunk):
+@pytest.mark.parametrize("row_users", ["own", "original"])
+def test_local_copy_scores_like_the_global_model(tiny_cloud, row_users):
     """Gathering a device's vocabulary rows and remapping ids must not change any prediction."""
+    from coda_jax.device.chunk import make_chunk
+
     cfg, data, model, params, vectors, rows = tiny_cloud
-    chunk = make_tiny_chunk([3, 0, 7, -1])
+    chunk = make_chunk(data.table, vectors, rows, np.array([3, 0, 7, -1]), data.users,
+                       cfg.retrieval.max_candidates, cfg.engine.min_bucket, row_users=row_users)
+    score_fn = jax.jit(score, static_argnums=0)
     for slot in range(3):
         c = _user(chunk, slot)
-        m = local_model(model, c.vocab.shape[0])
-        local_params = localize_params(params, c.vocab, c.user_index)
+        m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
+        local_params = localize_params(params, c.vocab, c.user_vocab)
         for part in (c.local, c.candidates, c.test):
-            got = np.asarray(score(m, local_params, part))
+            got = np.asarray(score_fn(m, local_params, part))
             table_rows = np.asarray(part.row)[np.asarray(part.mask)]
             feats = data.table.features(table_rows)
-            feats["user"] = np.full_like(feats["user"], int(c.user_index))
+            if row_users == "own" or part is c.local or part is c.test:
+                feats["user"] = np.full_like(feats["user"], int(c.user_index))
             want = np.asarray(model.apply({"params": params}, feats)[0])
             np.testing.assert_allclose(got[np.asarray(part.mask)], want, rtol=1e-5, atol=1e-5)
     # a device holds its vocabulary (padded to a bucket), never more rows than the global item table
     assert chunk.vocab.shape[1] <= data.table.num_items + 1
+    if row_users == "own":
+        assert chunk.user_vocab.shape[1] == 2
 
 
 def test_keep_mask_fraction_and_threshold():
@@ -88,8 +96,8 @@ def test_classifier_ignores_padding():
 def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chunk):
     cfg, data, model, params, vectors, rows = tiny_cloud
     c = _user(make_tiny_chunk([1]), 0)
-    m = local_model(model, c.vocab.shape[0])
-    p0 = localize_params(params, c.vocab, c.user_index)
+    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
+    p0 = localize_params(params, c.vocab, c.user_vocab)
     w = c.local.mask.astype(jnp.float32)
     ft = FinetuneConfig(steps=60, batch_size=16, learning_rate=1e-2, trainable=("dense", "user"))
     p1 = finetune(m, p0, c.local, w, jax.random.PRNGKey(0), ft)
@@ -112,8 +120,8 @@ def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
     """Rows with weight 0 must not influence training: poisoning their labels changes nothing."""
     cfg, data, model, params, vectors, rows = tiny_cloud
     c = _user(make_tiny_chunk([2]), 0)
-    m = local_model(model, c.vocab.shape[0])
-    p0 = localize_params(params, c.vocab, c.user_index)
+    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
+    p0 = localize_params(params, c.vocab, c.user_vocab)
     mask = np.asarray(c.local.mask)
     w = mask.copy().astype(np.float32)
     w[np.flatnonzero(mask)[::2]] = 0.0
@@ -131,9 +139,10 @@ def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk):
     key = jax.random.PRNGKey(7)
     out = device_stage(model, settings, params, chunk, key)
     assert out["logits"].shape == (4, len(cfg.methods), chunk.test.width)
+    one_user = jax.jit(user_stage, static_argnums=(0, 1))
     for slot in range(3):
         c = _user(chunk, slot)
-        one = user_stage(model, settings, params, c.vocab, c.user_index, c.local, c.candidates, c.random,
+        one = one_user(model, settings, params, c.vocab, c.user_vocab, c.local, c.candidates, c.random,
                          c.test, jax.random.fold_in(key, c.user_index))
         np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))

@@ -99,11 +99,16 @@ def predict(model: nn.Module, params, features: dict, batch_size: int = 8192) ->
     return np.concatenate(logits), np.concatenate(reps)
 
 
-def sample_vectors(model: nn.Module, params, table: SampleTable, rows: np.ndarray | None = None) -> np.ndarray:
-    """The cloud model's L2-normalised representation of each row: float32 [n, H].
+def sample_vectors(model: nn.Module, params, table: SampleTable, center_rows: np.ndarray | None = None) -> np.ndarray:
+    """The cloud model's representation of every row, centred and L2-normalised: float32 [N, H].
 
+    The last hidden layer is a ReLU output whose rows share a large common component (raw cosine
+    similarities sit near 1 for almost any pair), so the mean over ``center_rows`` (the pool; all rows if
+    None) is subtracted before normalising: similarity then reflects how samples differ.
     These vectors are what coarse matching searches over and what the device classifier sees.
     """
-    _, reps = predict(model, params, table.features(rows))
+    _, reps = predict(model, params, table.features())
+    reps = reps.astype(np.float64)
+    reps -= reps[center_rows if center_rows is not None else slice(None)].mean(axis=0)
     norm = np.linalg.norm(reps, axis=1, keepdims=True)
     return (reps / np.maximum(norm, 1e-12)).astype(np.float32)

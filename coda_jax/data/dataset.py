@@ -9,6 +9,7 @@ import numpy as np
 
 from coda_jax.config import Config, ConfigError
 from coda_jax.data.features import build_samples
+from coda_jax.data import formats
 from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
 from coda_jax.data.split import temporal_split
@@ -55,15 +56,49 @@ def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]
 
 
 def load_interactions(cfg: Config) -> Interactions:
-    """The interaction log named by ``cfg.data.source`` (generated, or read from ``cfg.data.data_dir``)."""
-    if cfg.data.source == "synthetic":
-        return generate(cfg.synthetic, cfg.seed)
-    if cfg.data.source == "movielens100k":
-        if not cfg.data.data_dir:
-            raise ConfigError("data.data_dir: the movielens100k source needs the folder holding u.data, u.item, "
-                              "u.user (pass --data-dir PATH)")
-        return read_movielens100k(Path(cfg.data.data_dir), like_threshold=cfg.data.like_threshold)
-    raise ConfigError(f"data.source: unknown source {cfg.data.source!r}")
+    """The interaction log named by ``cfg.data.source`` (generated, or read from ``cfg.data.data_dir`` /
+    ``cfg.data.path``). Rows a reader dropped (``data.skip_bad_rows``) are recorded by reason and reported by
+    :func:`make_dataset` in ``info["dropped_rows"]``."""
+    d = cfg.data
+    if d.source == "synthetic":
+        inter = generate(cfg.synthetic, cfg.seed)
+        formats.record_drop_report(inter.name, None)
+        return inter
+    needs = {"movielens100k": "the folder holding u.data, u.item, u.user",
+             "movielens1m": "the folder holding ratings.dat, movies.dat, users.dat",
+             "movielens_csv": "the folder holding ratings.csv and movies.csv (ml-20m, ml-25m, ml-latest)",
+             "amazon": "the reviews file (.json / .jsonl / .json.gz 5-core reviews, or the ratings-only .csv)",
+             "taobao": "UserBehavior.csv",
+             "csv": "the interactions file (columns named by data.columns)"}
+    if d.source in ("movielens100k", "movielens1m", "movielens_csv"):
+        if not d.data_dir:
+            raise ConfigError(f"data.data_dir: the {d.source} source needs {needs[d.source]} (pass --data-dir PATH)")
+        root = Path(d.data_dir)
+        if d.source == "movielens100k":
+            inter, report = read_movielens100k(root, like_threshold=d.like_threshold), None
+        elif d.source == "movielens1m":
+            inter, report = formats.read_movielens1m(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
+        else:
+            inter, report = formats.read_movielens_csv(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
+    elif d.source in ("amazon", "taobao", "csv"):
+        if not d.path:
+            raise ConfigError(f"data.path: the {d.source} source reads one file, {needs[d.source]} "
+                              f"(pass --set data.path=FILE)")
+        path = Path(d.path)
+        if d.source == "amazon":
+            inter, report = formats.read_amazon(path, d.like_threshold, d.meta_path, skip_bad_rows=d.skip_bad_rows)
+        elif d.source == "taobao":
+            rule = {b: int(b in d.label_behaviors) for b in formats.TAOBAO_LABEL_RULE}
+            inter, report = formats.read_taobao(path, rule, skip_bad_rows=d.skip_bad_rows)
+        else:
+            keys = ("user", "item", d.csv_target, "time", "genre")
+            columns = {k: (int(c) if not d.has_header else c) for k, c in zip(keys, d.columns)}
+            inter, report = formats.read_interactions_csv(path, columns, d.like_threshold, d.has_header, d.delimiter,
+                                                          skip_bad_rows=d.skip_bad_rows)
+    else:
+        raise ConfigError(f"data.source: unknown source {d.source!r}")
+    formats.record_drop_report(inter.name, report)
+    return inter
 
 
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
@@ -94,5 +129,6 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
-            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on}
+            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on,
+            "dropped_rows": formats.recorded_drops(inter.name)}
     return Dataset(table=table, train=train, heldout=heldout, users=users, info=info)

@@ -42,9 +42,12 @@ class DeviceChunk:
     """Everything a chunk of ``U`` devices holds.
 
     Attributes:
-      user_index: int32 [U] global user index (selects each device's user-embedding row).
+      user_index: int32 [U] global user index of each device's own user (also its PRNG stream).
       user_mask: bool [U], False for padding devices of the last chunk.
       vocab: int32 [U, V] each device's local item vocabulary (global ids, 0 first).
+      user_vocab: int32 [U, Vu] global user index of each local user row (row 0 is a padding slot). With
+        ``row_users='own'`` every row is the device's own user (``Vu == 2``); with ``'original'`` augmented
+        rows keep the users they came from.
       local: [U, Nl] the device's own training rows.
       candidates: [U, Nc] coarse candidates sent by the cloud, best similarity first.
       random: [U, Nc] random pool rows (the ``local+random`` baseline; classifier negatives if configured).
@@ -54,6 +57,7 @@ class DeviceChunk:
     user_index: jnp.ndarray
     user_mask: jnp.ndarray
     vocab: jnp.ndarray
+    user_vocab: jnp.ndarray
     local: Rows
     candidates: Rows
     random: Rows
@@ -102,7 +106,8 @@ def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bu
 
 
 def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
-               user_index: np.ndarray, num_candidates: int, min_bucket: int) -> DeviceChunk:
+               user_index: np.ndarray, num_candidates: int, min_bucket: int,
+               row_users: str = "own") -> DeviceChunk:
     """Pack a chunk of devices on the host.
 
     Args:
@@ -113,6 +118,9 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
       user_index: int [num_simulated] global user index of each simulated user.
       num_candidates: the run's candidate cap (fixes the candidate width of every chunk).
       min_bucket: smallest padded width.
+      row_users: ``'own'``: every row (augmented ones too) is presented as the device's own user;
+        ``'original'``: augmented rows keep their original user (the device copy then holds those users'
+        embedding rows too).
 
     Returns:
       A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
@@ -133,16 +141,30 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
     if vocab.shape[1] < v_width:
         vocab = np.pad(vocab, ((0, 0), (0, v_width - vocab.shape[1])))
     vocab = vocab[:, :v_width]
-    start = 0
+    real = owners >= 0
+    own = np.where(real, user_index[np.where(real, owners, 0)], 0).astype(np.int32)
+    # Local user vocabulary, over user index + 1 so that 0 stays padding.
+    if row_users == "own":
+        uids = np.concatenate([np.where(parts[f]["mask"], own[:, None] + 1, 0) for f in parts], axis=1)
+    elif row_users == "original":
+        uids = np.concatenate([np.where(parts[f]["mask"], parts[f]["features"]["user"] + 1, 0) for f in parts],
+                              axis=1)
+    else:
+        raise ValueError(f"row_users must be 'own' or 'original', got {row_users!r}")
+    user_vocab, user_remapped, user_size = local_vocab(uids)
+    u_width = bucket_size(int(user_size.max()), 1)
+    user_vocab = np.pad(user_vocab, ((0, 0), (0, max(0, u_width - user_vocab.shape[1]))))[:, :u_width]
+    user_vocab = np.maximum(user_vocab - 1, 0)
+    start = ustart = 0
     for f in parts:
         for k in keys:
             shape = parts[f]["features"][k].shape
             n = int(np.prod(shape[1:]))
             parts[f]["features"][k] = remapped[:, start:start + n].reshape(shape)
             start += n
-        parts[f]["features"]["user"] = np.zeros_like(parts[f]["features"]["user"])
-    real = owners >= 0
+        n = parts[f]["mask"].shape[1]
+        parts[f]["features"]["user"] = user_remapped[:, ustart:ustart + n]
+        ustart += n
     return DeviceChunk(
-        user_index=np.where(real, user_index[np.where(real, owners, 0)], 0).astype(np.int32),
-        user_mask=real, vocab=vocab.astype(np.int32),
+        user_index=own, user_mask=real, vocab=vocab.astype(np.int32), user_vocab=user_vocab.astype(np.int32),
         **{f: Rows(**parts[f]) for f in parts})

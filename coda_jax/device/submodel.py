@@ -2,8 +2,9 @@
 
 The local vocabulary of a user is the sorted set of item ids appearing in any of its rows (targets and
 history), with id 0 (padding) always at local index 0. Item ids in the user's rows are remapped to
-``0..V-1``; the user's own user-embedding row becomes local user 0. The device's parameters are the
-global ones with item tables gathered to ``[V, ...]`` and user tables to ``[1, ...]``.
+``0..V-1``; likewise user ids to a small local user vocabulary (the device's own user, plus the original
+users of augmented rows when those keep their users). The device's parameters are the global ones with
+item tables gathered to ``[V, ...]`` and user tables to ``[Vu, ...]``.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def local_vocab(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vocab, local[:, 1:].astype(np.int32), size
 
 
-def localize_params(params: dict, vocab: jnp.ndarray, user_index: jnp.ndarray) -> dict:
-    """One device's parameter copy: gather item rows ``vocab`` [V] and user row ``user_index`` (scalar).
+def localize_params(params: dict, vocab: jnp.ndarray, user_vocab: jnp.ndarray) -> dict:
+    """One device's parameter copy: gather item rows ``vocab`` [V] and user rows ``user_vocab`` [Vu].
 
-    Item tables become ``[V, ...]``, user tables ``[1, ...]``; genre tables and dense layers are copied.
-    Pure and vmappable (vmap over ``vocab`` and ``user_index`` with ``params`` unmapped).
+    Item tables become ``[V, ...]``, user tables ``[Vu, ...]`` (``[1, ...]`` when ``user_vocab`` is a scalar
+    user index); genre tables and dense layers are copied.
+    Pure and vmappable (vmap over ``vocab`` and ``user_vocab`` with ``params`` unmapped).
     """
     out = {}
     for name, sub in params.items():
@@ -55,19 +57,20 @@ def localize_params(params: dict, vocab: jnp.ndarray, user_index: jnp.ndarray) -
         if group == "item":
             out[name] = jax.tree_util.tree_map(lambda t: t[vocab], sub)
         elif group == "user":
-            out[name] = jax.tree_util.tree_map(lambda t: t[user_index][None], sub)
+            out[name] = jax.tree_util.tree_map(lambda t: t[jnp.atleast_1d(user_vocab)], sub)
         else:
             out[name] = sub
     return out
 
 
-def local_model(model, vocab_width: int):
-    """The model definition of a device copy: ``vocab_width`` item rows (id 0 included) and one user row.
+def local_model(model, vocab_width: int, user_vocab_width: int = 1):
+    """The model definition of a device copy: ``vocab_width`` item rows (id 0 included), ``user_vocab_width``
+    user rows.
 
     Every model exposes ``num_items`` and ``num_users`` fields; tables are sized ``num_items + 1`` and
     ``num_users``.
     """
-    return model.clone(num_items=vocab_width - 1, num_users=1)
+    return model.clone(num_items=vocab_width - 1, num_users=user_vocab_width)
 
 
 def split_trainable(params: dict, trainable: tuple[str, ...]) -> tuple[dict, dict]:

@@ -155,7 +155,7 @@ def score(model: nn.Module, params: dict, rows: Rows) -> jnp.ndarray:
 # ----------------------------------------------------------------------------- one user, then a chunk
 
 def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, vocab: jnp.ndarray,
-               user_index: jnp.ndarray, local: Rows, candidates: Rows, random: Rows, test: Rows,
+               user_vocab: jnp.ndarray, local: Rows, candidates: Rows, random: Rows, test: Rows,
                key: jax.Array) -> dict:
     """Run the whole device stage for one user (unbatched leaves; vmapped by :func:`device_stage`).
 
@@ -163,8 +163,8 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, v
     ``kept`` bool [Nc] candidates kept by the classifier, ``candidate_score`` float [Nc] classifier scores.
     """
     cls_cfg, ft_cfg = settings.classifier, settings.finetune
-    params = localize_params(global_params, vocab, user_index)
-    model = local_model(model, vocab.shape[0])
+    params = localize_params(global_params, vocab, user_vocab)
+    model = local_model(model, vocab.shape[0], user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
     negatives = candidates if cls_cfg.negatives == "candidates" else random
     cls_params = train_classifier(local.vector, local.mask, negatives.vector, negatives.mask, k_cls, cls_cfg)
@@ -207,5 +207,5 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
     """
     keys = jax.vmap(lambda u: jax.random.fold_in(key, u))(chunk.user_index)
     per_user = functools.partial(user_stage, model, settings, global_params)
-    return jax.vmap(per_user)(chunk.vocab, chunk.user_index, chunk.local, chunk.candidates, chunk.random,
+    return jax.vmap(per_user)(chunk.vocab, chunk.user_vocab, chunk.local, chunk.candidates, chunk.random,
                               chunk.test, keys)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import flax.linen as nn
 
 from coda_jax.config import ModelConfig
+from coda_jax.models.deepfm import DeepFM
 from coda_jax.models.din import DIN
 from coda_jax.models.features import param_group
+from coda_jax.models.lr import LR
+from coda_jax.models.pnn import PNN
+from coda_jax.models.wide_deep import WideDeep
 
 
 def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int) -> nn.Module:
@@ -14,7 +18,13 @@ def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int
     if cfg.name == "din":
         return DIN(num_users=num_users, num_items=num_items, num_genres=num_genres, embed_dim=cfg.embed_dim,
                    hidden=tuple(cfg.hidden), attention_hidden=cfg.attention_hidden)
+    if cfg.name == "lr":
+        return LR(num_users=num_users, num_items=num_items, num_genres=num_genres)
+    deep = {"deepfm": DeepFM, "wide_deep": WideDeep, "pnn": PNN}
+    if cfg.name in deep:
+        return deep[cfg.name](num_users=num_users, num_items=num_items, num_genres=num_genres,
+                              embed_dim=cfg.embed_dim, hidden=tuple(cfg.hidden))
     raise ValueError(f"model.name: unknown model {cfg.name!r}")
 
 
-__all__ = ["DIN", "make_model", "param_group"]
+__all__ = ["DIN", "LR", "PNN", "DeepFM", "WideDeep", "make_model", "param_group"]
