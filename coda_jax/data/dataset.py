@@ -57,13 +57,11 @@ def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]
 
 def load_interactions(cfg: Config) -> Interactions:
     """The interaction log named by ``cfg.data.source`` (generated, or read from ``cfg.data.data_dir`` /
-    ``cfg.data.path``). Rows a reader dropped (``data.skip_bad_rows``) are recorded by reason and reported by
-    :func:`make_dataset` in ``info["dropped_rows"]``."""
+    ``cfg.data.path``). Rows a reader dropped (``data.skip_bad_rows``) are counted by reason in the returned
+    log's ``dropped_rows`` (reported by :func:`make_dataset` in ``info["dropped_rows"]``)."""
     d = cfg.data
     if d.source == "synthetic":
-        inter = generate(cfg.synthetic, cfg.seed)
-        formats.record_drop_report(inter.name, None)
-        return inter
+        return generate(cfg.synthetic, cfg.seed)
     needs = {"movielens100k": "the folder holding u.data, u.item, u.user",
              "movielens1m": "the folder holding ratings.dat, movies.dat, users.dat",
              "movielens_csv": "the folder holding ratings.csv and movies.csv (ml-20m, ml-25m, ml-latest)",
@@ -97,8 +95,7 @@ def load_interactions(cfg: Config) -> Interactions:
                                                           skip_bad_rows=d.skip_bad_rows)
     else:
         raise ConfigError(f"data.source: unknown source {d.source!r}")
-    formats.record_drop_report(inter.name, report)
-    return inter
+    return inter if report is None else dataclasses.replace(inter, dropped_rows=dict(report.counts))
 
 
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
@@ -130,5 +127,5 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
             "users_dropped_min_rows": dropped, "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
             "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on,
-            "dropped_rows": formats.recorded_drops(inter.name)}
+            "dropped_rows": dict(inter.dropped_rows)}
     return Dataset(table=table, train=train, heldout=heldout, users=users, info=info)

@@ -12,14 +12,17 @@ Bad input policy (the same for every reader): a malformed line (wrong field coun
 timestamp, rating out of range, unknown behavior, blank line between data lines) or a duplicate row raises
 :class:`~coda_jax.data.readers.DataError` naming the file, the 1-based line and the field -- unless
 ``skip_bad_rows=True``, in which case the row is dropped and counted in the :class:`DropReport` (by reason,
-with the first such line). Nothing is ever dropped silently. Trailing blank lines and CRLF line ends are fine.
-``.gz`` files are decompressed on the fly.
+with the first such line). Nothing is ever dropped silently. One exception to raising: MovieLens CSV ratings
+of movies missing from ``movies.csv`` are always dropped and counted (``unknown_item``). Trailing blank lines
+and CRLF line ends are fine. ``.gz`` files are decompressed on the fly. :func:`coda_jax.data.dataset.load_interactions`
+records a reader's report, and the dataset info carries its counts under ``dropped_rows``.
 
 Large files are streamed: the file is read in blocks of whole lines (``block_bytes``, 8 MiB by default) and
 every block is split and converted with vectorized numpy on its bytes (field boundaries from delimiter
 positions, integers by digit accumulation); per-line Python only runs for the rare entries the fast path
 rejects (to tolerate whitespace / signs / exponents, or to name the bad value). Only the parsed columns of
-kept rows are held in memory.
+kept rows are held in memory. (Amazon JSON lines and metadata are parsed line by line with ``json``; small
+metadata files -- ``movies.*``, ``users.dat`` -- are read whole.)
 """
 
 from __future__ import annotations
@@ -51,8 +54,6 @@ __all__ = [
     "read_amazon",
     "read_taobao",
     "read_interactions_csv",
-    "record_drop_report",
-    "recorded_drops",
 ]
 
 DROP_REASONS = (
@@ -116,20 +117,6 @@ class DropReport:
         if not self.counts:
             return "no rows dropped"
         return ", ".join(f"{k}: {v} (first: {self.first.get(k, '?')})" for k, v in self.counts.items())
-
-
-_RECORDED: dict[str, DropReport] = {}
-
-
-def record_drop_report(name: str, report: DropReport | None) -> None:
-    """Remember the drop report of the dataset loaded under ``name`` (see :func:`recorded_drops`)."""
-    _RECORDED[name] = report if report is not None else DropReport()
-
-
-def recorded_drops(name: str) -> dict[str, int]:
-    """Drop counts recorded for the dataset ``name`` by :func:`coda_jax.data.dataset.load_interactions`."""
-    report = _RECORDED.get(name)
-    return report.to_dict() if report is not None else {}
 
 
 class _Drops:
@@ -452,7 +439,7 @@ class _Delimited:
             self.line += 1
             yield chunk, first
 
-    def _fix_nfields(self, chunk: bytes, first: int) -> None:
+    def _fix_nfields(self, chunk: bytes, first: int, delim: int) -> None:
         if self.nfields is not None:
             return
         for i, raw in enumerate(chunk.split(b"\n")):
@@ -460,9 +447,9 @@ class _Delimited:
                 self.nfields_line = first + i
                 if self.quotes and b'"' in raw:
                     text = raw.rstrip(b"\r").decode("utf-8", "replace")
-                    self.nfields = len(next(csv.reader([text], delimiter=self.sep.decode())))
+                    self.nfields = len(next(csv.reader([text], delimiter=chr(delim))))
                 else:
-                    self.nfields = raw.count(self.sep) + 1
+                    self.nfields = raw.count(bytes([delim])) + 1
                 self.describe = self.describe.replace("{n}", str(self.nfields))
                 return
 
@@ -477,7 +464,7 @@ class _Delimited:
                 delim = 0x1F
             else:
                 delim = self.sep[0]
-            self._fix_nfields(chunk, first)
+            self._fix_nfields(chunk, first, delim)
             if self.nfields is None:  # only blank lines so far
                 pending.extend(first + i for i in range(chunk.count(b"\n")))
                 continue

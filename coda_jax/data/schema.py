@@ -35,6 +35,7 @@ class Interactions:
       user_ids: [num_users] the dataset's own user id of every dense user index (for reporting).
       num_genres: number of distinct genres (ids ``1..num_genres``).
       name: where the data came from (file path or generator name), used in error messages and results.
+      dropped_rows: rows the reader dropped, by reason (only with ``data.skip_bad_rows``; else empty).
     """
 
     user: np.ndarray
@@ -45,6 +46,7 @@ class Interactions:
     user_ids: np.ndarray
     num_genres: int
     name: str
+    dropped_rows: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_users(self) -> int:
