@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from coda_jax.models.features import EMBED_INIT, MLP
@@ -18,15 +19,13 @@ def cross_with_genres(weights: jnp.ndarray, genres: jnp.ndarray, mask: jnp.ndarr
       mask: bool [B, K] valid rows (None = all valid).
 
     Returns:
-      [B], the mean of ``weights[b, k, genres[b, g]]`` over valid (k, g) pairs; 0 where there is none.
+      [B], the mean of ``weights[b, k, genres[b, g]]`` over valid rows k and non-padding slots g; 0 where
+      there is none. Computed against the genre-count vector (no gather, so no scatter in the gradient).
     """
-    picked = jnp.take_along_axis(weights, jnp.broadcast_to(genres[:, None, :], weights.shape[:2] + genres.shape[1:]),
-                                 axis=-1)                                                         # [B, K, G]
-    valid = genres[:, None, :] > 0
-    if mask is not None:
-        valid = valid & mask[:, :, None]
-    valid = jnp.broadcast_to(valid, picked.shape).astype(picked.dtype)
-    return (picked * valid).sum((-2, -1)) / jnp.maximum(valid.sum((-2, -1)), 1.0)
+    counts = (jax.nn.one_hot(genres, weights.shape[-1], dtype=weights.dtype) * (genres > 0)[..., None]).sum(-2)
+    per_row = jnp.einsum("bkg,bg->bk", weights, counts)                                  # [B, K] sums over slots
+    rows = jnp.ones(weights.shape[:2], weights.dtype) if mask is None else mask.astype(weights.dtype)
+    return (per_row * rows).sum(-1) / jnp.maximum(rows.sum(-1) * counts.sum(-1), 1.0)
 
 
 class WideDeep(nn.Module):
