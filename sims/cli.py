@@ -22,6 +22,8 @@ def build_config(args: argparse.Namespace) -> Config:
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
+    if getattr(args, "data_path", None):
+        overrides.append(f"data.path={args.data_path}")
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
@@ -63,7 +65,10 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     def add_config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="YAML config (see configs/); keys not given keep their defaults")
-        p.add_argument("--data-dir", help="folder of the dataset's files (sets data.data_dir)")
+        p.add_argument("--data-dir", help="folder of the dataset's files: MovieLens 100K / 1M / 20M-25M-latest "
+                                          "(sets data.data_dir)")
+        p.add_argument("--data-path", help="the data file of single-file sources: Amazon reviews, Taobao "
+                                           "UserBehavior.csv, generic CSV (sets data.path)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override one config value, e.g. --set finetune.steps=200 (repeatable)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -72,9 +77,11 @@ def make_parser() -> argparse.ArgumentParser:
         "run", help="simulate CoDA and the baselines, print the results table",
         description="Simulate CoDA and the baselines (global, local, local+random, local+coarse, coda) and "
                     "print per-method user-averaged AUC with coda's paired bootstrap differences. Without "
-                    "--config it runs the embedded default: a synthetic dataset, no download. For MovieLens "
-                    "100K: --config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding "
-                    "u.data, u.item, u.user as downloaded).")
+                    "--config it runs the embedded default: a synthetic dataset, no download. Real data: "
+                    "--config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding u.data, "
+                    "u.item, u.user as downloaded); likewise configs/movielens1m.yaml and movielens20m.yaml "
+                    "with --data-dir; configs/amazon.yaml, taobao.yaml, csv_example.yaml with --data-path FILE. "
+                    "model.name picks din, lr, deepfm, wide_deep or pnn (e.g. --set model.name=deepfm).")
     add_config_args(run)
     run.add_argument("--out", help="write results.json (config, per-method and per-user AUC, timings) here")
     run.set_defaults(func=cmd_run)
