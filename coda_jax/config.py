@@ -111,7 +111,7 @@ class FinetuneConfig:
     steps: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3
-    trainable: tuple[str, ...] = ("dense", "user")
+    trainable: tuple[str, ...] = ("dense", "user")   # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
     row_users: str = "own"         # augmented rows as the device's own user ("own") or their own ("original")
@@ -233,9 +233,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
     ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
-    for g in f.trainable:
-        ck("finetune.trainable", g in TRAINABLE_GROUPS,
-           f"unknown parameter group {g!r}; known: {', '.join(TRAINABLE_GROUPS)}")
+    ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
+       f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
+       f"got {list(f.trainable)}")
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
     ck("finetune.row_users", f.row_users in ("own", "original"),
        f"must be 'own' or 'original', got {f.row_users!r}")

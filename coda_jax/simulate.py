@@ -12,15 +12,15 @@ import jax
 import numpy as np
 
 from coda_jax import overhead
-from coda_jax.cloud.pretrain import pretrain, sample_vectors
+from coda_jax.cloud.pretrain import init_params, pretrain, sample_vectors
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, make_searcher, recall_at_k
-from coda_jax.config import Config, to_dict
+from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.data.packing import csr_from_owner
 from coda_jax.device.chunk import UserRows, make_chunk
 from coda_jax.device.train import StageSettings, device_stage
 from coda_jax.evaluate import chunk_auc, paired_bootstrap
-from coda_jax.models import make_model
+from coda_jax.models import make_model, param_group
 from coda_jax.progress import progress_bar
 
 
@@ -199,6 +199,19 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
             "compiles": len(shapes)}
 
 
+def check_trainable(cfg: Config, data: Dataset) -> None:
+    """Every ``finetune.trainable`` entry must name a parameter group or a top-level parameter of the model
+    (checked on parameter shapes only, before any training)."""
+    table = data.table
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    params = jax.eval_shape(lambda: init_params(model, table, cfg.seed))
+    names = set(params) | {param_group(k) for k in params}
+    for entry in cfg.finetune.trainable:
+        if entry not in names:
+            raise ConfigError(f"finetune.trainable: {entry!r} is neither a parameter group nor a top-level "
+                              f"parameter of model {cfg.model.name!r}; known: {', '.join(sorted(names))}")
+
+
 CLOUD_SECTIONS = ("seed", "data", "synthetic", "model", "cloud", "retrieval")
 """Config sections the dataset and the cloud stage depend on; runs that differ elsewhere can share them."""
 
@@ -223,6 +236,7 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
     timer = _Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
+    check_trainable(cfg, data)
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
     model, params, vectors, rows, retrieval = cloud

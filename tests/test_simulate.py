@@ -124,6 +124,7 @@ def test_cli_run_on_movielens_format_files(tmp_path, capsys):
     (["--config", "/nonexistent/cfg.yaml"], "/nonexistent/cfg.yaml"),
     (["--set", "data.source=movielens100k", "--data-dir", "/nonexistent/ml"], "/nonexistent/ml"),
     (["--set", "data.source=movielens100k"], "data.data_dir"),
+    (["--set", "finetune.trainable=[dense,bogus]", "--set", "synthetic.num_users=8"], "finetune.trainable"),
 ])
 def test_cli_errors_name_the_problem(args, fragment, capsys):
     assert cli_main(["run", "--quiet", *args]) == 2

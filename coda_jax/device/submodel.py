@@ -73,8 +73,14 @@ def local_model(model, vocab_width: int, user_vocab_width: int = 1):
     return model.clone(num_items=vocab_width - 1, num_users=user_vocab_width)
 
 
+def is_trainable(name: str, trainable: tuple[str, ...]) -> bool:
+    """Whether the top-level parameter ``name`` is fine-tuned: its group (``dense``, ``user``, ``item``,
+    ``genre``) or its own name (e.g. ``mlp``, ``out``, ``attention`` for DIN) is listed in ``trainable``."""
+    return param_group(name) in trainable or name in trainable
+
+
 def split_trainable(params: dict, trainable: tuple[str, ...]) -> tuple[dict, dict]:
-    """Split a parameter dict by top-level group into ``(trainable, frozen)`` dicts."""
-    train = {k: v for k, v in params.items() if param_group(k) in trainable}
-    frozen = {k: v for k, v in params.items() if param_group(k) not in trainable}
+    """Split a parameter dict by top-level name into ``(trainable, frozen)`` dicts (see :func:`is_trainable`)."""
+    train = {k: v for k, v in params.items() if is_trainable(k, trainable)}
+    frozen = {k: v for k, v in params.items() if not is_trainable(k, trainable)}
     return train, frozen
