@@ -114,7 +114,7 @@ class FinetuneConfig:
     trainable: tuple[str, ...] = ("dense", "user")   # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
-    row_users: str = "own"         # augmented rows as the device's own user ("own") or their own ("original")
+    row_users: str = "original"    # augmented rows keep their own users ("original") or act as the device's ("own")
 
 
 @dataclasses.dataclass(frozen=True)
