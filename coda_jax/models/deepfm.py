@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from coda_jax.models.features import EMBED_INIT, MLP
-from coda_jax.models.lr import embed_fields, first_order
+from coda_jax.models.lr import FieldModel, embed_fields, first_order
 
 
 def fm_interaction(v: jnp.ndarray) -> jnp.ndarray:
@@ -16,7 +16,7 @@ def fm_interaction(v: jnp.ndarray) -> jnp.ndarray:
     return 0.5 * (square_of_sum - sum_of_squares).sum(-1)
 
 
-class DeepFM(nn.Module):
+class DeepFM(FieldModel):
     """DeepFM over the five fields of :mod:`coda_jax.models.lr` (user, target item, target genres, liked /
     disliked history).
 
@@ -28,12 +28,6 @@ class DeepFM(nn.Module):
     ``hist_neg`` [B, L]); returns ``(logit [B], representation [B, hidden[-1]])``, the representation being
     the deep part's last hidden layer.
     """
-
-    num_users: int
-    num_items: int
-    num_genres: int
-    embed_dim: int = 16
-    hidden: tuple[int, ...] = (64, 32)
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:

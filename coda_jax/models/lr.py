@@ -91,3 +91,13 @@ class LR(nn.Module):
         terms = first_order(f, self.num_users, self.num_items, self.num_genres)    # [B, 5]
         bias = self.param("bias", nn.initializers.zeros, ())
         return terms.sum(-1) + bias, terms
+
+
+class FieldModel(nn.Module):
+    """Configuration shared by the models over the five field embeddings (DeepFM, Wide & Deep, PNN)."""
+
+    num_users: int
+    num_items: int
+    num_genres: int
+    embed_dim: int = 16
+    hidden: tuple[int, ...] = (64, 32)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coda_jax.models.features import EMBED_INIT, MLP
-from coda_jax.models.lr import embed_fields
+from coda_jax.models.lr import FieldModel, embed_fields
 
 
 def pairwise_inner(v: jnp.ndarray) -> jnp.ndarray:
@@ -17,7 +17,7 @@ def pairwise_inner(v: jnp.ndarray) -> jnp.ndarray:
     return gram[..., i, j]
 
 
-class PNN(nn.Module):
+class PNN(FieldModel):
     """IPNN over the five fields of :mod:`coda_jax.models.lr` (user, target item, target genres, liked /
     disliked history).
 
@@ -30,12 +30,6 @@ class PNN(nn.Module):
     ``hist_neg`` [B, L]); returns ``(logit [B], representation [B, hidden[-1]])``, the representation being
     the last hidden layer.
     """
-
-    num_users: int
-    num_items: int
-    num_genres: int
-    embed_dim: int = 16
-    hidden: tuple[int, ...] = (64, 32)
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from coda_jax.models.features import EMBED_INIT, MLP
-from coda_jax.models.lr import embed_fields, first_order
+from coda_jax.models.lr import FieldModel, embed_fields, first_order
 
 
 def cross_with_genres(weights: jnp.ndarray, genres: jnp.ndarray, mask: jnp.ndarray | None = None) -> jnp.ndarray:
@@ -28,7 +28,7 @@ def cross_with_genres(weights: jnp.ndarray, genres: jnp.ndarray, mask: jnp.ndarr
     return (per_row * rows).sum(-1) / jnp.maximum(rows.sum(-1) * counts.sum(-1), 1.0)
 
 
-class WideDeep(nn.Module):
+class WideDeep(FieldModel):
     """Wide & Deep over the five fields of :mod:`coda_jax.models.lr` (user, target item, target genres, liked /
     disliked history).
 
@@ -43,12 +43,6 @@ class WideDeep(nn.Module):
     ``hist_neg`` [B, L]); returns ``(logit [B], representation [B, hidden[-1]])``, the representation being
     the deep part's last hidden layer.
     """
-
-    num_users: int
-    num_items: int
-    num_genres: int
-    embed_dim: int = 16
-    hidden: tuple[int, ...] = (64, 32)
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
