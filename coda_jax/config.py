@@ -159,6 +159,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
 
     ck("seed", cfg.seed >= 0, f"must be >= 0, got {cfg.seed}")
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
+    ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
         ck("methods", m in METHODS, f"unknown method {m!r}; known: {', '.join(METHODS)}")
     d = cfg.data

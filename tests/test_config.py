@@ -139,6 +139,7 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("classifier:\n  threshold: 1.5\n", "classifier.threshold"),
     ("classifier:\n  kind: tree\n", "classifier.kind"),
     ("finetune:\n  trainable: []\n", "finetune.trainable"),
+    ("methods: [local, coda, local]\n", "methods"),
     ("finetune:\n  trainable: ['']\n", "finetune.trainable"),
     ("finetune:\n  steps: 0\n", "finetune.steps"),
     ("finetune:\n  learning_rate: 0\n", "finetune.learning_rate"),
