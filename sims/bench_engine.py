@@ -26,7 +26,8 @@ from coda_jax.config import Config, SyntheticConfig
 from coda_jax.data.dataset import make_dataset
 from coda_jax.device.chunk import DeviceChunk, make_chunk
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import StageSettings, device_stage, keep_mask
+from coda_jax.cloud.pretrain import bce_loss
+from coda_jax.device.train import StageSettings, classifier_loss, classifier_scores, device_stage, keep_mask
 from coda_jax.models.classifier import SampleClassifier
 from coda_jax.simulate import cloud_stage
 
@@ -51,23 +52,14 @@ def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0)
 
     @jax.jit
     def cls_step(p, s, x, y, w):
-        def loss(p):
-            logits = clf.apply({"params": p}, x)
-            l2 = sum(jnp.sum(t ** 2) for t in jax.tree_util.tree_leaves(p))
-            return 0.5 * jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, y)) + cls_cfg.l2 * l2
-        u, s = cls_opt.update(jax.grad(loss)(p), s, p)
+        u, s = cls_opt.update(jax.grad(lambda q: classifier_loss(clf, q, x, y, w, cls_cfg.l2))(p), s, p)
         return optax.apply_updates(p, u), s
 
-    @jax.jit
-    def cls_score(p, x):
-        return jax.nn.sigmoid(clf.apply({"params": p}, x))
+    cls_score = jax.jit(lambda p, x: classifier_scores(p, x, cls_cfg))
 
     @jax.jit
     def ft_step(tr, fr, s, batch, labels):
-        def loss(tr):
-            logits, _ = m.apply({"params": {**fr, **tr}}, batch)
-            return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
-        u, s = ft_opt.update(jax.grad(loss)(tr), s, tr)
+        u, s = ft_opt.update(jax.grad(lambda t: bce_loss(m, {**fr, **t}, batch, labels))(tr), s, tr)
         return optax.apply_updates(tr, u), s
 
     @jax.jit

@@ -7,6 +7,11 @@ import numpy as np
 from coda_jax.data.schema import Interactions, SampleTable
 
 
+def block_starts(is_new: np.ndarray) -> np.ndarray:
+    """For each position, the index of the start of its run, given bool [N] marking run starts -> int [N]."""
+    return np.maximum.accumulate(np.where(is_new, np.arange(is_new.shape[0]), 0))
+
+
 def _last_l_before(is_kind: np.ndarray, item: np.ndarray, group_start: np.ndarray,
                    user_start: np.ndarray, history_len: int) -> np.ndarray:
     """For each row, the last ``history_len`` items of rows with ``is_kind`` strictly before its time group.
@@ -50,13 +55,12 @@ def build_samples(inter: Interactions, history_len: int) -> SampleTable:
     label = inter.label[order].astype(np.float32)
     time = inter.time[order].astype(np.int64)
     n = user.shape[0]
-    idx = np.arange(n)
     new_user = np.ones(n, dtype=bool)
     new_user[1:] = user[1:] != user[:-1]
     new_group = new_user.copy()
     new_group[1:] |= time[1:] != time[:-1]
-    user_start = np.maximum.accumulate(np.where(new_user, idx, 0))
-    group_start = np.maximum.accumulate(np.where(new_group, idx, 0))
+    user_start = block_starts(new_user)
+    group_start = block_starts(new_group)
     pos = label > 0.5
     hist_pos = _last_l_before(pos, item, group_start, user_start, history_len)
     hist_neg = _last_l_before(~pos, item, group_start, user_start, history_len)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from coda_jax.data.features import block_starts
 from coda_jax.data.schema import SampleTable
 
 
@@ -21,7 +22,7 @@ def user_offsets(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(n)
     new_user = np.ones(n, dtype=bool)
     new_user[1:] = user[1:] != user[:-1]
-    start = np.maximum.accumulate(np.where(new_user, idx, 0))
+    start = block_starts(new_user)
     ends = np.append(np.flatnonzero(new_user)[1:], n)
     sizes = ends - np.flatnonzero(new_user)
     count = np.repeat(sizes, sizes)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from coda_jax.cloud.pretrain import bce_loss
 from coda_jax.config import ClassifierConfig, Config, FinetuneConfig
 from coda_jax.device.chunk import DeviceChunk, Rows
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
@@ -42,6 +43,14 @@ class StageSettings:
 
 # ----------------------------------------------------------------------------- sample classifier
 
+def classifier_loss(model: nn.Module, params, x: jnp.ndarray, y: jnp.ndarray, w: jnp.ndarray,
+                    l2: float) -> jnp.ndarray:
+    """Weighted cross-entropy of the sample classifier plus an L2 penalty: x [N, D], y [N], w [N] -> scalar."""
+    logits = model.apply({"params": params}, x)
+    penalty = sum(jnp.sum(t ** 2) for t in jax.tree_util.tree_leaves(params))
+    return 0.5 * jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, y)) + l2 * penalty
+
+
 def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, neg_mask: jnp.ndarray,
                      key: jax.Array, cfg: ClassifierConfig):
     """Train one user's sample classifier, local (positive) vs outside (negative), full-batch Adam.
@@ -61,14 +70,9 @@ def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, 
     params = model.init(key, x[:1])["params"]
     opt = optax.adam(cfg.learning_rate)
 
-    def loss_fn(p):
-        logits = model.apply({"params": p}, x)
-        l2 = sum(jnp.sum(t ** 2) for t in jax.tree_util.tree_leaves(p))
-        return 0.5 * jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, y)) + cfg.l2 * l2
-
     def step(carry, _):
         p, s = carry
-        grads = jax.grad(loss_fn)(p)
+        grads = jax.grad(lambda q: classifier_loss(model, q, x, y, w, cfg.l2))(p)
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), None
 
@@ -129,16 +133,12 @@ def finetune(model: nn.Module, params: dict, rows: Rows, weights: jnp.ndarray, k
     cdf = jnp.cumsum(jnp.maximum(weights, 0.0))
     total = cdf[-1]
 
-    def loss_fn(tr, batch, labels):
-        logits, _ = model.apply({"params": {**frozen, **tr}}, batch)
-        return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
-
     def step(carry, k):
         tr, s = carry
         u = jax.random.uniform(k, (cfg.batch_size,)) * total
         idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), weights.shape[0] - 1)
         batch = jax.tree_util.tree_map(lambda x: x[idx], rows.features)
-        grads = jax.grad(loss_fn)(tr, batch, rows.label[idx])
+        grads = jax.grad(lambda t: bce_loss(model, {**frozen, **t}, batch, rows.label[idx]))(tr)
         updates, s = opt.update(grads, s, tr)
         return (optax.apply_updates(tr, updates), s), None
 
