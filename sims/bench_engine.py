@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from coda_jax.config import Config, SyntheticConfig
+from coda_jax.config import Config
 from coda_jax.data.dataset import make_dataset
 from coda_jax.device.chunk import DeviceChunk, make_chunk
 from coda_jax.device.submodel import local_model, localize_params, split_trainable

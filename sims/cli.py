@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from coda_jax.config import Config, ConfigError, load, with_overrides
 from coda_jax.data.readers import DataError
