@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-METHODS = ("global", "local", "local+random", "local+coarse", "coda")
+METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")
+DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
+MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
 MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
 DATA_SOURCES = ("synthetic", "movielens100k", "movielens1m", "movielens_csv", "amazon", "taobao", "csv")
 DIR_SOURCES = ("movielens100k", "movielens1m", "movielens_csv")  # read from data.data_dir
@@ -54,6 +56,7 @@ class DataConfig:
     like_threshold: float = 4.0    # explicit ratings: label = rating >= like_threshold
     history_len: int = 10
     test_fraction: float = 0.2
+    split: str = "user_fraction"   # "user_fraction": each user's latest rows; "global_time": one global timestamp
     min_rows_per_user: int = 5
     eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
     validation_fraction: float = 0.2
@@ -92,6 +95,10 @@ class RetrievalConfig:
     recall_queries: int = 2000     # queries used to measure ScaNN recall against exact search (0 = skip)
     scann_leaves_to_search: float = 0.1   # fraction of tree leaves probed
     scann_reorder: int = 100
+    # "sample": nearest pool samples of each local sample (ScaNN / exact); user-level: "user_embedding",
+    # "item_overlap", "random_users" (candidates = the matched users' rows). See coda_jax.cloud.matching.
+    matching: str = "sample"
+    matched_users: int = 10        # users matched per user (user-level matching; the users mpda goes through)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +122,20 @@ class FinetuneConfig:
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
     row_users: str = "original"    # augmented rows keep their own users ("original") or act as the device's ("own")
+    # "pooled": each step draws batch_size rows from local + augmented rows by weight. "stratified": batch_size
+    # local rows and aug_batch_size augmented rows, weighted so the objective is the same weighted mean; every
+    # method then draws the same local rows (common random numbers). Pooled did better on the MovieLens
+    # validation split (see README).
+    sampling: str = "pooled"
+    aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class MpdaConfig:
+    """The MPDA baseline: try each matched user's rows in turn, keep them if the local-data AUC improves."""
+
+    rows_per_user: int = 64        # each matched user's latest pool rows sent to the device
+    steps: int = 20                # fine-tuning steps on one matched user's rows (then finetune.* on local rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +155,7 @@ class Config:
     """Everything a run needs. ``Config()`` is the embedded default run."""
 
     seed: int = 0
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     data: DataConfig = DataConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
     model: ModelConfig = ModelConfig()
@@ -142,6 +163,7 @@ class Config:
     retrieval: RetrievalConfig = RetrievalConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    mpda: MpdaConfig = MpdaConfig()
     engine: EngineConfig = EngineConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -170,6 +192,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
        f"must be in (0, 1), got {d.validation_fraction}")
     ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
     ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
+    ck("data.split", d.split in ("user_fraction", "global_time"),
+       f"must be 'user_fraction' or 'global_time', got {d.split!r}")
     ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
     for b in d.label_behaviors:
         ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
@@ -219,6 +243,10 @@ def validate(cfg: Config, source: str = "config") -> Config:
        f"must be in (0, 1], got {r.scann_leaves_to_search}")
     ck("retrieval.scann_reorder", r.scann_reorder >= r.neighbors,
        f"must be >= retrieval.neighbors ({r.neighbors}), got {r.scann_reorder}")
+    ck("retrieval.matching", r.matching in MATCHINGS, f"must be one of {', '.join(MATCHINGS)}, got {r.matching!r}")
+    ck("retrieval.matched_users", r.matched_users >= 1, f"must be >= 1, got {r.matched_users}")
+    ck("mpda.rows_per_user", cfg.mpda.rows_per_user >= 1, f"must be >= 1, got {cfg.mpda.rows_per_user}")
+    ck("mpda.steps", cfg.mpda.steps >= 1, f"must be >= 1, got {cfg.mpda.steps}")
     k = cfg.classifier
     ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
     ck("classifier.negatives", k.negatives in ("candidates", "random"),
@@ -240,6 +268,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
     ck("finetune.row_users", f.row_users in ("own", "original"),
        f"must be 'own' or 'original', got {f.row_users!r}")
+    ck("finetune.sampling", f.sampling in ("stratified", "pooled"),
+       f"must be 'stratified' or 'pooled', got {f.sampling!r}")
+    ck("finetune.aug_batch_size", f.aug_batch_size >= 0, f"must be >= 0, got {f.aug_batch_size}")
     e = cfg.engine
     ck("engine.chunk_users", e.chunk_users >= 1, f"must be >= 1, got {e.chunk_users}")
     ck("engine.min_bucket", e.min_bucket >= 1, f"must be >= 1, got {e.min_bucket}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from coda_jax import overhead
 from coda_jax.cloud.pretrain import init_params, pretrain, sample_vectors
+from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user, users_from_candidates
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, make_searcher, recall_at_k
 from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
@@ -130,29 +131,40 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
     sim_index = np.full(table.num_users, -1)
     sim_index[data.users] = np.arange(len(data.users))
     local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
-    with timer("index_build"):
-        searcher = make_searcher(vectors[pool], cfg.retrieval, cfg.seed)
-    with timer("coarse_match"):
-        cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
-                                         sim_index[table.user[local_rows]], len(data.users), cfg.retrieval)
-    report = {"backend": cfg.retrieval.backend, "k": min(cfg.retrieval.neighbors, len(pool)),
+    r_cfg = cfg.retrieval
+    pool_lists = pool_by_user(table.user, pool, table.num_users)
+    report = {"backend": r_cfg.backend, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
               "recall_at_k": None, "recall_queries": 0, "pool_rows": int(len(pool)),
-              "queries": int(len(local_rows)), "mean_candidates": float(cands.counts().mean()),
-              "cloud_train_loss": losses}
-    if cfg.retrieval.recall_queries > 0 and cfg.retrieval.backend == "scann":
-        with timer("recall_check"):
-            rng = np.random.default_rng(cfg.seed)
-            q = rng.choice(local_rows, size=min(cfg.retrieval.recall_queries, len(local_rows)), replace=False)
-            approx, _ = searcher.search(vectors[q], report["k"])
-            exact, _ = ExactSearcher(vectors[pool]).search(vectors[q], report["k"])
-            report["recall_at_k"] = recall_at_k(approx, exact)
-            report["recall_queries"] = int(len(q))
+              "queries": int(len(local_rows)), "cloud_train_loss": losses}
+    if r_cfg.matching == "sample":
+        with timer("index_build"):
+            searcher = make_searcher(vectors[pool], r_cfg, cfg.seed)
+        with timer("coarse_match"):
+            cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
+                                             sim_index[table.user[local_rows]], len(data.users), r_cfg)
+            matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
+        if r_cfg.recall_queries > 0 and r_cfg.backend == "scann":
+            with timer("recall_check"):
+                rng = np.random.default_rng(cfg.seed)
+                q = rng.choice(local_rows, size=min(r_cfg.recall_queries, len(local_rows)), replace=False)
+                approx, _ = searcher.search(vectors[q], report["k"])
+                exact, _ = ExactSearcher(vectors[pool]).search(vectors[q], report["k"])
+                report["recall_at_k"] = recall_at_k(approx, exact)
+                report["recall_queries"] = int(len(q))
+    else:
+        with timer("coarse_match"):
+            matched, sim = match_users(r_cfg, params, vectors, table.item, table.num_items, pool_lists,
+                                       data.users, r_cfg.matched_users, cfg.seed + 3)
+            cands = candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates)
+    report["mean_candidates"] = float(cands.counts().mean())
+    report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())
     heldout_rows = np.flatnonzero(data.heldout & (sim_index[table.user] >= 0))
     rows = UserRows(
         local=csr_from_owner(sim_index[table.user[local_rows]], local_rows, len(data.users)),
         candidates=(cands.offsets, cands.rows),
         random=random_rows(pool, table.user, data.users, cfg.retrieval.max_candidates, cfg.seed + 1),
-        test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)))
+        test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)),
+        matched_users=matched, pool=pool_lists)
     report["timings"] = timer.timings
     return model, params, vectors, rows, report
 
@@ -164,8 +176,8 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     Users are ordered by local row count so each chunk's bucketed shapes stay tight; the last chunk is padded
     with empty devices. Returns ``auc`` float [M, S], ``valid`` bool [S], ``kept`` int [S] (per simulated
     user, in ``data.users`` order), ``vocab_size`` / ``user_rows`` int [S] (item / user rows in each
-    device's model copy) and
-    ``compiles`` (distinct chunk shapes).
+    device's model copy), ``mpda_rows`` int [S] (matched users' rows mpda kept) and ``compiles``
+    (distinct chunk shapes).
     """
     settings = StageSettings.from_config(cfg)
     n_users = len(data.users)
@@ -179,12 +191,14 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     kept = np.zeros(n_users, dtype=np.int64)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
+    mpda_rows = np.zeros(n_users, dtype=np.int64)
+    matched_rows = cfg.mpda.rows_per_user if "mpda" in settings.methods else 0
     key = jax.random.PRNGKey(cfg.seed + 2)
     shapes = set()
     for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
         owners = slots[c * size:(c + 1) * size]
         chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                           cfg.engine.min_bucket, cfg.finetune.row_users)
+                           cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows)
         shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
         out = device_stage(model, settings, params, chunk, key)
         a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
@@ -195,8 +209,11 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
         vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
         uv = np.sort(chunk.user_vocab[:, 1:], axis=1)          # distinct users held (slot 0 is padding)
         user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
+        if matched_rows:
+            per_user = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
+            mpda_rows[owners[real]] = (per_user * np.asarray(out["mpda_accepted"])).sum(axis=1)[real]
     return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "user_rows": user_rows,
-            "compiles": len(shapes)}
+            "mpda_rows": mpda_rows, "compiles": len(shapes)}
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
@@ -264,7 +281,8 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
     n_cand = rows.counts("candidates").astype(np.float64)
     augmentation = {"local_rows": float(rows.counts("local").mean()), "global": 0.0, "local": 0.0,
                     "local+random": float(np.minimum(kept, rows.counts("random")).mean()),
-                    "local+coarse": float(n_cand.mean()), "coda": float(kept.mean())}
+                    "local+coarse": float(n_cand.mean()), "coda": float(kept.mean()),
+                    "mpda": float(dev["mpda_rows"].mean())}
     retrieval["device_stage_compiles"] = dev["compiles"]
     ovh = overhead.estimate(cfg, data, model, params, vectors, rows, dev["kept"], dev["vocab_size"],
                             dev["user_rows"])

@@ -1,9 +1,9 @@
 """Benchmark: the vmapped device stage vs a plain per-user loop over a jitted per-minibatch step.
 
 Both run the same work for the same users: train the sample classifier (full-batch Adam steps), keep the
-top fraction of candidates, fine-tune the model copy on local + kept rows (minibatch Adam steps), score the
-test rows. The loop version is how per-user research code is usually written: one user at a time, one
-jitted step call per step, minibatches drawn on the host.
+top fraction of candidates, fine-tune the model copy on local + kept rows (minibatch Adam steps, drawn as
+finetune.sampling says), score the test rows. The loop version is how per-user research code is usually
+written: one user at a time, one jitted step call per step, minibatches drawn on the host.
 
   python -m sims.bench_engine --users 1024 --steps 50      (or: coda-sim bench engine)
 
@@ -58,8 +58,8 @@ def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0)
     cls_score = jax.jit(lambda p, x: classifier_scores(p, x, cls_cfg))
 
     @jax.jit
-    def ft_step(tr, fr, s, batch, labels):
-        u, s = ft_opt.update(jax.grad(lambda t: bce_loss(m, {**fr, **t}, batch, labels))(tr), s, tr)
+    def ft_step(tr, fr, s, batch, labels, weights):
+        u, s = ft_opt.update(jax.grad(lambda t: bce_loss(m, {**fr, **t}, batch, labels, weights))(tr), s, tr)
         return optax.apply_updates(tr, u), s
 
     @jax.jit
@@ -81,15 +81,23 @@ def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0)
             p, s = cls_step(p, s, x, y, w)
         kept = np.asarray(keep_mask(cls_score(p, c.candidates.vector[u]), jnp.asarray(nm), cls_cfg))
         # (b) fine-tune on local + kept rows, minibatches drawn on the host
-        pool = np.concatenate([np.flatnonzero(pm), c.local.width + np.flatnonzero(kept)])
+        local_rows, kept_rows = np.flatnonzero(pm), c.local.width + np.flatnonzero(kept)
         feats = {k: np.concatenate([c.local.features[k][u], c.candidates.features[k][u]]) for k in c.local.features}
         labels = np.concatenate([c.local.label[u], c.candidates.label[u]])
         local_p = localize_params(params, jnp.asarray(c.vocab[u]), jnp.asarray(c.user_vocab[u]))
         tr, fr = split_trainable(local_p, tuple(ft_cfg.trainable))
         s = ft_opt.init(tr)
+        b, b_aug = ft_cfg.batch_size, ft_cfg.aug_batch_size or ft_cfg.batch_size
+        pool = np.concatenate([local_rows, kept_rows])
+        share = len(kept_rows) / max(len(pool), 1)           # stratified: the augmented stratum's weight
+        weights = (np.concatenate([np.full(b, (1 - share) / b), np.full(b_aug, share / b_aug)]).astype(np.float32)
+                   if ft_cfg.sampling == "stratified" else np.full(b, 1.0 / b, np.float32))
         for _ in range(ft_cfg.steps):
-            idx = rng.choice(pool, ft_cfg.batch_size)
-            tr, s = ft_step(tr, fr, s, {k: v[idx] for k, v in feats.items()}, labels[idx])
+            if ft_cfg.sampling == "stratified":
+                idx = np.concatenate([rng.choice(local_rows, b), rng.choice(kept_rows if len(kept_rows) else local_rows, b_aug)])
+            else:
+                idx = rng.choice(pool, b)
+            tr, s = ft_step(tr, fr, s, {k: v[idx] for k, v in feats.items()}, labels[idx], weights)
         out.append(np.asarray(predict({**fr, **tr}, {k: v[u] for k, v in c.test.features.items()})))
     return np.stack(out)
 

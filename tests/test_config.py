@@ -50,6 +50,16 @@ def test_movielens_yaml_loads():
     assert cfg.synthetic == C.SyntheticConfig()
 
 
+def test_shipped_configs_load_and_cover_every_model_and_source():
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    cfgs = [load(p) for p in paths]
+    assert {c.model.name for c in cfgs} == set(C.MODEL_NAMES)
+    assert {c.data.source for c in cfgs} == set(C.DATA_SOURCES)
+    ml100k = [c for c in cfgs if c.data.source == "movielens100k"]
+    assert {c.model.name for c in ml100k} == set(C.MODEL_NAMES)
+    assert all(set(c.methods) == set(C.METHODS) for c in ml100k)
+
+
 def test_empty_file_is_default(tmp_path):
     assert load(_write(tmp_path, "")) == Config()
 

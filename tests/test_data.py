@@ -17,7 +17,7 @@ from coda_jax.data.features import build_samples
 from coda_jax.data.packing import bucket_size, csr_from_owner, pad_rows
 from coda_jax.data.readers import DataError
 from coda_jax.data.schema import FEATURE_KEYS, Interactions
-from coda_jax.data.split import temporal_split, user_offsets
+from coda_jax.data.split import global_time_split, temporal_split, user_offsets
 from coda_jax.data.synthetic import generate
 from coda_jax.device.submodel import local_vocab
 
@@ -338,6 +338,40 @@ def test_make_dataset_validation_never_touches_test_rows():
         r = np.flatnonzero(t.user == u)
         if ds.heldout[r].any() and ds.train[r].any():
             assert r[ds.train[r]].max() < r[ds.heldout[r]].min()
+
+
+@pytest.mark.parametrize("eval_on", ["test", "validation"])
+def test_make_dataset_global_time_split(eval_on):
+    """One timestamp cuts every user: held-out rows are exactly those at or after it (a python reference)."""
+    inter = random_log(24, num_users=12, rows=(2, 16))
+    cfg = _cfg(min_rows_per_user=2, test_fraction=0.3, split="global_time", eval_on=eval_on,
+               validation_fraction=0.25)
+    ds = make_dataset(cfg, inter)
+    times = sorted(ds.table.time.tolist())
+    cut = times[int(np.ceil(0.7 * (len(times) - 1)))]         # numpy's 'higher' quantile, by hand
+    test = np.array([tm >= cut for tm in ds.table.time.tolist()])
+    if eval_on == "test":
+        np.testing.assert_array_equal(ds.heldout, test)
+        np.testing.assert_array_equal(ds.train, ~test)
+    else:
+        train_times = sorted(tm for tm, te in zip(ds.table.time.tolist(), test) if not te)
+        vcut = train_times[int(np.ceil(0.75 * (len(train_times) - 1)))]
+        val = np.array([(not te) and tm >= vcut for tm, te in zip(ds.table.time.tolist(), test)])
+        np.testing.assert_array_equal(ds.heldout, val)
+        np.testing.assert_array_equal(ds.train, ~test & ~val)
+    assert ds.table.time[ds.train].max() < ds.table.time[ds.heldout].min()
+    t = ds.table
+    users = [u for u in range(t.num_users) if (ds.train & (t.user == u)).any() and (ds.heldout & (t.user == u)).any()]
+    np.testing.assert_array_equal(ds.users, users)
+    assert ds.info["split"] == "global_time"
+
+
+def test_global_time_split_bad_fraction_and_empty_rows():
+    t = build_samples(random_log(0), 2)
+    for f in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            global_time_split(t, f)
+    assert not global_time_split(t, 0.5, rows=np.zeros(len(t), bool)).any()
 
 
 def test_make_dataset_max_users():

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from coda_jax.config import ClassifierConfig, FinetuneConfig
 from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.train import (StageSettings, classifier_scores, device_stage, finetune, keep_mask,
-                                   score, train_classifier, user_stage)
+                                   minibatch_sampler, score, train_classifier, user_stage)
 
 
 def _user(chunk, u):
@@ -100,7 +100,7 @@ def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chu
     p0 = localize_params(params, c.vocab, c.user_vocab)
     w = c.local.mask.astype(jnp.float32)
     ft = FinetuneConfig(steps=60, batch_size=16, learning_rate=1e-2, trainable=("dense", "user"))
-    p1 = finetune(m, p0, c.local, w, jax.random.PRNGKey(0), ft)
+    p1 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), ft)
 
     def loss(p):
         logits = np.asarray(score(m, p, c.local))[np.asarray(c.local.mask)]
@@ -111,7 +111,7 @@ def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chu
     chex.assert_trees_all_equal(p1["item_embed"], p0["item_embed"])
     chex.assert_trees_all_equal(p1["genre_embed"], p0["genre_embed"])
     assert not np.allclose(p1["user_embed"]["embedding"], p0["user_embed"]["embedding"])
-    p2 = finetune(m, p0, c.local, w, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
+    p2 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
     chex.assert_trees_all_equal(p2["mlp"], p0["mlp"])
     assert not np.allclose(p2["item_embed"]["embedding"], p0["item_embed"]["embedding"])
 
@@ -126,9 +126,9 @@ def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
     w = mask.copy().astype(np.float32)
     w[np.flatnonzero(mask)[::2]] = 0.0
     ft = FinetuneConfig(steps=10, batch_size=8)
-    a = finetune(m, p0, c.local, jnp.asarray(w), jax.random.PRNGKey(3), ft)
+    a = finetune(m, p0, c.local, jnp.asarray(w), None, None, jax.random.PRNGKey(3), ft)
     poisoned = c.local.replace(label=jnp.where(jnp.asarray(w) > 0, c.local.label, 1.0 - c.local.label))
-    b = finetune(m, p0, poisoned, jnp.asarray(w), jax.random.PRNGKey(3), ft)
+    b = finetune(m, p0, poisoned, jnp.asarray(w), None, None, jax.random.PRNGKey(3), ft)
     chex.assert_trees_all_close(a, b)
 
 
@@ -142,8 +142,7 @@ def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk):
     one_user = jax.jit(user_stage, static_argnums=(0, 1))
     for slot in range(3):
         c = _user(chunk, slot)
-        one = one_user(model, settings, params, c.vocab, c.user_vocab, c.local, c.candidates, c.random,
-                         c.test, jax.random.fold_in(key, c.user_index))
+        one = one_user(model, settings, params, c, jax.random.fold_in(key, c.user_index))
         np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))
 
@@ -194,3 +193,59 @@ def test_two_chunks_of_one_bucket_compile_once(tiny_cloud, make_tiny_chunk):
     device_stage(model, settings, params, c1, key)
     device_stage(model, settings, params, c2, key)
     assert device_stage._cache_size() - before <= 1
+
+
+def _sampler_setup(tiny_cloud, make_tiny_chunk, user=4):
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    c = _user(make_tiny_chunk([user]), 0)
+    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
+    p0 = localize_params(params, c.vocab, c.user_vocab)
+    return c, m, p0
+
+
+@pytest.mark.parametrize("sampling", ["stratified", "pooled"])
+def test_minibatch_estimate_is_the_weighted_mean_loss(sampling):
+    """Averaged over many draws, sum(row_weight * loss[idx]) is the weighted mean loss over all rows."""
+    rng = np.random.default_rng(0)
+    loss = rng.uniform(0, 3, size=20).astype(np.float32)
+    w_local = np.r_[np.ones(7), np.zeros(3)].astype(np.float32)          # 3 padding rows
+    w_aug = np.r_[rng.uniform(0.5, 2.0, 6), np.zeros(4)].astype(np.float32)
+    cfg = FinetuneConfig(batch_size=8, aug_batch_size=5, sampling=sampling)
+    draw = jax.jit(jax.vmap(minibatch_sampler(jnp.asarray(w_local), jnp.asarray(w_aug), cfg)))
+    idx, row_weight = draw(jax.random.split(jax.random.PRNGKey(0), 20000))
+    idx = np.asarray(idx)
+    if row_weight is None:
+        est = loss[idx].mean(axis=1)
+    else:
+        est = (np.asarray(row_weight) * loss[idx]).sum(axis=1)
+    w = np.r_[w_local, w_aug]
+    assert not np.isin(idx, np.flatnonzero(w == 0)).any()
+    np.testing.assert_allclose(est.mean(), (w * loss).sum() / w.sum(), rtol=1e-2)
+
+
+def test_stratified_local_draws_are_shared_across_methods(tiny_cloud, make_tiny_chunk):
+    """With the same key, augmented rows of zero weight leave fine-tuning exactly as on local rows alone."""
+    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk)
+    ft = FinetuneConfig(steps=20, batch_size=8, learning_rate=1e-2, sampling="stratified")
+    w = c.local.mask.astype(jnp.float32)
+    alone = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(5), ft)
+    zero_aug = finetune(m, p0, c.local, w, c.candidates, jnp.zeros(c.candidates.mask.shape), jax.random.PRNGKey(5), ft)
+    chex.assert_trees_all_close(alone, zero_aug, rtol=1e-6, atol=1e-7)
+    some_aug = finetune(m, p0, c.local, w, c.candidates, c.candidates.mask.astype(jnp.float32),
+                        jax.random.PRNGKey(5), ft)
+    leaves = zip(jax.tree_util.tree_leaves(some_aug), jax.tree_util.tree_leaves(alone))
+    assert not all(np.allclose(a, b) for a, b in leaves)
+
+
+@pytest.mark.parametrize("sampling", ["stratified", "pooled"])
+def test_finetune_ignores_zero_weight_augmented_rows(tiny_cloud, make_tiny_chunk, sampling):
+    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk)
+    ft = FinetuneConfig(steps=10, batch_size=8, sampling=sampling)
+    w_aug = np.asarray(c.candidates.mask).astype(np.float32)
+    w_aug[np.flatnonzero(w_aug)[1::2]] = 0.0
+    w_aug = jnp.asarray(w_aug)
+    w = c.local.mask.astype(jnp.float32)
+    a = finetune(m, p0, c.local, w, c.candidates, w_aug, jax.random.PRNGKey(1), ft)
+    poisoned = c.candidates.replace(label=jnp.where(w_aug > 0, c.candidates.label, 1.0 - c.candidates.label))
+    b = finetune(m, p0, c.local, w, poisoned, w_aug, jax.random.PRNGKey(1), ft)
+    chex.assert_trees_all_close(a, b)

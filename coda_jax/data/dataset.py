@@ -12,7 +12,7 @@ from coda_jax.data.features import build_samples
 from coda_jax.data import formats
 from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
-from coda_jax.data.split import temporal_split
+from coda_jax.data.split import global_time_split, temporal_split
 from coda_jax.data.synthetic import generate
 
 
@@ -101,20 +101,23 @@ def load_interactions(cfg: Config) -> Interactions:
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     """Build and split the dataset of a run (``inter`` overrides the configured source).
 
-    Each user's last ``test_fraction`` of rows in time are its test rows; the rest are training rows. With
-    ``data.eval_on: validation`` the last ``validation_fraction`` of each user's training rows are held out
-    instead and the test rows are not used at all (for choosing settings without touching test rows).
+    With ``data.split: user_fraction`` each user's last ``test_fraction`` of rows in time are its test rows;
+    with ``global_time`` every row at or after one global timestamp (the ``1 - test_fraction`` quantile) is a
+    test row. The rest are training rows. With ``data.eval_on: validation`` the same split is applied to the
+    training rows (``validation_fraction``) to hold out validation rows instead, and the test rows are not
+    used at all (for choosing settings without touching test rows).
     """
     if inter is None:
         inter = load_interactions(cfg)
     n_raw_users = inter.num_users
     inter, dropped = filter_users(inter, cfg.data.min_rows_per_user)
     table = build_samples(inter, cfg.data.history_len)
-    test = temporal_split(table, cfg.data.test_fraction)
+    split = global_time_split if cfg.data.split == "global_time" else temporal_split
+    test = split(table, cfg.data.test_fraction)
     train = ~test
     heldout = test
     if cfg.data.eval_on == "validation":
-        heldout = temporal_split(table, cfg.data.validation_fraction, rows=train)
+        heldout = split(table, cfg.data.validation_fraction, rows=train)
         train = train & ~heldout
     has_train = np.bincount(table.user[train], minlength=table.num_users) > 0
     has_heldout = np.bincount(table.user[heldout], minlength=table.num_users) > 0
@@ -126,6 +129,6 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
-            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on,
+            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": cfg.data.split,
             "dropped_rows": dict(inter.dropped_rows)}
     return Dataset(table=table, train=train, heldout=heldout, users=users, info=info)

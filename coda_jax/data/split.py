@@ -53,3 +53,28 @@ def temporal_split(table: SampleTable, test_fraction: float, rows: np.ndarray | 
     held = np.zeros(len(table), dtype=bool)
     held[sel] = rank >= count - n_out
     return held
+
+
+def global_time_split(table: SampleTable, fraction: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Hold out every row at or after one global timestamp (the MPDA code's split).
+
+    The cut is the ``1 - fraction`` quantile of the participating rows' timestamps, so about ``fraction`` of
+    them are held out (more when many rows share the cut's timestamp). Users whose rows all fall on one side
+    end up with training rows only or held-out rows only.
+
+    Args:
+      table: samples sorted by (user, time).
+      fraction: in (0, 1).
+      rows: optional bool [N]; only these rows take part.
+
+    Returns:
+      bool [N], True for held-out rows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if rows is None:
+        rows = np.ones(len(table), dtype=bool)
+    if not rows.any():
+        return np.zeros(len(table), dtype=bool)
+    cut = np.quantile(table.time[rows], 1.0 - fraction, method="higher")
+    return rows & (table.time >= cut)

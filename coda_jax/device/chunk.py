@@ -52,6 +52,8 @@ class DeviceChunk:
       candidates: [U, Nc] coarse candidates sent by the cloud, best similarity first.
       random: [U, Nc] random pool rows (the ``local+random`` baseline; classifier negatives if configured).
       test: [U, Nt] the device's held-out evaluation rows.
+      matched: [U, M * R] the latest ``R`` pool rows of each of the device's ``M`` matched users, user by user
+        (what the ``mpda`` method goes through); width 0 when the run has no mpda method.
     """
 
     user_index: jnp.ndarray
@@ -62,19 +64,24 @@ class DeviceChunk:
     candidates: Rows
     random: Rows
     test: Rows
+    matched: Rows
 
 
 @dataclasses.dataclass(frozen=True)
 class UserRows:
     """CSR row lists of the simulated users (``0..num_users-1`` in simulation order).
 
-    Each field is ``(offsets int64 [U + 1], rows int64 [total])`` of table rows.
+    ``local``, ``candidates``, ``random``, ``test``: ``(offsets int64 [S + 1], rows int64 [total])`` of table
+    rows. ``matched_users``: int64 [S, M] global index of each simulated user's matched users, best first
+    (``-1`` pads). ``pool``: ``(offsets int64 [num_users + 1], rows)`` every user's pool rows in time order.
     """
 
     local: tuple[np.ndarray, np.ndarray]
     candidates: tuple[np.ndarray, np.ndarray]
     random: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
+    matched_users: np.ndarray | None = None
+    pool: tuple[np.ndarray, np.ndarray] | None = None
 
     def counts(self, field: str) -> np.ndarray:
         return np.diff(getattr(self, field)[0])
@@ -105,9 +112,30 @@ def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bu
             "test": bucket_size(widest("test"), min_bucket)}
 
 
+def matched_index(rows: UserRows, owners: np.ndarray, per_user: int) -> tuple[np.ndarray, np.ndarray]:
+    """Table rows of each device's matched users: the latest ``per_user`` pool rows of each, user by user.
+
+    Returns ``(index int64 [U, M * per_user], mask bool [U, M * per_user])``; ``-1`` owners and ``-1`` matched
+    users give padding.
+    """
+    offsets, pool_rows = rows.pool
+    m = rows.matched_users.shape[1]
+    real = owners >= 0
+    users = np.where(real[:, None], rows.matched_users[np.where(real, owners, 0)], -1)      # [U, M]
+    ok = users >= 0
+    u = np.where(ok, users, 0)
+    end, count = offsets[u + 1], np.where(ok, offsets[u + 1] - offsets[u], 0)
+    col = np.arange(per_user)
+    take = np.minimum(count, per_user)[..., None]
+    mask = col < take                                                                   # [U, M, R]
+    pos = np.where(mask, end[..., None] - take + col, 0)                               # latest rows, in time order
+    index = np.where(mask, pool_rows[np.minimum(pos, max(len(pool_rows) - 1, 0))] if len(pool_rows) else 0, 0)
+    return index.reshape(len(owners), m * per_user), mask.reshape(len(owners), m * per_user)
+
+
 def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
                user_index: np.ndarray, num_candidates: int, min_bucket: int,
-               row_users: str = "own") -> DeviceChunk:
+               row_users: str = "own", matched_rows: int = 0) -> DeviceChunk:
     """Pack a chunk of devices on the host.
 
     Args:
@@ -121,6 +149,7 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
       row_users: ``'own'``: every row (augmented ones too) is presented as the device's own user;
         ``'original'``: augmented rows keep their original user (the device copy then holds those users'
         embedding rows too).
+      matched_rows: rows per matched user in ``matched`` (0: no matched rows; needs ``rows.matched_users``).
 
     Returns:
       A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
@@ -133,6 +162,13 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
         width = widths["candidates" if field == "random" else field]
         index, mask = pad_rows(offsets, flat, owners, width)
         parts[field] = _gather_rows(table, vectors, index, mask)
+    if matched_rows > 0:
+        if rows.matched_users is None or rows.pool is None:
+            raise ValueError("make_chunk: matched_rows > 0 needs rows.matched_users and rows.pool")
+        index, mask = matched_index(rows, owners, matched_rows)
+    else:
+        index, mask = np.zeros((len(owners), 0), np.int64), np.zeros((len(owners), 0), bool)
+    parts["matched"] = _gather_rows(table, vectors, index, mask)
     # Local vocabulary over every item id the device touches (padding rows hold 0), then remap ids in place.
     keys = ("item", "hist_pos", "hist_neg")
     ids = np.concatenate([parts[f]["features"][k].reshape(len(owners), -1) for f in parts for k in keys], axis=1)

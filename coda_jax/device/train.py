@@ -20,12 +20,13 @@ import jax.numpy as jnp
 import optax
 
 from coda_jax.cloud.pretrain import bce_loss
-from coda_jax.config import ClassifierConfig, Config, FinetuneConfig
+from coda_jax.config import ClassifierConfig, Config, FinetuneConfig, MpdaConfig
 from coda_jax.device.chunk import DeviceChunk, Rows
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.models.classifier import SampleClassifier
+from kernels.auc import auc_1d
 
-FINETUNED_METHODS = ("local", "local+random", "local+coarse", "coda")
+FINETUNED_METHODS = ("local", "local+random", "local+coarse", "coda", "mpda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +36,13 @@ class StageSettings:
     classifier: ClassifierConfig
     finetune: FinetuneConfig
     methods: tuple[str, ...]
+    mpda: MpdaConfig = MpdaConfig()
+    matched_users: int = 10        # M: the chunk's matched rows are M blocks of equal width
 
     @staticmethod
     def from_config(cfg: Config) -> "StageSettings":
-        return StageSettings(classifier=cfg.classifier, finetune=cfg.finetune, methods=tuple(cfg.methods))
+        return StageSettings(classifier=cfg.classifier, finetune=cfg.finetune, methods=tuple(cfg.methods),
+                             mpda=cfg.mpda, matched_users=cfg.retrieval.matched_users)
 
 
 # ----------------------------------------------------------------------------- sample classifier
@@ -107,38 +111,84 @@ def concat_rows(a: Rows, b: Rows) -> Rows:
     return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
 
 
-def finetune(model: nn.Module, params: dict, rows: Rows, weights: jnp.ndarray, key: jax.Array,
-             cfg: FinetuneConfig) -> dict:
-    """Fine-tune one device's model copy.
+def draw_rows(cdf: jnp.ndarray, key: jax.Array, n: int) -> jnp.ndarray:
+    """Draw ``n`` row indices with probability proportional to the weights whose cumulative sum is ``cdf`` [N].
 
-    Each of ``cfg.steps`` Adam steps draws ``cfg.batch_size`` rows with probability proportional to
-    ``weights`` (zero on padding) and takes a gradient step on the mean cross-entropy; only the parameter
-    groups in ``cfg.trainable`` move.
+    Inverse-CDF sampling: ``n`` uniforms and a binary search (not a Gumbel draw per row). Zero-weight rows
+    have zero-width intervals and are never drawn; if every weight is 0, row 0 is drawn, harmlessly (the
+    caller gives such rows zero loss weight). Returns int [n].
+    """
+    u = jax.random.uniform(key, (n,)) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
+
+
+def minibatch_sampler(local_weights: jnp.ndarray, aug_weights: jnp.ndarray | None, cfg: FinetuneConfig):
+    """The fine-tuning minibatch draw over local rows [Nl] followed by augmented rows [Na] (see :func:`finetune`).
+
+    Returns ``draw(key) -> (idx, row_weight)``: idx int [B] into the concatenated rows, row_weight float [B]
+    (summing to 1) or None for a plain mean; ``sum(row_weight * loss[idx])`` estimates the weighted mean
+    loss over all rows without bias.
+    """
+    w_local = jnp.maximum(jnp.asarray(local_weights, jnp.float32), 0.0)
+    b = cfg.batch_size
+    if aug_weights is None:
+        cdfs, sizes, row_weight = [jnp.cumsum(w_local)], [b], None
+    else:
+        w_aug = jnp.maximum(jnp.asarray(aug_weights, jnp.float32), 0.0)
+        if cfg.sampling == "pooled":
+            cdfs, sizes, row_weight = [jnp.cumsum(jnp.concatenate([w_local, w_aug]))], [b], None
+        else:
+            b_aug = cfg.aug_batch_size or b
+            cdfs, sizes = [jnp.cumsum(w_local), jnp.cumsum(w_aug)], [b, b_aug]
+            total_l, total_a = cdfs[0][-1], cdfs[1][-1]
+            row_weight = jnp.concatenate([jnp.full(b, total_l / b), jnp.full(b_aug, total_a / b_aug)])
+            row_weight = row_weight / jnp.maximum(total_l + total_a, 1e-9)
+    offsets = (0, w_local.shape[0])
+
+    def draw(key):
+        ks = jax.random.split(key, 2)   # [0] local (or pooled) rows, [1] augmented: the same local draws per method
+        idx = jnp.concatenate([off + draw_rows(cdf, k, n) for off, cdf, k, n in zip(offsets, cdfs, ks, sizes)])
+        return idx, row_weight
+
+    return draw
+
+
+def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.ndarray, aug: Rows | None,
+             aug_weights: jnp.ndarray | None, key: jax.Array, cfg: FinetuneConfig) -> dict:
+    """Fine-tune one device's model copy on its local rows plus (optionally) augmented rows.
+
+    The objective is the weighted mean cross-entropy over local + augmented rows. Each of ``cfg.steps``
+    Adam steps estimates it on a minibatch; only the parameter groups in ``cfg.trainable`` move.
+
+    - ``cfg.sampling == "stratified"``: ``cfg.batch_size`` local rows (drawn by weight) and
+      ``cfg.aug_batch_size`` (0 = batch_size) augmented rows, the two strata weighted by their total weights.
+      The local rows are drawn from the step key alone, so methods fine-tuned with the same key see the same
+      local rows (common random numbers for paired comparisons).
+    - ``"pooled"``: ``cfg.batch_size`` rows drawn from the union by weight.
+
+    Without augmented rows both modes draw the same ``batch_size`` local rows.
 
     Args:
       model: the CTR model.
       params: the device's local parameter copy.
-      rows: one user's training rows [N] (features, label).
-      weights: float [N] sampling weights, 0 for rows not to train on.
+      local: one user's local rows [Nl] (features, label); local_weights: float [Nl], 0 on padding.
+      aug: augmented rows [Na] or None; aug_weights: float [Na], 0 on rows not to train on.
       key: PRNG key.
 
     Returns:
       The fine-tuned parameter dict.
     """
-    rows = jax.tree_util.tree_map(jnp.asarray, rows)
     train, frozen = split_trainable(params, tuple(cfg.trainable))
     opt = optax.adam(cfg.learning_rate)
-    # Inverse-CDF sampling: B uniforms and a binary search per step (not a Gumbel draw per row and step).
-    # Zero-weight rows have zero-width intervals and are never drawn; an empty device draws row 0, harmlessly.
-    cdf = jnp.cumsum(jnp.maximum(weights, 0.0))
-    total = cdf[-1]
+    rows = local if aug is None else concat_rows(local, aug)
+    rows = jax.tree_util.tree_map(jnp.asarray, rows)
+    draw = minibatch_sampler(local_weights, aug_weights if aug is not None else None, cfg)
 
     def step(carry, k):
         tr, s = carry
-        u = jax.random.uniform(k, (cfg.batch_size,)) * total
-        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), weights.shape[0] - 1)
+        idx, row_weight = draw(k)
         batch = jax.tree_util.tree_map(lambda x: x[idx], rows.features)
-        grads = jax.grad(lambda t: bce_loss(model, {**frozen, **t}, batch, rows.label[idx]))(tr)
+        grads = jax.grad(lambda t: bce_loss(model, {**frozen, **t}, batch, rows.label[idx], row_weight))(tr)
         updates, s = opt.update(grads, s, tr)
         return (optax.apply_updates(tr, updates), s), None
 
@@ -152,19 +202,63 @@ def score(model: nn.Module, params: dict, rows: Rows) -> jnp.ndarray:
     return logits
 
 
+def local_criterion(model: nn.Module, params: dict, local: Rows) -> jnp.ndarray:
+    """MPDA's acceptance criterion on the device's local rows [Nl]: their AUC, or minus their mean
+    cross-entropy when the local rows hold one class only (AUC undefined). Scalar; higher is better."""
+    logits = score(model, params, local)
+    auc, valid = auc_1d(logits, local.label, local.mask)
+    w = local.mask.astype(jnp.float32)
+    xent = jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, local.label)) / jnp.maximum(w.sum(), 1.0)
+    return jnp.where(valid, auc, -xent)
+
+
+def mpda_finetune(model: nn.Module, params: dict, local: Rows, matched: Rows, num_matched: int, key: jax.Array,
+                  ft_cfg: FinetuneConfig, mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray]:
+    """The MPDA baseline for one device: go through the matched users in order (a ``lax.scan``); fine-tune on
+    each one's rows (``mpda_cfg.steps`` steps from the current model) and keep the result only if the
+    criterion on the local rows (:func:`local_criterion`) improves; then fine-tune on the local rows
+    (``ft_cfg``, with ``key`` as the ``local`` method uses it).
+
+    Args:
+      local: the device's rows [Nl]; matched: [M * R] rows of its ``num_matched`` (M) matched users, R each.
+
+    Returns:
+      ``(params, accepted)``: the fine-tuned parameters and bool [M], which matched users were kept.
+    """
+    m = num_matched
+    per_user = jax.tree_util.tree_map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), matched)
+    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps)
+
+    def visit(carry, xs):
+        p, best = carry
+        rows, k = xs
+        trial = finetune(model, p, rows, rows.mask.astype(jnp.float32), None, None, k, trial_cfg)
+        value = local_criterion(model, trial, local)
+        accept = (value > best) & rows.mask.any()
+        p = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), trial, p)
+        return (p, jnp.where(accept, value, best)), accept
+
+    keys = jax.random.split(jax.random.fold_in(key, 1), m)
+    (params, _), accepted = jax.lax.scan(visit, (params, local_criterion(model, params, local)), (per_user, keys))
+    params = finetune(model, params, local, local.mask.astype(jnp.float32), None, None, key, ft_cfg)
+    return params, accepted
+
+
 # ----------------------------------------------------------------------------- one user, then a chunk
 
-def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, vocab: jnp.ndarray,
-               user_vocab: jnp.ndarray, local: Rows, candidates: Rows, random: Rows, test: Rows,
+def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, device: DeviceChunk,
                key: jax.Array) -> dict:
-    """Run the whole device stage for one user (unbatched leaves; vmapped by :func:`device_stage`).
+    """Run the whole device stage for one user: ``device`` is one user's slice of a :class:`DeviceChunk`
+    (no leading user axis; vmapped by :func:`device_stage`).
 
     Returns a dict: ``logits`` float [M, Nt] test logits per method in ``settings.methods`` order,
-    ``kept`` bool [Nc] candidates kept by the classifier, ``candidate_score`` float [Nc] classifier scores.
+    ``kept`` bool [Nc] candidates kept by the classifier, ``candidate_score`` float [Nc] classifier scores,
+    ``mpda_accepted`` bool [matched users] (all False without the mpda method).
     """
     cls_cfg, ft_cfg = settings.classifier, settings.finetune
-    params = localize_params(global_params, vocab, user_vocab)
-    model = local_model(model, vocab.shape[0], user_vocab.shape[0])
+    local, candidates, random, test = device.local, device.candidates, device.random, device.test
+    params = localize_params(global_params, device.vocab, device.user_vocab)
+    model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
     negatives = candidates if cls_cfg.negatives == "candidates" else random
     cls_params = train_classifier(local.vector, local.mask, negatives.vector, negatives.mask, k_cls, cls_cfg)
@@ -180,18 +274,21 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, v
         "coda": (candidates, coda_w),
     }
     logits = []
-    for i, method in enumerate(settings.methods):
+    accepted = jnp.zeros(settings.matched_users, dtype=bool)
+    for method in settings.methods:
         if method == "global":
             logits.append(score(model, params, test))
             continue
-        rows, weights = local, local.mask.astype(jnp.float32)
-        if method != "local":
-            aug_rows, aug_weights = augment[method]
-            rows = concat_rows(local, aug_rows)
-            weights = jnp.concatenate([weights, aug_weights.astype(jnp.float32)])
-        tuned = finetune(model, params, rows, weights, jax.random.fold_in(k_ft, i), ft_cfg)
+        if method == "mpda":
+            tuned, accepted = mpda_finetune(model, params, local, device.matched, settings.matched_users, k_ft,
+                                            ft_cfg, settings.mpda)
+            logits.append(score(model, tuned, test))
+            continue
+        aug_rows, aug_weights = augment.get(method, (None, None))
+        # One fine-tuning key for every method: common random numbers for the paired comparisons.
+        tuned = finetune(model, params, local, local.mask.astype(jnp.float32), aug_rows, aug_weights, k_ft, ft_cfg)
         logits.append(score(model, tuned, test))
-    return {"logits": jnp.stack(logits), "kept": kept, "candidate_score": cand_score}
+    return {"logits": jnp.stack(logits), "kept": kept, "candidate_score": cand_score, "mpda_accepted": accepted}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
@@ -203,9 +300,7 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
     chunk or slot it runs in.
 
     Returns a dict with leading user axis: ``logits`` float [U, M, Nt], ``kept`` bool [U, Nc],
-    ``candidate_score`` float [U, Nc].
+    ``candidate_score`` float [U, Nc], ``mpda_accepted`` bool [U, matched users].
     """
     keys = jax.vmap(lambda u: jax.random.fold_in(key, u))(chunk.user_index)
-    per_user = functools.partial(user_stage, model, settings, global_params)
-    return jax.vmap(per_user)(chunk.vocab, chunk.user_vocab, chunk.local, chunk.candidates, chunk.random,
-                              chunk.test, keys)
+    return jax.vmap(functools.partial(user_stage, model, settings, global_params))(chunk, keys)

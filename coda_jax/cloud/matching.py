@@ -1,0 +1,185 @@
+"""User-level coarse matching: which other users each simulated user is matched with, and the rows they send.
+
+``retrieval.matching`` picks the algorithm:
+
+- ``sample``: sample-level nearest neighbours (:func:`coda_jax.cloud.retrieval.coarse_match`); the matched
+  users are the owners of a user's candidates, ranked by how many candidates each contributed.
+- ``user_embedding``: nearest users by user-vector similarity (the cloud model's user embedding, or the mean
+  of a user's sample vectors for models without one), searched with the configured backend (ScaNN / exact).
+- ``item_overlap``: nearest users by the cosine of their item sets (shared items over the geometric mean of
+  set sizes), exact search.
+- ``random_users``: users drawn at random.
+
+With a user-level algorithm, a user's coarse candidates are its matched users' pool rows, best-matched user
+first and each user's latest rows first, up to ``retrieval.max_candidates``. The matched users are also what
+the ``mpda`` method goes through.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coda_jax.cloud.retrieval import Candidates, ExactSearcher, make_searcher
+from coda_jax.config import RetrievalConfig
+ITEM_OVERLAP_MAX_CELLS = 400_000_000
+"""Largest users x items matrix :func:`item_set_vectors` builds densely (1.6 GB of float32)."""
+
+
+def pool_by_user(row_user: np.ndarray, pool_rows: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group pool rows by their user, keeping time order (the table is sorted by user, then time).
+
+    Returns ``(offsets int64 [num_users + 1], rows int64 [P])``.
+    """
+    pool_rows = np.sort(np.asarray(pool_rows))
+    counts = np.bincount(row_user[pool_rows], minlength=num_users)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), pool_rows.astype(np.int64)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def user_vectors(params: dict, vectors: np.ndarray, pool: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One unit vector per user: float32 [num_users, D].
+
+    The cloud model's ``user_embed`` table when the model has one (DIN, DeepFM, Wide & Deep, PNN), centred
+    over users; otherwise (LR) the mean of the user's pool sample vectors. Users without pool rows get zeros.
+    """
+    offsets, rows = pool
+    num_users = offsets.shape[0] - 1
+    if "user_embed" in params:
+        table = np.asarray(params["user_embed"]["embedding"], dtype=np.float32)[:num_users]
+        out = table - table.mean(axis=0, keepdims=True)
+    else:
+        owner = np.repeat(np.arange(num_users), np.diff(offsets))
+        out = np.zeros((num_users, vectors.shape[1]), dtype=np.float32)
+        np.add.at(out, owner, vectors[rows])
+    out = _unit(out)
+    out[np.diff(offsets) == 0] = 0.0
+    return out
+
+
+def item_set_vectors(item: np.ndarray, pool: tuple[np.ndarray, np.ndarray], num_items: int) -> np.ndarray:
+    """Each user's set of pool items as a unit multi-hot vector: float32 [num_users, num_items + 1].
+
+    The dot product of two rows is the cosine of the two item sets, ``|A & B| / sqrt(|A| |B|)``.
+    """
+    offsets, rows = pool
+    num_users = offsets.shape[0] - 1
+    if num_users * (num_items + 1) > ITEM_OVERLAP_MAX_CELLS:
+        raise ValueError(f"retrieval.matching: item_overlap builds a dense {num_users} x {num_items + 1} "
+                         f"user-item matrix, above {ITEM_OVERLAP_MAX_CELLS:,} cells; use user_embedding")
+    owner = np.repeat(np.arange(num_users), np.diff(offsets))
+    out = np.zeros((num_users, num_items + 1), dtype=np.float32)
+    out[owner, item[rows]] = 1.0
+    return _unit(out)
+
+
+def top_users(searcher, database: np.ndarray, query_users: np.ndarray, count: int,
+              valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query user's ``count`` most similar other users.
+
+    Args:
+      searcher: built over ``database`` float32 [num_users, D] (one row per user).
+      query_users: int [S] global user index of each query.
+      valid: bool [num_users], users that can be matched (those with pool rows).
+
+    Returns:
+      ``(users int64 [S, count], scores float32 [S, count])``, best first; ``-1`` / ``-inf`` pad short lists.
+    """
+    k = min(count + 1, database.shape[0])
+    idx, scores = searcher.search(database[query_users], k)
+    ok = (idx >= 0) & (idx < database.shape[0])
+    idx = np.where(ok, idx, 0)
+    ok &= valid[idx] & (idx != query_users[:, None])
+    return _compact(np.where(ok, idx, -1), np.where(ok, scores, -np.inf), count)
+
+
+def _compact(users: np.ndarray, scores: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move valid entries (users >= 0) to the front of each row, keeping their order; width ``count``."""
+    order = np.argsort(users < 0, axis=1, kind="stable")
+    users = np.take_along_axis(users, order, axis=1)[:, :count]
+    scores = np.take_along_axis(scores, order, axis=1)[:, :count].astype(np.float32)
+    pad = count - users.shape[1]
+    if pad > 0:
+        users = np.pad(users, ((0, 0), (0, pad)), constant_values=-1)
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return users.astype(np.int64), scores
+
+
+def users_from_candidates(cands: Candidates, row_user: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matched users of sample-level matching: the owners of each user's candidates, ranked by how many
+    candidates they contributed (ties: the better best similarity). Returns ``(users, scores)`` [S, count],
+    scores = the share of the user's candidates from that owner; ``-1`` / ``-inf`` pad."""
+    num = cands.counts()
+    owner_sim = np.repeat(np.arange(num.shape[0]), num)
+    src = row_user[cands.rows]
+    pair = np.stack([owner_sim, src], axis=1)
+    uniq, inverse, counts = np.unique(pair, axis=0, return_inverse=True, return_counts=True)
+    best = np.full(len(uniq), -np.inf, dtype=np.float32)
+    np.maximum.at(best, inverse.ravel(), cands.scores)
+    share = counts / np.maximum(num[uniq[:, 0]], 1)
+    order = np.lexsort((-best, -share, uniq[:, 0]))
+    uniq, share = uniq[order], share[order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(uniq[:, 0], minlength=num.shape[0]))[:-1]])
+    rank = np.arange(len(uniq)) - starts[uniq[:, 0]]
+    keep = rank < count
+    users = np.full((num.shape[0], count), -1, dtype=np.int64)
+    scores = np.full((num.shape[0], count), -np.inf, dtype=np.float32)
+    users[uniq[keep, 0], rank[keep]] = uniq[keep, 1]
+    scores[uniq[keep, 0], rank[keep]] = share[keep]
+    return users, scores
+
+
+def random_users(sim_users: np.ndarray, valid: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` distinct random other users per simulated user (from users with pool rows).
+
+    Returns ``(users int64 [S, count], scores float32 [S, count])`` (scores 0; ``-1`` / ``-inf`` pad)."""
+    rng = np.random.default_rng(seed)
+    choices = np.flatnonzero(valid)
+    keys = rng.random((len(sim_users), len(choices)))
+    keys[choices[None, :] == np.asarray(sim_users)[:, None]] = np.inf      # never the user itself
+    take = min(count, len(choices))
+    pick = np.argsort(keys, axis=1)[:, :take]
+    users = choices[pick]
+    ok = np.take_along_axis(keys, pick, axis=1) < np.inf
+    return _compact(np.where(ok, users, -1), np.where(ok, 0.0, -np.inf), count)
+
+
+def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[np.ndarray, np.ndarray],
+                          limit: int) -> Candidates:
+    """Coarse candidates of user-level matching: the matched users' pool rows, best-matched user first and
+    each user's latest rows first, at most ``limit`` per simulated user. matched, scores: [S, M]."""
+    offsets, rows = pool
+    s_idx, m_idx = np.nonzero(matched >= 0)                  # row-major: by simulated user, then match rank
+    src = matched[s_idx, m_idx]
+    n = offsets[src + 1] - offsets[src]
+    pair = np.repeat(np.arange(len(src)), n)
+    pos = np.arange(pair.shape[0]) - np.repeat(np.cumsum(n) - n, n)
+    cand_rows = rows[offsets[src][pair] + n[pair] - 1 - pos]  # latest first
+    owner = s_idx[pair]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=matched.shape[0]))[:-1]])
+    keep = (np.arange(owner.shape[0]) - starts[owner]) < limit
+    counts = np.bincount(owner[keep], minlength=matched.shape[0])
+    return Candidates(offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                      rows=cand_rows[keep].astype(np.int64),
+                      scores=scores[s_idx, m_idx][pair][keep].astype(np.float32))
+
+
+def match_users(cfg: RetrievalConfig, params: dict, vectors: np.ndarray, item: np.ndarray, num_items: int,
+                pool: tuple[np.ndarray, np.ndarray], sim_users: np.ndarray, count: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """User-level matching by ``cfg.matching`` (not ``sample``): ``(users, scores)`` int64 / float32 [S, count]."""
+    valid = np.diff(pool[0]) > 0
+    if cfg.matching == "random_users":
+        return random_users(sim_users, valid, count, seed)
+    if cfg.matching == "user_embedding":
+        database = user_vectors(params, vectors, pool)
+        searcher = make_searcher(database, cfg, seed)
+    elif cfg.matching == "item_overlap":
+        database = item_set_vectors(item, pool, num_items)
+        searcher = ExactSearcher(database)
+    else:
+        raise ValueError(f"retrieval.matching: unknown user-level matching {cfg.matching!r}")
+    return top_users(searcher, database, np.asarray(sim_users), count, valid)
