@@ -5,7 +5,8 @@ The public API, in pipeline order (each step usable on its own from research cod
     import coda_jax as cj
     cfg = cj.Config()                                   # or cj.load_config("configs/movielens100k.yaml")
     data = cj.make_dataset(cfg)                         # load or generate, build samples, split per user
-    model, params, vectors, rows, report = cj.cloud_stage(cfg, data)   # pretrain + ScaNN coarse matching
+    model, params, vectors, rows, report = cj.cloud_stage(cfg, data)   # pretrain + coarse matching
+    #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; rows.matched_users)
     chunk = cj.make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                           cfg.engine.min_bucket)        # pack a chunk of devices ([U, ...] pytree)
     out = cj.device_stage(model, cj.StageSettings.from_config(cfg), params, chunk, key)   # vmapped, jitted
@@ -13,6 +14,7 @@ The public API, in pipeline order (each step usable on its own from research cod
     results = cj.simulate(cfg)                          # all of the above, every method, one results object
 """
 
+from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
 from coda_jax.cloud.retrieval import coarse_match, make_searcher, recall_at_k
 from coda_jax.config import Config, ConfigError
@@ -23,7 +25,8 @@ from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
 from coda_jax.data.synthetic import generate as generate_synthetic
 from coda_jax.device.chunk import DeviceChunk, Rows, UserRows, make_chunk
-from coda_jax.device.train import StageSettings, device_stage, finetune, train_classifier, user_stage
+from coda_jax.device.train import (StageSettings, device_stage, finetune, mpda_finetune, train_classifier,
+                                   user_stage)
 from coda_jax.models import make_model
 from coda_jax.simulate import Results, cloud_stage, run_device_stage, simulate
 from kernels.auc import masked_auc
@@ -33,8 +36,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
-    "SampleTable", "StageSettings", "UserRows", "build_samples", "cloud_stage", "coarse_match", "device_stage",
-    "exact_topk", "finetune", "generate_synthetic", "load_config", "load_interactions", "make_chunk",
-    "make_dataset", "make_model", "make_searcher", "masked_auc", "pretrain", "read_movielens100k", "recall_at_k",
-    "run_device_stage", "sample_vectors", "simulate", "train_classifier", "user_stage",
+    "SampleTable", "StageSettings", "UserRows", "build_samples", "candidates_from_users", "cloud_stage",
+    "coarse_match", "device_stage", "exact_topk", "finetune", "generate_synthetic", "load_config",
+    "load_interactions", "make_chunk", "make_dataset", "make_model", "make_searcher", "masked_auc", "match_users",
+    "mpda_finetune", "pool_by_user", "pretrain", "read_movielens100k", "recall_at_k", "run_device_stage",
+    "sample_vectors", "simulate", "train_classifier", "user_stage",
 ]

@@ -62,10 +62,32 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
     cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
     flops_ft = None if fwd is None else cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
-    return {
+    out = {
         "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),
         "storage_bytes": float(((n_local + kept) * row_bytes + model_bytes).mean()),
         "model_copy_bytes": float(model_bytes.mean()), "row_bytes": row_bytes, "vector_bytes": vec_bytes,
         "flops_classifier": float(flops_cls.mean()), "flops_finetune": flops_ft,
         "forward_flops_per_sample": fwd,
     }
+    if "mpda" in cfg.methods and rows.matched_users is not None:
+        out["mpda"] = mpda_overhead(cfg, rows, model_bytes, row_bytes, n_local, fwd)
+    return out
+
+
+def mpda_overhead(cfg: Config, rows: UserRows, model_bytes: np.ndarray, row_bytes: int, n_local: np.ndarray,
+                  fwd: float | None) -> dict:
+    """Per-device means for the ``mpda`` method: bytes down (model copy + every matched user's rows), the
+    matched rows, and FLOPs (a trial fine-tune per matched user, a pass over the local rows to check it, the
+    final local fine-tune)."""
+    offsets = rows.pool[0]
+    matched = rows.matched_users
+    sizes = np.where(matched >= 0, offsets[np.maximum(matched, 0) + 1] - offsets[np.maximum(matched, 0)], 0)
+    n_rows = np.minimum(sizes, cfg.mpda.rows_per_user).sum(axis=1).astype(np.float64)
+    n_users = (matched >= 0).sum(axis=1).astype(np.float64)
+    flops = None
+    if fwd is not None:
+        per_trial = cfg.mpda.steps * cfg.finetune.batch_size * 3.0 * fwd
+        flops = n_users * per_trial + (n_users + 1) * n_local * fwd + cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
+        flops = float(flops.mean())
+    return {"bytes_down": float((model_bytes + n_rows * row_bytes).mean()), "matched_rows": float(n_rows.mean()),
+            "flops": flops}

@@ -73,13 +73,16 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="simulate CoDA and the baselines, print the results table",
-        description="Simulate CoDA and the baselines (global, local, local+random, local+coarse, coda) and "
+        description="Simulate CoDA and the baselines (global, local, local+random, local+coarse, coda; mpda "
+                    "where methods lists it) and "
                     "print per-method user-averaged AUC with coda's paired bootstrap differences. Without "
                     "--config it runs the embedded default: a synthetic dataset, no download. Real data: "
                     "--config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding u.data, "
                     "u.item, u.user as downloaded); likewise configs/movielens1m.yaml and movielens20m.yaml "
                     "with --data-dir; configs/amazon.yaml, taobao.yaml, csv_example.yaml with --data-path FILE. "
-                    "model.name picks din, lr, deepfm, wide_deep or pnn (e.g. --set model.name=deepfm).")
+                    "model.name picks din, lr, deepfm, wide_deep or pnn (configs/movielens100k_<model>.yaml, or "
+                    "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
+                    "random_users; data.split picks user_fraction or global_time.")
     add_config_args(run)
     run.add_argument("--out", help="write results.json (config, per-method and per-user AUC, timings) here")
     run.set_defaults(func=cmd_run)

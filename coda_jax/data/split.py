@@ -29,6 +29,13 @@ def user_offsets(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx - start, count
 
 
+def _participating(table: SampleTable, fraction: float, rows: np.ndarray | None) -> np.ndarray:
+    """Check a split fraction is in (0, 1); the rows taking part (bool [N]; all rows when ``rows`` is None)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
+    return np.ones(len(table), dtype=bool) if rows is None else rows
+
+
 def temporal_split(table: SampleTable, test_fraction: float, rows: np.ndarray | None = None) -> np.ndarray:
     """Mark each user's latest rows as held out.
 
@@ -43,10 +50,7 @@ def temporal_split(table: SampleTable, test_fraction: float, rows: np.ndarray | 
     Returns:
       bool [N], True for held-out rows.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    if rows is None:
-        rows = np.ones(len(table), dtype=bool)
+    rows = _participating(table, test_fraction, rows)
     sel = np.flatnonzero(rows)
     rank, count = user_offsets(table.user[sel])
     n_out = np.clip(np.rint(test_fraction * count), 1, np.maximum(count - 1, 0)).astype(np.int64)
@@ -70,10 +74,7 @@ def global_time_split(table: SampleTable, fraction: float, rows: np.ndarray | No
     Returns:
       bool [N], True for held-out rows.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    if rows is None:
-        rows = np.ones(len(table), dtype=bool)
+    rows = _participating(table, fraction, rows)
     if not rows.any():
         return np.zeros(len(table), dtype=bool)
     cut = np.quantile(table.time[rows], 1.0 - fraction, method="higher")

@@ -216,7 +216,7 @@ def mpda_finetune(model: nn.Module, params: dict, local: Rows, matched: Rows, nu
                   ft_cfg: FinetuneConfig, mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray]:
     """The MPDA baseline for one device: go through the matched users in order (a ``lax.scan``); fine-tune on
     each one's rows (``mpda_cfg.steps`` steps from the current model) and keep the result only if the
-    criterion on the local rows (:func:`local_criterion`) improves; then fine-tune on the local rows
+    criterion on the local rows (:func:`local_criterion`) improves by more than 1e-7; then fine-tune on the local rows
     (``ft_cfg``, with ``key`` as the ``local`` method uses it).
 
     Args:
@@ -234,7 +234,7 @@ def mpda_finetune(model: nn.Module, params: dict, local: Rows, matched: Rows, nu
         rows, k = xs
         trial = finetune(model, p, rows, rows.mask.astype(jnp.float32), None, None, k, trial_cfg)
         value = local_criterion(model, trial, local)
-        accept = (value > best) & rows.mask.any()
+        accept = (value > best + 1e-7) & rows.mask.any()      # the margin keeps float ties out, as MPDA's code
         p = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), trial, p)
         return (p, jnp.where(accept, value, best)), accept
 

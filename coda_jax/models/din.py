@@ -15,15 +15,16 @@ class AttentionPool(nn.Module):
     ``h @ A + t @ B + (h * t) @ C``, which is what this computes (same function class, about half the
     FLOPs: the target term is computed once per sample, not once per history slot).
 
-    Args (call): history [..., L, d], target [..., d], mask [..., L] (True = real item).
-    Returns: pooled [..., d] (zeros where the history is empty).
+    Args (call): history [..., K, L, d] (K histories pooled against the same target, in one batch of
+    matrix products), target [..., d], mask [..., K, L] (True = real item).
+    Returns: pooled [..., K, d] (zeros where a history is empty).
     """
 
     hidden: int
 
     @nn.compact
     def __call__(self, history: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-        t = target[..., None, :]
+        t = target[..., None, None, :]
         z = (nn.Dense(self.hidden, use_bias=False, name="att_history")(history)
              + nn.Dense(self.hidden, name="att_target")(t)
              + nn.Dense(self.hidden, use_bias=False, name="att_product")(history * t))
@@ -55,10 +56,9 @@ class DIN(nn.Module):
         target = items(f["item"])
         genres = nn.Embed(self.num_genres + 1, self.embed_dim, embedding_init=EMBED_INIT, name="genre_embed")
         genre = masked_mean(genres(f["genres"]), f["genres"] > 0)
-        attend = AttentionPool(self.attention_hidden, name="attention")
-        liked = attend(items(f["hist_pos"]), target, f["hist_pos"] > 0)
-        disliked = attend(items(f["hist_neg"]), target, f["hist_neg"] > 0)
-        x = jnp.concatenate([users(f["user"]), target, genre, liked, disliked], axis=-1)
+        history = jnp.stack([f["hist_pos"], f["hist_neg"]], axis=-2)                  # [B, 2, L]
+        pooled = AttentionPool(self.attention_hidden, name="attention")(items(history), target, history > 0)
+        x = jnp.concatenate([users(f["user"]), target, genre, pooled[..., 0, :], pooled[..., 1, :]], axis=-1)
         rep = MLP(self.hidden, name="mlp")(x)
         logit = nn.Dense(1, name="out")(rep)[..., 0]
         return logit, rep
