@@ -230,7 +230,11 @@ def test_stratified_local_draws_are_shared_across_methods(tiny_cloud, make_tiny_
     w = c.local.mask.astype(jnp.float32)
     alone = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(5), ft)
     zero_aug = finetune(m, p0, c.local, w, c.candidates, jnp.zeros(c.candidates.mask.shape), jax.random.PRNGKey(5), ft)
-    chex.assert_trees_all_close(alone, zero_aug, rtol=1e-6, atol=1e-7)
+    # Compared as functions: the attention's output bias has a zero gradient (softmax is shift-invariant), so
+    # Adam turns float noise there into differences that change no prediction.
+    for rows in (c.local, c.candidates, c.test):
+        np.testing.assert_allclose(np.asarray(score(m, alone, rows)), np.asarray(score(m, zero_aug, rows)),
+                                   rtol=1e-5, atol=1e-6)
     some_aug = finetune(m, p0, c.local, w, c.candidates, c.candidates.mask.astype(jnp.float32),
                         jax.random.PRNGKey(5), ft)
     leaves = zip(jax.tree_util.tree_leaves(some_aug), jax.tree_util.tree_leaves(alone))

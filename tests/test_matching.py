@@ -182,18 +182,20 @@ def test_mpda_scan_equals_a_python_loop_over_matched_users(tiny_cloud):
     key = jax.random.PRNGKey(11)
     got, accepted = jax.jit(mpda_finetune, static_argnums=(0, 4, 6, 7))(lm, p0, c.local, c.matched, m, key, ft, mp)
 
-    params, best, want = p0, float(local_criterion(lm, p0, c.local)), []
+    tune = jax.jit(finetune, static_argnums=(0, 7))
+    criterion = jax.jit(local_criterion, static_argnums=0)
+    params, best, want = p0, float(criterion(lm, p0, c.local)), []
     keys = jax.random.split(jax.random.fold_in(key, 1), m)
     for j in range(m):
         rows = jax.tree_util.tree_map(lambda x: x[j * r:(j + 1) * r], c.matched)
-        trial = finetune(lm, params, rows, rows.mask.astype(jnp.float32), None, None, keys[j],
-                         dataclasses.replace(ft, steps=mp.steps))
-        value = float(local_criterion(lm, trial, c.local))
+        trial = tune(lm, params, rows, rows.mask.astype(jnp.float32), None, None, keys[j],
+                     dataclasses.replace(ft, steps=mp.steps))
+        value = float(criterion(lm, trial, c.local))
         ok = value > best + 1e-7 and bool(rows.mask.any())
         want.append(ok)
         if ok:
             params, best = trial, value
-    params = finetune(lm, params, c.local, c.local.mask.astype(jnp.float32), None, None, key, ft)
+    params = tune(lm, params, c.local, c.local.mask.astype(jnp.float32), None, None, key, ft)
     np.testing.assert_array_equal(np.asarray(accepted), want)
     chex.assert_trees_all_close(got, params, rtol=1e-4, atol=1e-5)
 
@@ -238,7 +240,7 @@ def test_simulate_with_user_level_matching_and_mpda(matching):
     cfg = dataclasses.replace(
         cfg, retrieval=dataclasses.replace(cfg.retrieval, matching=matching, matched_users=3, backend="exact",
                                            recall_queries=0),
-        mpda=MpdaConfig(rows_per_user=8, steps=3), synthetic=dataclasses.replace(cfg.synthetic, num_users=24))
+        mpda=MpdaConfig(rows_per_user=8, steps=3), synthetic=dataclasses.replace(cfg.synthetic, num_users=16))
     res = simulate(cfg, show_progress=False)
     assert set(res.methods) == set(METHODS)
     assert res.retrieval["matching"] == matching and res.retrieval["mean_matched_users"] == 3

@@ -100,7 +100,9 @@ def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mas
 
 
 def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bucket: int) -> dict[str, int]:
-    """Bucketed widths ``{local, candidates, test}`` for a chunk of owners (``-1`` = padding device)."""
+    """Padded widths ``{local, candidates, test}`` for a chunk of owners (``-1`` = padding device): local and
+    test rows in power-of-two buckets, candidates (and random rows) at the run's cap rounded up to a
+    multiple of ``min_bucket``."""
     real = owners[owners >= 0]
 
     def widest(field: str) -> int:
@@ -108,7 +110,8 @@ def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bu
         return int(c.max()) if c.size else 1
 
     return {"local": bucket_size(widest("local"), min_bucket),
-            "candidates": bucket_size(num_candidates, min_bucket),
+            # one width per run (the cap), so a multiple of min_bucket, not a power of two: no padding to spare
+            "candidates": -(-max(int(num_candidates), 1) // min_bucket) * min_bucket,
             "test": bucket_size(widest("test"), min_bucket)}
 
 

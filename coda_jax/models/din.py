@@ -8,12 +8,23 @@ import jax.numpy as jnp
 from coda_jax.models.features import EMBED_INIT, MLP, masked_mean
 
 
+class _Kernel(nn.Module):
+    """A bias-free dense layer's kernel, [in_features, features] (named like ``nn.Dense``'s, same init)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, in_features: int) -> jnp.ndarray:
+        return self.param("kernel", nn.linear.default_kernel_init, (in_features, self.features))
+
+
 class AttentionPool(nn.Module):
     """DIN activation unit: weights each history item by an MLP of (history, target) and pools.
 
     DIN's unit applies a dense layer to ``[h, t, h - t, h * t]``; that layer is linear, so it equals
     ``h @ A + t @ B + (h * t) @ C``, which is what this computes (same function class, about half the
-    FLOPs: the target term is computed once per sample, not once per history slot).
+    FLOPs: the target term is computed once per sample, not once per history slot). The two per-slot terms
+    run as one product, ``[h, h * t] @ [A; C]``.
 
     Args (call): history [..., K, L, d] (K histories pooled against the same target, in one batch of
     matrix products), target [..., d], mask [..., K, L] (True = real item).
@@ -24,10 +35,12 @@ class AttentionPool(nn.Module):
 
     @nn.compact
     def __call__(self, history: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+        d = history.shape[-1]
         t = target[..., None, None, :]
-        z = (nn.Dense(self.hidden, use_bias=False, name="att_history")(history)
-             + nn.Dense(self.hidden, name="att_target")(t)
-             + nn.Dense(self.hidden, use_bias=False, name="att_product")(history * t))
+        kernel = jnp.concatenate([_Kernel(self.hidden, name="att_history")(d),
+                                  _Kernel(self.hidden, name="att_product")(d)], axis=0)       # [2d, hidden]
+        per_slot = jnp.concatenate([history, history * t], axis=-1) @ kernel
+        z = per_slot + nn.Dense(self.hidden, name="att_target")(t)
         logits = nn.Dense(1, name="att_out")(nn.relu(z))[..., 0]
         logits = jnp.where(mask, logits, -1e9)
         weights = nn.softmax(logits, axis=-1) * mask
