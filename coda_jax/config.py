@@ -58,6 +58,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split: str = "user_fraction"   # "user_fraction": each user's latest rows; "global_time": one global timestamp
     min_rows_per_user: int = 5
+    min_test_rows: int = 1         # simulate only users with at least this many held-out rows (others stay in the pool)
     eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
     validation_fraction: float = 0.2
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
@@ -192,6 +193,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("data.validation_fraction", 0.0 < d.validation_fraction < 1.0,
        f"must be in (0, 1), got {d.validation_fraction}")
     ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
+    ck("data.min_test_rows", d.min_test_rows >= 1, f"must be >= 1, got {d.min_test_rows}")
     ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
     ck("data.split", d.split in ("user_fraction", "global_time"),
        f"must be 'user_fraction' or 'global_time', got {d.split!r}")

@@ -374,6 +374,19 @@ def test_global_time_split_bad_fraction_and_empty_rows():
     assert not global_time_split(t, 0.5, rows=np.zeros(len(t), bool)).any()
 
 
+def test_make_dataset_min_test_rows():
+    inter = random_log(25, num_users=14, rows=(2, 20))
+    ds = make_dataset(_cfg(min_rows_per_user=2, test_fraction=0.3, min_test_rows=3), inter)
+    t = ds.table
+    n_train = np.bincount(t.user[ds.train], minlength=t.num_users)
+    n_held = np.bincount(t.user[ds.heldout], minlength=t.num_users)
+    want = [u for u in range(t.num_users) if n_train[u] > 0 and n_held[u] >= 3]
+    np.testing.assert_array_equal(ds.users, want)
+    assert 0 < len(want) < t.num_users
+    assert ds.info["users_below_min_test_rows"] == sum(1 for u in range(t.num_users) if n_train[u] > 0 and 0 < n_held[u] < 3)
+    np.testing.assert_array_equal(ds.train, ~ref_split(t.user, 0.3))    # the pool keeps everyone's rows
+
+
 def test_make_dataset_max_users():
     inter = random_log(23, num_users=12, rows=(3, 10))
     full = make_dataset(_cfg(min_rows_per_user=3), inter)

@@ -105,7 +105,8 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     with ``global_time`` every row at or after one global timestamp (the ``1 - test_fraction`` quantile) is a
     test row. The rest are training rows. With ``data.eval_on: validation`` the same split is applied to the
     training rows (``validation_fraction``) to hold out validation rows instead, and the test rows are not
-    used at all (for choosing settings without touching test rows).
+    used at all (for choosing settings without touching test rows). Simulated users are those with training
+    rows and at least ``data.min_test_rows`` held-out rows; everyone's training rows stay in the pool.
     """
     if inter is None:
         inter = load_interactions(cfg)
@@ -120,14 +121,17 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
         heldout = split(table, cfg.data.validation_fraction, rows=train)
         train = train & ~heldout
     has_train = np.bincount(table.user[train], minlength=table.num_users) > 0
-    has_heldout = np.bincount(table.user[heldout], minlength=table.num_users) > 0
+    n_heldout = np.bincount(table.user[heldout], minlength=table.num_users)
+    has_heldout = n_heldout >= cfg.data.min_test_rows
     users = np.flatnonzero(has_train & has_heldout)
+    dropped_test = int((has_train & (n_heldout > 0) & ~has_heldout).sum())
     if cfg.data.max_users:
         users = users[: cfg.data.max_users]
     if users.size == 0:
         raise DataError(f"{inter.name}: no user has both training and held-out rows")
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
-            "users_dropped_min_rows": dropped, "users_in_file": n_raw_users, "simulated_users": int(users.size),
+            "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,
+            "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
             "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": cfg.data.split,
             "dropped_rows": dict(inter.dropped_rows)}
