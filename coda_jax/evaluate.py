@@ -49,3 +49,55 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return {"mean": float(d.mean()), "low": float(low), "high": float(high)}
+
+
+def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float = 0.95,
+                 reference: str = "coda") -> dict:
+    """Average several runs that differ only in their seed, user by user.
+
+    Each run's per-user AUC carries the noise of its own cloud model, retrieval and fine-tuning draws; the
+    mean over runs of each user's AUC has less of it, so paired differences between methods get narrower
+    intervals than any single run's.
+
+    Args:
+      results: the ``results.json`` dicts of the runs (``Results.to_json()``).
+      reference: the method compared against every other one.
+
+    Returns:
+      ``{"runs", "seeds", "users", "methods": {name: {"auc", "per_run_auc"}}, "comparisons": {name: {mean,
+      low, high}}}`` over the methods every run has and the users every run evaluated.
+
+    Raises:
+      ValueError: fewer than two runs, or runs whose configs differ in anything but ``seed`` (the message
+        names the first differing key).
+    """
+    from coda_jax.config import from_dict, to_dict  # noqa: PLC0415
+
+    if len(results) < 2:
+        raise ValueError(f"combine_runs: needs at least two runs, got {len(results)}")
+
+    def settings(r: dict) -> dict:      # through the config class, so keys added since a run take defaults
+        return {k: v for k, v in to_dict(from_dict(r["config"])).items() if k not in ("seed", "methods")}
+
+    base = settings(results[0])
+    for i, r in enumerate(results[1:], start=1):
+        cfg = settings(r)
+        if cfg != base:
+            key = next(k for k in sorted(set(base) | set(cfg)) if base.get(k) != cfg.get(k))
+            raise ValueError(f"combine_runs: run {i} differs from run 0 in config section {key!r} "
+                             f"(only the seed and the method list may differ)")
+    methods = [m for m in results[0]["methods"] if all(m in r["methods"] for r in results)]
+    users = sorted(set.intersection(*[set(r["methods"][m]["per_user"]) for r in results for m in methods]))
+    if not users:
+        raise ValueError("combine_runs: no user was evaluated in every run")
+    mean_auc = {m: np.mean([[r["methods"][m]["per_user"][u] for u in users] for r in results], axis=0)
+                for m in methods}
+    out = {"runs": len(results), "seeds": [r["config"]["seed"] for r in results], "users": len(users),
+           "methods": {m: {"auc": float(mean_auc[m].mean()),
+                           "per_run_auc": [float(r["methods"][m]["auc"]) for r in results]} for m in methods},
+           "comparisons": {}}
+    if reference in mean_auc:
+        for m in methods:
+            if m != reference:
+                out["comparisons"][m] = paired_bootstrap(mean_auc[reference], mean_auc[m], num_samples, confidence)
+    return out
