@@ -51,6 +51,11 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence:
     return {"mean": float(d.mean()), "low": float(low), "high": float(high)}
 
 
+RESULT_NEUTRAL = ("seed", "methods", "engine", "eval")
+"""Config sections runs may differ in and still be combined: the seed, the method list, and settings that do
+not change a user's result (chunking and padding, tested to be result-neutral; bootstrap settings)."""
+
+
 def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float = 0.95,
                  reference: str = "coda") -> dict:
     """Average several runs that differ only in their seed, user by user.
@@ -68,8 +73,8 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
       low, high}}}`` over the methods every run has and the users every run evaluated.
 
     Raises:
-      ValueError: fewer than two runs, or runs whose configs differ in anything but ``seed`` (the message
-        names the first differing key).
+      ValueError: fewer than two runs, or runs whose configs differ outside :data:`RESULT_NEUTRAL` (the
+        message names the first differing section).
     """
     from coda_jax.config import from_dict, to_dict  # noqa: PLC0415
 
@@ -77,7 +82,7 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
         raise ValueError(f"combine_runs: needs at least two runs, got {len(results)}")
 
     def settings(r: dict) -> dict:      # through the config class, so keys added since a run take defaults
-        return {k: v for k, v in to_dict(from_dict(r["config"])).items() if k not in ("seed", "methods")}
+        return {k: v for k, v in to_dict(from_dict(r["config"])).items() if k not in RESULT_NEUTRAL}
 
     base = settings(results[0])
     for i, r in enumerate(results[1:], start=1):
@@ -85,7 +90,7 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
         if cfg != base:
             key = next(k for k in sorted(set(base) | set(cfg)) if base.get(k) != cfg.get(k))
             raise ValueError(f"combine_runs: run {i} differs from run 0 in config section {key!r} "
-                             f"(only the seed and the method list may differ)")
+                             f"(only {', '.join(RESULT_NEUTRAL)} may differ)")
     methods = [m for m in results[0]["methods"] if all(m in r["methods"] for r in results)]
     users = sorted(set.intersection(*[set(r["methods"][m]["per_user"]) for r in results for m in methods]))
     if not users:

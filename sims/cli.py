@@ -140,7 +140,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Average the per-user AUC of several runs (coda-sim run --set seed=N --out DIR) over the "
                     "runs, user by user, and print every method's seed-averaged AUC and coda's paired bootstrap "
                     "difference to it: less run-to-run noise than any single run. The runs' configs may differ "
-                    "only in seed and methods.")
+                    "only in seed, methods, engine and eval.")
     combine.add_argument("runs", nargs="+", help="run folders (holding results.json) or results.json files")
     combine.add_argument("--out", help="write the combined figures as JSON here")
     combine.set_defaults(func=cmd_combine)

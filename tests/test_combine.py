@@ -47,6 +47,8 @@ def test_combine_runs_refuses_runs_that_differ_beyond_the_seed():
         combine_runs([a, b])
     with pytest.raises(ValueError, match="at least two runs"):
         combine_runs([a])
+    c = _run(2, {"coda": {"1": 0.7}, "local": {"1": 0.5}}, engine=dataclasses.replace(Config().engine, chunk_users=3))
+    assert combine_runs([a, c], num_samples=10)["runs"] == 2           # chunking does not change results
 
 
 def test_cli_combine_prints_and_writes(tmp_path, capsys):
