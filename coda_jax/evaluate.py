@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from coda_jax.config import from_dict, to_dict
 from kernels.auc import masked_auc
 
 
@@ -76,8 +77,6 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
       ValueError: fewer than two runs, or runs whose configs differ outside :data:`RESULT_NEUTRAL` (the
         message names the first differing section).
     """
-    from coda_jax.config import from_dict, to_dict  # noqa: PLC0415
-
     if len(results) < 2:
         raise ValueError(f"combine_runs: needs at least two runs, got {len(results)}")
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher, make_searcher
 from coda_jax.config import RetrievalConfig
+from coda_jax.data.split import user_offsets
 ITEM_OVERLAP_MAX_CELLS = 400_000_000
 """Largest users x items matrix :func:`item_set_vectors` builds densely (1.6 GB of float32)."""
 
@@ -122,8 +123,7 @@ def users_from_candidates(cands: Candidates, row_user: np.ndarray, count: int) -
     share = counts / np.maximum(num[uniq[:, 0]], 1)
     order = np.lexsort((-best, -share, uniq[:, 0]))
     uniq, share = uniq[order], share[order]
-    starts = np.concatenate([[0], np.cumsum(np.bincount(uniq[:, 0], minlength=num.shape[0]))[:-1]])
-    rank = np.arange(len(uniq)) - starts[uniq[:, 0]]
+    rank, _ = user_offsets(uniq[:, 0])                       # position within each simulated user's owners
     keep = rank < count
     users = np.full((num.shape[0], count), -1, dtype=np.int64)
     scores = np.full((num.shape[0], count), -np.inf, dtype=np.float32)
@@ -156,11 +156,10 @@ def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[n
     src = matched[s_idx, m_idx]
     n = offsets[src + 1] - offsets[src]
     pair = np.repeat(np.arange(len(src)), n)
-    pos = np.arange(pair.shape[0]) - np.repeat(np.cumsum(n) - n, n)
+    pos, _ = user_offsets(pair)                               # position within each matched user's rows
     cand_rows = rows[offsets[src][pair] + n[pair] - 1 - pos]  # latest first
     owner = s_idx[pair]
-    starts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=matched.shape[0]))[:-1]])
-    keep = (np.arange(owner.shape[0]) - starts[owner]) < limit
+    keep = user_offsets(owner)[0] < limit
     counts = np.bincount(owner[keep], minlength=matched.shape[0])
     return Candidates(offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                       rows=cand_rows[keep].astype(np.int64),

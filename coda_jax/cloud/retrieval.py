@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from coda_jax.config import RetrievalConfig
+from coda_jax.data.split import user_offsets
 from kernels.topk import exact_topk
 
 
@@ -113,10 +114,7 @@ def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners:
     owner, row, score = owner[first], row[first], score[first]
     order = np.lexsort((row, -score, owner))           # by owner, best score first (row breaks ties)
     owner, row, score = owner[order], row[order], score[order]
-    counts = np.bincount(owner, minlength=num_owners)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(owner.shape[0]) - starts[owner]
-    keep = rank < limit
+    keep = user_offsets(owner)[0] < limit              # rank within each owner's (sorted) block
     owner, row, score = owner[keep], row[keep], score[keep]
     offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=num_owners))]).astype(np.int64)
     return Candidates(offsets=offsets, rows=row.astype(np.int64), scores=score.astype(np.float32))

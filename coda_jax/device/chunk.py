@@ -132,7 +132,7 @@ def matched_index(rows: UserRows, owners: np.ndarray, per_user: int) -> tuple[np
     take = np.minimum(count, per_user)[..., None]
     mask = col < take                                                                   # [U, M, R]
     pos = np.where(mask, end[..., None] - take + col, 0)                               # latest rows, in time order
-    index = np.where(mask, pool_rows[np.minimum(pos, max(len(pool_rows) - 1, 0))] if len(pool_rows) else 0, 0)
+    index = np.where(mask, pool_rows[pos], 0) if len(pool_rows) else np.zeros(mask.shape, np.int64)
     return index.reshape(len(owners), m * per_user), mask.reshape(len(owners), m * per_user)
 
 

@@ -26,8 +26,6 @@ from coda_jax.device.submodel import local_model, localize_params, split_trainab
 from coda_jax.models.classifier import SampleClassifier
 from kernels.auc import auc_1d
 
-FINETUNED_METHODS = ("local", "local+random", "local+coarse", "coda", "mpda")
-
 
 @dataclasses.dataclass(frozen=True)
 class StageSettings:
