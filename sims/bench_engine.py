@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop-users", type=int, default=0,
                         help="time the loop on this many users and scale to --users (0 = all users)")
     parser.add_argument("--chunk-users", type=int, default=0, help="users per vmapped chunk (0 = the config's)")
+    parser.add_argument("--lockstep-users", type=int, default=-1,
+                        help="users vmapped together inside a chunk (0 = the whole chunk; default: the config's)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     cfg = bench_config(args.users, args.steps)
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                        cfg.engine.min_bucket, cfg.finetune.row_users)
     settings = StageSettings.from_config(cfg)
+    if args.lockstep_users >= 0:
+        settings = dataclasses.replace(settings, lockstep_users=args.lockstep_users)
     size = args.chunk_users or cfg.engine.chunk_users
     # The engine as the simulator runs it: chunks of `size` users, one compiled shape.
     chunks = [jax.device_put(jax.tree_util.tree_map(lambda x, s=s: x[s:s + size], chunk))
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = (time.perf_counter() - t0) * len(owners) / n_loop
     figures = {
         "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "users": int(len(owners)),
-        "chunk_users": size, "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
+        "chunk_users": size, "lockstep_users": settings.lockstep_users or size, "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
         "shapes": {"local": chunk.local.width, "candidates": chunk.candidates.width, "test": chunk.test.width,
                    "vocab": int(chunk.vocab.shape[1])},
         "engine_seconds_with_compile": engine_cold, "engine_seconds": engine_warm,
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup": loop / engine_warm, "speedup_with_compile": loop / engine_cold,
     }
     print(f"device: {figures['device']} ({figures['platform']})")
-    print(f"users: {figures['users']} in chunks of {size}  classifier steps: {cfg.classifier.steps}  fine-tune steps: {cfg.finetune.steps}"
+    print(f"users: {figures['users']} in chunks of {size} ({figures['lockstep_users']} in lockstep)  classifier steps: {cfg.classifier.steps}  fine-tune steps: {cfg.finetune.steps}"
           f"  batch: {cfg.finetune.batch_size}  shapes: {figures['shapes']}")
     print(f"vmapped engine: {engine_warm:.2f} s ({engine_cold:.2f} s with its compilation)")
     print(f"per-user loop:  {loop:.2f} s" + ("" if n_loop == len(owners) else f" (timed on {n_loop} users, scaled)"))

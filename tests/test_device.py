@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from coda_jax.config import ClassifierConfig, FinetuneConfig
 from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.train import (StageSettings, classifier_scores, device_stage, finetune, keep_mask,
-                                   minibatch_sampler, score, train_classifier, user_stage)
+                                   lockstep_users, minibatch_sampler, score, train_classifier, user_stage)
 
 
 def _user(chunk, u):
@@ -132,9 +132,10 @@ def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
     chex.assert_trees_all_close(a, b)
 
 
-def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk):
+@pytest.mark.parametrize("lockstep", [0, 3])      # one vmap; groups of 3 (a group of 3, then the remainder)
+def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk, lockstep):
     cfg, data, model, params, vectors, rows = tiny_cloud
-    settings = StageSettings.from_config(cfg)
+    settings = dataclasses.replace(StageSettings.from_config(cfg), lockstep_users=lockstep)
     chunk = make_tiny_chunk([0, 5, 9, -1])
     key = jax.random.PRNGKey(7)
     out = device_stage(model, settings, params, chunk, key)
@@ -145,6 +146,12 @@ def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk):
         one = one_user(model, settings, params, c, jax.random.fold_in(key, c.user_index))
         np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))
+
+
+def test_lockstep_users_auto_is_8_on_cpu_and_the_whole_chunk_elsewhere():
+    assert lockstep_users(0, "cpu") == 8
+    assert lockstep_users(0, "gpu") == 0 and lockstep_users(0, "tpu") == 0
+    assert lockstep_users(5, "gpu") == 5 and lockstep_users(5, "cpu") == 5
 
 
 def test_result_does_not_depend_on_chunk_mates(tiny_cloud, make_tiny_chunk):
