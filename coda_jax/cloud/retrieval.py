@@ -45,7 +45,9 @@ class ScannSearcher:
             leaves = int(min(max(np.sqrt(n), 16), n // 20))
             builder = builder.tree(num_leaves=leaves,
                                    num_leaves_to_search=max(1, int(round(leaves * cfg.scann_leaves_to_search))),
-                                   training_sample_size=min(n, 100_000))
+                                   training_sample_size=min(n, 100_000),
+                                   random_init=False)   # k-means++ centres: the same index on every build
+                                                        # (random initialisation is not seeded: runs differed)
             builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(cfg.scann_reorder)
         else:
             builder = builder.score_brute_force()
