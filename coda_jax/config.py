@@ -152,6 +152,8 @@ class EngineConfig:
 class EvalConfig:
     bootstrap: int = 2000
     confidence: float = 0.95
+    repeats: int = 1               # device-stage runs per user with independent device keys; each user's AUC is
+                                   # the mean over them (same cloud model, candidates and test rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +285,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     v = cfg.eval
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
+    ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
     return cfg
 
 

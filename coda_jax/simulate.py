@@ -70,6 +70,11 @@ class Results:
             diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
             lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
                          f"{self.augmentation.get(name, 0.0):>10.1f}{diff}")
+        repeats = self.config.get("eval", {}).get("repeats", 1)
+        if repeats > 1:
+            lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "
+                         "repeat: " + "; ".join(f"{name} {min(m['per_repeat_auc']):.4f}-{max(m['per_repeat_auc']):.4f}"
+                                               for name, m in self.methods.items()))
         r = self.retrieval
         if r.get("recall_at_k") is not None:
             lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
@@ -174,10 +179,13 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     """Run the vmapped device stage over all simulated users in chunks of ``cfg.engine.chunk_users``.
 
     Users are ordered by local row count so each chunk's bucketed shapes stay tight; the last chunk is padded
-    with empty devices. Returns ``auc`` float [M, S], ``valid`` bool [S], ``kept`` int [S] (per simulated
-    user, in ``data.users`` order), ``vocab_size`` / ``user_rows`` int [S] (item / user rows in each
-    device's model copy), ``mpda_rows`` int [S] (matched users' rows mpda kept) and ``compiles``
-    (distinct chunk shapes).
+    with empty devices. Each chunk runs ``cfg.eval.repeats`` (R) times with independent device keys (the
+    first is the key a single-repeat run uses), on the same compiled stage.
+
+    Returns ``auc_repeats`` float [R, M, S] and its mean over repeats ``auc`` [M, S], ``valid`` bool [S],
+    ``kept`` float [S] (mean over repeats; per simulated user, in ``data.users`` order), ``vocab_size`` /
+    ``user_rows`` int [S] (item / user rows in each device's model copy), ``mpda_rows`` float [S] (matched
+    users' rows mpda kept, mean over repeats) and ``compiles`` (distinct chunk shapes).
     """
     settings = StageSettings.from_config(cfg)
     n_users = len(data.users)
@@ -186,33 +194,36 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
     n_chunks = -(-n_users // size)
     slots = np.full(n_chunks * size, -1)
     slots[:n_users] = order
-    auc = np.full((len(settings.methods), n_users), np.nan)
+    repeats = cfg.eval.repeats
+    auc = np.full((repeats, len(settings.methods), n_users), np.nan)
     valid = np.zeros(n_users, dtype=bool)
-    kept = np.zeros(n_users, dtype=np.int64)
+    kept = np.zeros(n_users)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
-    mpda_rows = np.zeros(n_users, dtype=np.int64)
+    mpda_rows = np.zeros(n_users)
     matched_rows = cfg.mpda.rows_per_user if "mpda" in settings.methods else 0
     key = jax.random.PRNGKey(cfg.seed + 2)
+    keys = [key] + [jax.random.fold_in(key, r) for r in range(1, repeats)]
     shapes = set()
     for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
         owners = slots[c * size:(c + 1) * size]
         chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                            cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows)
         shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
-        out = device_stage(model, settings, params, chunk, key)
-        a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
         real = owners >= 0
-        auc[:, owners[real]] = a[:, real]
-        valid[owners[real]] = v[real]
-        kept[owners[real]] = np.asarray(out["kept"]).sum(axis=1)[real]
         vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
         uv = np.sort(chunk.user_vocab[:, 1:], axis=1)          # distinct users held (slot 0 is padding)
         user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
-        if matched_rows:
-            per_user = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
-            mpda_rows[owners[real]] = (per_user * np.asarray(out["mpda_accepted"])).sum(axis=1)[real]
-    return {"auc": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "user_rows": user_rows,
+        for r, k in enumerate(keys):
+            out = device_stage(model, settings, params, chunk, k)
+            a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
+            auc[r][:, owners[real]] = a[:, real]
+            valid[owners[real]] = v[real]
+            kept[owners[real]] += np.asarray(out["kept"]).sum(axis=1)[real] / repeats
+            if matched_rows:
+                per_user = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
+                mpda_rows[owners[real]] += (per_user * np.asarray(out["mpda_accepted"])).sum(axis=1)[real] / repeats
+    return {"auc": auc.mean(axis=0), "auc_repeats": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "user_rows": user_rows,
             "mpda_rows": mpda_rows, "compiles": len(shapes)}
 
 
@@ -270,6 +281,9 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
         methods[name] = {"auc": float(np.mean(a[valid])) if valid.any() else float("nan"),
                          "users": int(valid.sum()),
                          "per_user": {str(uid): float(x) for uid, x in zip(user_ids[valid], a[valid])}}
+        if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
+            methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid])) if valid.any() else float("nan")
+                                               for r in dev["auc_repeats"]]
     comparisons = {}
     if "coda" in methods_list:
         ci = methods_list.index("coda")

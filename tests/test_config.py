@@ -171,6 +171,7 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("eval:\n  confidence: 1.0\n", "eval.confidence"),
     ("engine:\n  chunk_users: 0\n", "engine.chunk_users"),
     ("engine:\n  lockstep_users: -1\n", "engine.lockstep_users"),
+    ("eval:\n  repeats: 0\n", "eval.repeats"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):

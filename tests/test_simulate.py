@@ -63,6 +63,36 @@ def test_augmentation_counts(tiny_cloud, tiny_results):
     assert tiny_results.overhead["bytes_down"] > tiny_results.overhead["model_copy_bytes"] > 0
 
 
+def test_repeats_average_each_users_auc_over_independent_device_keys(tiny_cloud, tiny_results):
+    import dataclasses
+
+    from coda_jax.simulate import Results, run_device_stage
+
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, repeats=3))
+    dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress=False)
+    valid = dev["valid"]
+    assert dev["auc_repeats"].shape == (3, len(cfg.methods), len(data.users))
+    np.testing.assert_allclose(dev["auc"], dev["auc_repeats"].mean(axis=0))
+    # repeat 0 is the single-repeat run (same key); the others are independent draws
+    single = tiny_results.methods
+    uid = [str(u) for u in data.table.user_ids[data.users][valid]]
+    for i, name in enumerate(cfg.methods):
+        np.testing.assert_allclose(dev["auc_repeats"][0, i][valid], [single[name]["per_user"][u] for u in uid],
+                                   atol=1e-6)
+        same = np.allclose(dev["auc_repeats"][1, i][valid], dev["auc_repeats"][0, i][valid])
+        assert same == (name == "global"), name          # only the cloud model has no device randomness
+    assert dev["kept"] == pytest.approx(np.ceil(cfg.classifier.keep_fraction * rows.counts("candidates")))
+    # the results object: per-user AUC = the mean, plus each repeat's user average
+    from coda_jax.simulate import simulate
+
+    res = simulate(cfg, data=data, show_progress=False, cloud=(model, params, vectors, rows, {}))
+    for i, name in enumerate(cfg.methods):
+        assert res.methods[name]["per_repeat_auc"] == pytest.approx(dev["auc_repeats"][:, i][:, valid].mean(axis=1))
+        assert res.methods[name]["auc"] == pytest.approx(dev["auc"][i][valid].mean())
+    assert "mean over 3 device-stage repeats" in Results.table(res)
+
+
 def test_results_json_round_trip(tiny_results, tmp_path):
     path = tiny_results.save(tmp_path / "out")
     loaded = json.loads(path.read_text())
