@@ -11,9 +11,10 @@ def test_bench_engine_reports_both_times_and_their_ratio(tmp_path, capsys):
     from sims.bench_engine import main
 
     out = tmp_path / "bench.json"
-    assert main(["--users", "16", "--steps", "2", "--chunk-users", "8", "--out", str(out)]) == 0
+    assert main(["--users", "16", "--steps", "2", "--chunk-users", "8", "--lockstep-users", "4", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert figures["users"] == 16 and figures["chunk_users"] == 8 and figures["loop_users_timed"] == 16
+    assert figures["lockstep_users"] == 4
     assert figures["engine_seconds"] > 0 and figures["loop_seconds"] > 0
     assert figures["speedup"] == pytest.approx(figures["loop_seconds"] / figures["engine_seconds"])
     printed = capsys.readouterr().out
