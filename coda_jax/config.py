@@ -129,6 +129,8 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
+    interpolate: float = 1.0       # keep this fraction of the move fine-tuning made: start + a * (end - start)
+                                   # (1 = the fine-tuned parameters; weight-space interpolation as in WiSE-FT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +275,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
        f"got {list(f.trainable)}")
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
+    ck("finetune.interpolate", 0.0 < f.interpolate <= 1.0, f"must be in (0, 1], got {f.interpolate}")
     ck("finetune.row_users", f.row_users in ("own", "original"),
        f"must be 'own' or 'original', got {f.row_users!r}")
     ck("finetune.sampling", f.sampling in ("stratified", "pooled"),

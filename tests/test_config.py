@@ -172,6 +172,7 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("engine:\n  chunk_users: 0\n", "engine.chunk_users"),
     ("engine:\n  lockstep_users: -1\n", "engine.lockstep_users"),
     ("eval:\n  repeats: 0\n", "eval.repeats"),
+    ("finetune:\n  interpolate: 0\n", "finetune.interpolate"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):

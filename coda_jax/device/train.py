@@ -175,7 +175,8 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
       local rows (common random numbers for paired comparisons).
     - ``"pooled"``: ``cfg.batch_size`` rows drawn from the union by weight.
 
-    Without augmented rows both modes draw the same ``batch_size`` local rows.
+    Without augmented rows both modes draw the same ``batch_size`` local rows. With ``cfg.interpolate``
+    a < 1 the result is ``start + a * (tuned - start)`` on the trainable parameters.
 
     Args:
       model: the CTR model.
@@ -201,8 +202,10 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
         updates, s = opt.update(grads, s, tr)
         return (optax.apply_updates(tr, updates), s), None
 
-    (train, _), _ = jax.lax.scan(step, (train, opt.init(train)), jax.random.split(key, cfg.steps))
-    return {**frozen, **train}
+    (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), jax.random.split(key, cfg.steps))
+    if cfg.interpolate != 1.0:          # keep a fraction of the move (weight-space interpolation)
+        tuned = jax.tree_util.tree_map(lambda a, b: a + cfg.interpolate * (b - a), train, tuned)
+    return {**frozen, **tuned}
 
 
 def score(model: nn.Module, params: dict, rows: Rows) -> jnp.ndarray:
