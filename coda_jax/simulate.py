@@ -223,8 +223,8 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
             if matched_rows:
                 per_user = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
                 mpda_rows[owners[real]] += (per_user * np.asarray(out["mpda_accepted"])).sum(axis=1)[real] / repeats
-    return {"auc": auc.mean(axis=0), "auc_repeats": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size, "user_rows": user_rows,
-            "mpda_rows": mpda_rows, "compiles": len(shapes)}
+    return {"auc": auc.mean(axis=0), "auc_repeats": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size,
+            "user_rows": user_rows, "mpda_rows": mpda_rows, "compiles": len(shapes)}
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = (time.perf_counter() - t0) * len(owners) / n_loop
     figures = {
         "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "users": int(len(owners)),
-        "chunk_users": size, "lockstep_users": settings.lockstep_users or size, "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
+        "chunk_users": size, "lockstep_users": min(settings.lockstep_users or size, size),
+        "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
         "shapes": {"local": chunk.local.width, "candidates": chunk.candidates.width, "test": chunk.test.width,
                    "vocab": int(chunk.vocab.shape[1])},
         "engine_seconds_with_compile": engine_cold, "engine_seconds": engine_warm,
