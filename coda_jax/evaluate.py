@@ -63,8 +63,8 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
 
     Each run's per-user AUC carries the noise of its own cloud model, retrieval and fine-tuning draws; the
     mean over runs of each user's AUC has less of it, so paired differences between methods get narrower
-    intervals than any single run's. A run whose AUCs are already means over ``eval.repeats`` device-stage
-    repeats weighs that many times.
+    intervals than any single run's. Every run weighs the same, also one with ``eval.repeats`` > 1: its repeats
+    share one cloud model and candidate set, and on MovieLens 100K most of a run's noise comes from those.
 
     Args:
       results: the ``results.json`` dicts of the runs (``Results.to_json()``).
@@ -95,9 +95,8 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
     users = sorted(set.intersection(*[set(r["methods"][m]["per_user"]) for r in results for m in methods]))
     if not users:
         raise ValueError("combine_runs: no user was evaluated in every run")
-    weights = [from_dict(r["config"]).eval.repeats for r in results]     # a run's AUC is a mean over its repeats
-    mean_auc = {m: np.average([[r["methods"][m]["per_user"][u] for u in users] for r in results], axis=0,
-                              weights=weights) for m in methods}
+    mean_auc = {m: np.mean([[r["methods"][m]["per_user"][u] for u in users] for r in results], axis=0)
+                for m in methods}
     out = {"runs": len(results), "seeds": [r["config"]["seed"] for r in results], "users": len(users),
            "methods": {m: {"auc": float(mean_auc[m].mean()),
                            "per_run_auc": [float(r["methods"][m]["auc"]) for r in results]} for m in methods},

@@ -51,13 +51,13 @@ def test_combine_runs_refuses_runs_that_differ_beyond_the_seed():
     assert combine_runs([a, c], num_samples=10)["runs"] == 2           # chunking does not change results
 
 
-def test_combine_runs_weighs_runs_by_their_repeats():
+def test_combine_runs_weighs_every_run_the_same_whatever_its_repeats():
     a = _run(0, {"coda": {"1": 0.6, "2": 0.8}, "local": {"1": 0.5, "2": 0.5}})
     b = _run(1, {"coda": {"1": 0.9, "2": 0.5}, "local": {"1": 0.5, "2": 0.6}},
              eval=dataclasses.replace(Config().eval, repeats=3))
     out = combine_runs([a, b], num_samples=10)
-    assert out["methods"]["coda"]["auc"] == pytest.approx(np.mean([(0.6 + 3 * 0.9) / 4, (0.8 + 3 * 0.5) / 4]))
-    assert out["methods"]["local"]["auc"] == pytest.approx(np.mean([0.5, (0.5 + 3 * 0.6) / 4]))
+    assert out["methods"]["coda"]["auc"] == pytest.approx(np.mean([(0.6 + 0.9) / 2, (0.8 + 0.5) / 2]))
+    assert out["methods"]["local"]["auc"] == pytest.approx(np.mean([0.5, (0.5 + 0.6) / 2]))
 
 
 def test_cli_combine_prints_and_writes(tmp_path, capsys):
