@@ -76,12 +76,13 @@ def cmd_combine(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from err
     print(f"{out['runs']} runs (seeds {out['seeds']}), {out['users']} users evaluated in every run; "
           f"per-user AUC averaged over runs")
-    print(f"{'method':<14}{'AUC':>8}   per run{'':<24}coda - method [95% CI]")
+    width = max(7 * out["runs"] + 3, 10)           # one "0.6871 " per run, then a gap
+    print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}coda - method [95% CI]")
     for name, m in out["methods"].items():
         cmp = out["comparisons"].get(name)
         diff = "" if cmp is None else f"{cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
-        print(f"{name:<14}{m['auc']:>8.4f}   {runs:<31}{diff}")
+        print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
         print(f"written to {args.out}")
