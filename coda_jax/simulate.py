@@ -214,15 +214,16 @@ def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndar
         vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
         uv = np.sort(chunk.user_vocab[:, 1:], axis=1)          # distinct users held (slot 0 is padding)
         user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
+        if matched_rows:                                        # rows each matched user sent, [U, M]
+            sent = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
         for r, k in enumerate(keys):
             out = device_stage(model, settings, params, chunk, k)
             a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
             auc[r][:, owners[real]] = a[:, real]
-            valid[owners[real]] = v[real]
+            valid[owners[real]] = v[real]                       # from the test labels: the same every repeat
             kept[owners[real]] += np.asarray(out["kept"]).sum(axis=1)[real] / repeats
             if matched_rows:
-                per_user = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
-                mpda_rows[owners[real]] += (per_user * np.asarray(out["mpda_accepted"])).sum(axis=1)[real] / repeats
+                mpda_rows[owners[real]] += (sent * np.asarray(out["mpda_accepted"])).sum(axis=1)[real] / repeats
     return {"auc": auc.mean(axis=0), "auc_repeats": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size,
             "user_rows": user_rows, "mpda_rows": mpda_rows, "compiles": len(shapes)}
 

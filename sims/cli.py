@@ -2,7 +2,7 @@
 
   coda-sim run [--config FILE] [--data-dir DIR] [--out DIR] [--set KEY=VALUE ...]
   coda-sim sweep [--config FILE] [--data-dir DIR] --grid KEY=V1,V2 [--grid ...] [--out DIR]
-  coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--out FILE]
+  coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--lockstep-users N] [--out FILE]
   coda-sim combine RUN_DIR RUN_DIR [...] [--out FILE]
 """
 
@@ -51,11 +51,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from sims.bench_engine import main as bench_engine  # noqa: PLC0415
 
-    argv = ["--users", str(args.users), "--steps", str(args.steps), "--loop-users", str(args.loop_users),
-            "--chunk-users", str(args.chunk_users)]
-    if args.out:
-        argv += ["--out", args.out]
-    return bench_engine(argv)
+    return bench_engine(args.options)          # the benchmark's own parser reads (and documents) its options
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
@@ -130,11 +126,8 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop)")
     bench.add_argument("which", choices=["engine"])
-    bench.add_argument("--users", type=int, default=1024)
-    bench.add_argument("--steps", type=int, default=50)
-    bench.add_argument("--loop-users", type=int, default=0, help="time the loop on this many users, scaled")
-    bench.add_argument("--chunk-users", type=int, default=0, help="users per vmapped chunk (0 = config's)")
-    bench.add_argument("--out", help="write the figures as JSON here")
+    bench.add_argument("options", nargs=argparse.REMAINDER,
+                       help="the benchmark's options (coda-sim bench engine --help lists them)")
     bench.set_defaults(func=cmd_bench)
     combine = sub.add_parser(
         "combine", help="average runs that differ only in their seed, user by user, with paired intervals",
