@@ -54,7 +54,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence:
 
 RESULT_NEUTRAL = ("seed", "methods", "engine", "eval")
 """Config sections runs may differ in and still be combined: the seed, the method list, and settings that do
-not change a user's result (chunking and padding, tested to be result-neutral; bootstrap settings)."""
+not change a user's expected result (chunking and padding, tested to be result-neutral; bootstrap settings;
+``eval.repeats``, which averages device keys)."""
 
 
 def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float = 0.95,
