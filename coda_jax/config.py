@@ -25,6 +25,7 @@ FILE_SOURCES = ("amazon", "taobao", "csv")                        # read from da
 TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
+CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,10 @@ class RetrievalConfig:
 class ClassifierConfig:
     kind: str = "logreg"           # "logreg" or "mlp"
     negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
+    # What the classifier sees of a row: "vector" (the cloud's sample vector); "vector+label" (and its label,
+    # as +-1); "vector+residual" (and label - the cloud model's predicted probability: how the row's owner
+    # departs from the cloud model, so kept rows are those whose owners depart from it as this user does).
+    features: str = "vector"
     hidden: int = 32
     steps: int = 100
     learning_rate: float = 0.05
@@ -260,6 +265,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
     ck("classifier.negatives", k.negatives in ("candidates", "random"),
        f"must be 'candidates' or 'random', got {k.negatives!r}")
+    ck("classifier.features", k.features in CLASSIFIER_FEATURES,
+       f"must be one of {', '.join(CLASSIFIER_FEATURES)}, got {k.features!r}")
     ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
     ck("classifier.steps", k.steps >= 1, f"must be >= 1, got {k.steps}")
     ck("classifier.learning_rate", k.learning_rate > 0, f"must be > 0, got {k.learning_rate}")

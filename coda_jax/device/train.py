@@ -99,6 +99,20 @@ def classifier_scores(params, vectors: jnp.ndarray, cfg: ClassifierConfig) -> jn
     return jax.nn.sigmoid(model.apply({"params": params}, vectors))
 
 
+def classifier_inputs(model: nn.Module, params: dict, rows: Rows, cfg: ClassifierConfig) -> jnp.ndarray:
+    """What the sample classifier sees of one user's rows [N]: float [N, D] (``cfg.features == "vector"``)
+    or [N, D + 1], the sample vector and one more column: the label as -1 / +1 (``"vector+label"``) or the
+    label minus the cloud model's predicted probability (``"vector+residual"``, in [-1, 1]; ``params`` are
+    the device's copy of the cloud model, before fine-tuning)."""
+    if cfg.features == "vector":
+        return rows.vector
+    if cfg.features == "vector+label":
+        extra = 2.0 * rows.label - 1.0
+    else:
+        extra = rows.label - jax.nn.sigmoid(score(model, params, rows))
+    return jnp.concatenate([rows.vector, extra[:, None].astype(rows.vector.dtype)], axis=1)
+
+
 def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
     """Fine-grained filter: which candidates to keep.
 
@@ -273,8 +287,10 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
     negatives = candidates if cls_cfg.negatives == "candidates" else random
-    cls_params = train_classifier(local.vector, local.mask, negatives.vector, negatives.mask, k_cls, cls_cfg)
-    cand_score = classifier_scores(cls_params, candidates.vector, cls_cfg)
+    local_x, cand_x = (classifier_inputs(model, params, r, cls_cfg) for r in (local, candidates))
+    neg_x = cand_x if cls_cfg.negatives == "candidates" else classifier_inputs(model, params, random, cls_cfg)
+    cls_params = train_classifier(local_x, local.mask, neg_x, negatives.mask, k_cls, cls_cfg)
+    cand_score = classifier_scores(cls_params, cand_x, cls_cfg)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     n_kept = kept.sum()
     random_kept = random.mask & (jnp.cumsum(random.mask) <= n_kept)   # as many random rows as coda keeps
