@@ -21,6 +21,7 @@ import numpy as np
 
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher, make_searcher
 from coda_jax.config import RetrievalConfig
+from coda_jax.data.packing import offsets_from_counts
 from coda_jax.data.split import user_offsets
 ITEM_OVERLAP_MAX_CELLS = 400_000_000
 """Largest users x items matrix :func:`item_set_vectors` builds densely (1.6 GB of float32)."""
@@ -33,7 +34,7 @@ def pool_by_user(row_user: np.ndarray, pool_rows: np.ndarray, num_users: int) ->
     """
     pool_rows = np.sort(np.asarray(pool_rows))
     counts = np.bincount(row_user[pool_rows], minlength=num_users)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), pool_rows.astype(np.int64)
+    return offsets_from_counts(counts), pool_rows.astype(np.int64)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -161,7 +162,7 @@ def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[n
     owner = s_idx[pair]
     keep = user_offsets(owner)[0] < limit
     counts = np.bincount(owner[keep], minlength=matched.shape[0])
-    return Candidates(offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    return Candidates(offsets=offsets_from_counts(counts),
                       rows=cand_rows[keep].astype(np.int64),
                       scores=scores[s_idx, m_idx][pair][keep].astype(np.float32))
 

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from coda_jax.config import RetrievalConfig
+from coda_jax.data.packing import offsets_from_counts
 from coda_jax.data.split import user_offsets
 from kernels.topk import exact_topk
 
@@ -118,8 +119,7 @@ def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners:
     owner, row, score = owner[order], row[order], score[order]
     keep = user_offsets(owner)[0] < limit              # rank within each owner's (sorted) block
     owner, row, score = owner[keep], row[keep], score[keep]
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=num_owners))]).astype(np.int64)
-    return Candidates(offsets=offsets, rows=row.astype(np.int64), scores=score.astype(np.float32))
+    return Candidates(offsets=offsets_from_counts(np.bincount(owner, minlength=num_owners)), rows=row.astype(np.int64), scores=score.astype(np.float32))
 
 
 def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,

@@ -35,12 +35,16 @@ def pad_rows(offsets: np.ndarray, rows: np.ndarray, owners: np.ndarray, width: i
     flat = np.where(mask, start[:, None] + col, 0)
     return np.where(mask, rows[flat], 0).astype(np.int64), mask
 
+def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
+    """CSR offsets of groups of the given sizes: counts int [G] -> int64 [G + 1], starting at 0."""
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 def csr_from_owner(owner: np.ndarray, rows: np.ndarray, num_owners: int) -> tuple[np.ndarray, np.ndarray]:
     """Group ``rows`` (int [n]) by ``owner`` (int [n], ``0..num_owners-1``) keeping their order within an owner.
 
     Returns ``(offsets int64 [num_owners + 1], rows int64 [n])``.
     """
     order = np.argsort(owner, kind="stable")
-    counts = np.bincount(owner, minlength=num_owners)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets = offsets_from_counts(np.bincount(owner, minlength=num_owners))
     return offsets, np.asarray(rows)[order].astype(np.int64)
