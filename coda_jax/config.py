@@ -94,6 +94,8 @@ class RetrievalConfig:
     backend: str = "scann"         # "scann" or "exact"
     neighbors: int = 30            # neighbours retrieved per local sample
     max_candidates: int = 300      # candidates kept per user after dedupe
+    candidate_order: str = "score" # which max_candidates (sample matching): "score" (most similar to any local
+                                   # sample) or "rank" (each local sample's nearest, then each one's 2nd, ...)
     recall_queries: int = 2000     # queries used to measure ScaNN recall against exact search (0 = skip)
     scann_leaves_to_search: float = 0.1   # fraction of tree leaves probed
     scann_reorder: int = 100
@@ -251,6 +253,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     r = cfg.retrieval
     ck("retrieval.backend", r.backend in ("scann", "exact"), f"must be 'scann' or 'exact', got {r.backend!r}")
     ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
+    ck("retrieval.candidate_order", r.candidate_order in ("score", "rank"),
+       f"must be 'score' or 'rank', got {r.candidate_order!r}")
     ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
     ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
     ck("retrieval.scann_leaves_to_search", 0.0 < r.scann_leaves_to_search <= 1.0,

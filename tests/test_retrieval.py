@@ -16,19 +16,19 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def ref_group_top(owner, row, score, num_owners, limit):
-    """Dict-based reference: best score per (owner, row); per owner sorted by score desc (row asc), capped."""
-    best: dict[tuple[int, int], float] = {}
-    for o, r, s in zip(np.asarray(owner).tolist(), np.asarray(row).tolist(), np.asarray(score).tolist()):
-        if (o, r) not in best or s > best[(o, r)]:
-            best[(o, r)] = s
+def ref_group_top(owner, row, score, num_owners, limit, rank=None):
+    """Dict-based reference: the best (lowest rank, then highest score) per (owner, row); per owner sorted by
+    rank, then score desc, then row asc; capped. Returns per owner [(row, score)]."""
+    rank = np.zeros(len(owner), int) if rank is None else rank
+    best: dict[tuple[int, int], tuple[int, float]] = {}
+    for o, r, s, k in zip(*(np.asarray(a).tolist() for a in (owner, row, score, rank))):
+        if (o, r) not in best or (k, -s) < (best[(o, r)][0], -best[(o, r)][1]):
+            best[(o, r)] = (k, s)
     per = defaultdict(list)
-    for (o, r), s in best.items():
-        per[o].append((r, s))
-    out = []
-    for o in range(num_owners):
-        out.append(sorted(per[o], key=lambda rs: (-rs[1], rs[0]))[:limit])
-    return out
+    for (o, r), (k, s) in best.items():
+        per[o].append((k, r, s))
+    return [[(r, s) for k, r, s in sorted(per[o], key=lambda krs: (krs[0], -krs[2], krs[1]))[:limit]]
+            for o in range(num_owners)]
 
 
 def assert_candidates_equal(c: Candidates, ref, num_owners):
@@ -60,6 +60,17 @@ def test_group_top_matches_reference(seed, limit):
     assert c.counts()[-1] == 0
 
 
+@pytest.mark.parametrize("seed, limit", [(0, 3), (1, 7)])
+def test_group_top_by_neighbour_rank_matches_reference(seed, limit):
+    rng = np.random.default_rng(seed)
+    owner, row = rng.integers(0, 4, size=120), rng.integers(0, 20, size=120)
+    score, rank = rng.random(120).astype(np.float32), rng.integers(0, 5, size=120)
+    c = group_top(owner, row, score, 4, limit, rank=rank)
+    assert_candidates_equal(c, ref_group_top(owner, row, score, 4, limit, rank), 4)
+    # the order differs from the score-only one on this data (so the rank is really used)
+    assert c.rows.tolist() != group_top(owner, row, score, 4, limit).rows.tolist()
+
+
 def test_group_top_hand_example():
     owner = np.array([1, 0, 1, 1, 0, 1, 0])
     row = np.array([7, 4, 7, 2, 4, 9, 5])
@@ -83,22 +94,24 @@ def test_group_top_empty():
 def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg):
     k = min(cfg.neighbors, len(pool_rows))
     db = vectors[pool_rows].astype(np.float64)
-    owner, row, score = [], [], []
+    owner, row, score, rank = [], [], [], []
     for q, o in zip(query_rows.tolist(), query_owner.tolist()):
         s = db @ vectors[q].astype(np.float64)
         top = np.argsort(-s, kind="stable")[:k]
-        for pos in top.tolist():
+        for j, pos in enumerate(top.tolist()):
             r = int(pool_rows[pos])
             if row_user[r] == row_user[q]:
                 continue
             owner.append(o)
             row.append(r)
             score.append(float(s[pos]))
-    return ref_group_top(owner, row, score, num_owners, cfg.max_candidates)
+            rank.append(j if cfg.candidate_order == "rank" else 0)
+    return ref_group_top(owner, row, score, num_owners, cfg.max_candidates, np.array(rank, int))
 
 
+@pytest.mark.parametrize("order", ["score", "rank"])
 @pytest.mark.parametrize("seed, neighbors, max_candidates", [(0, 5, 8), (1, 12, 100), (2, 3, 2), (3, 500, 40)])
-def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates):
+def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates, order):
     rng = np.random.default_rng(seed)
     n, d, num_users = 160, 8, 10
     vectors = unit(rng.normal(size=(n, d)))
@@ -109,7 +122,8 @@ def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates):
     query_rows = query_rows[np.isin(query_rows, pool_rows)][::2]           # some local training rows
     query_owner = np.searchsorted(sim_users, row_user[query_rows])
     num_owners = len(sim_users) + 1                                        # the last owner has no query
-    cfg = RetrievalConfig(backend="exact", neighbors=neighbors, max_candidates=max_candidates)
+    cfg = RetrievalConfig(backend="exact", neighbors=neighbors, max_candidates=max_candidates,
+                          candidate_order=order)
     searcher = make_searcher(vectors[pool_rows], cfg)
     assert isinstance(searcher, ExactSearcher)
     c = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg)

@@ -99,27 +99,32 @@ class Candidates:
 
 
 def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners: int,
-              limit: int) -> Candidates:
-    """Dedupe (owner, row) pairs keeping the best score, then keep each owner's best ``limit`` rows.
+              limit: int, rank: np.ndarray | None = None) -> Candidates:
+    """Dedupe (owner, row) pairs keeping the best one, then keep each owner's best ``limit`` rows.
 
     Args:
       owner: int [P] index ``0..num_owners-1`` of the user each pair belongs to.
       row: int [P] candidate row id.
       score: float [P] similarity.
+      rank: optional int [P], compared before the score (lower first): with each pair's neighbour rank
+        (0 = a local sample's nearest), every local sample's nearest neighbours come before anyone's
+        second-nearest, and so on. None: by score alone.
 
     Returns:
       :class:`Candidates` over ``num_owners`` users.
     """
-    order = np.lexsort((-score, row, owner))           # by owner, then row, best score first
-    owner, row, score = owner[order], row[order], score[order]
+    rank = np.zeros(owner.shape[0], dtype=np.int64) if rank is None else np.asarray(rank)
+    order = np.lexsort((-score, rank, row, owner))     # by owner, then row, best (rank, score) first
+    owner, row, score, rank = owner[order], row[order], score[order], rank[order]
     first = np.ones(owner.shape[0], dtype=bool)
     first[1:] = (owner[1:] != owner[:-1]) | (row[1:] != row[:-1])
-    owner, row, score = owner[first], row[first], score[first]
-    order = np.lexsort((row, -score, owner))           # by owner, best score first (row breaks ties)
+    owner, row, score, rank = owner[first], row[first], score[first], rank[first]
+    order = np.lexsort((row, -score, rank, owner))     # by owner, best (rank, score) first (row breaks ties)
     owner, row, score = owner[order], row[order], score[order]
-    keep = user_offsets(owner)[0] < limit              # rank within each owner's (sorted) block
+    keep = user_offsets(owner)[0] < limit              # position within each owner's (sorted) block
     owner, row, score = owner[keep], row[keep], score[keep]
-    return Candidates(offsets=offsets_from_counts(np.bincount(owner, minlength=num_owners)), rows=row.astype(np.int64), scores=score.astype(np.float32))
+    return Candidates(offsets=offsets_from_counts(np.bincount(owner, minlength=num_owners)),
+                      rows=row.astype(np.int64), scores=score.astype(np.float32))
 
 
 def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
@@ -138,7 +143,9 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
 
     Returns:
       :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
-      them the user's own rows.
+      them the user's own rows; ``cfg.candidate_order`` "score": the most similar to any local sample;
+      "rank": every local sample's nearest first, then every one's second-nearest, ... (spread over all
+      local samples, similarity breaking ties).
     """
     k = min(cfg.neighbors, len(pool_rows))
     idx, scores = searcher.search(vectors[query_rows], k)            # [Q, k] pool positions
@@ -147,4 +154,6 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
     owner = np.broadcast_to(query_owner[:, None], idx.shape)
     own = row_user[nbr] == row_user[query_rows][:, None]
     keep = valid & ~own
-    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates)
+    rank = np.broadcast_to(np.arange(k)[None, :], idx.shape) if cfg.candidate_order == "rank" else None
+    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates,
+                     None if rank is None else rank[keep])
