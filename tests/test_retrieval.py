@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -91,8 +92,10 @@ def test_group_top_empty():
 # ----------------------------------------------------------------------------- coarse_match
 
 
-def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg):
+def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg, row_item=None):
     k = min(cfg.neighbors, len(pool_rows))
+    seen = {(o, int(row_item[q])) for q, o in zip(query_rows.tolist(), query_owner.tolist())} if (
+        cfg.exclude_seen_items) else set()
     db = vectors[pool_rows].astype(np.float64)
     owner, row, score, rank = [], [], [], []
     for q, o in zip(query_rows.tolist(), query_owner.tolist()):
@@ -100,7 +103,7 @@ def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners
         top = np.argsort(-s, kind="stable")[:k]
         for j, pos in enumerate(top.tolist()):
             r = int(pool_rows[pos])
-            if row_user[r] == row_user[q]:
+            if row_user[r] == row_user[q] or (o, int(row_item[r]) if row_item is not None else -1) in seen:
                 continue
             owner.append(o)
             row.append(r)
@@ -136,6 +139,29 @@ def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates, 
         assert np.all(np.isin(rows, pool_rows))
         assert len(rows) <= max_candidates and len(set(rows.tolist())) == len(rows)
     assert c.counts()[-1] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_coarse_match_can_drop_candidates_about_items_the_user_holds(seed):
+    rng = np.random.default_rng(seed)
+    n, num_users = 200, 8
+    vectors = unit(rng.normal(size=(n, 6)))
+    row_user = np.sort(rng.integers(0, num_users, size=n))
+    row_item = rng.integers(0, 12, size=n)                                 # few items: many shared
+    pool_rows = np.arange(n)
+    query_rows = np.flatnonzero(row_user < 3)
+    query_owner = row_user[query_rows]
+    cfg = RetrievalConfig(backend="exact", neighbors=20, max_candidates=30, exclude_seen_items=True)
+    c = coarse_match(make_searcher(vectors, cfg), vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg,
+                     row_item=row_item)
+    assert_candidates_equal(c, ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg, row_item), 3)
+    for o in range(3):
+        assert not np.isin(row_item[c.of(o)], row_item[query_rows[query_owner == o]]).any()
+    plain = dataclasses.replace(cfg, exclude_seen_items=False)
+    kept = coarse_match(make_searcher(vectors, plain), vectors, pool_rows, row_user, query_rows, query_owner, 3, plain)
+    assert kept.counts().sum() > c.counts().sum()                          # the filter did remove rows
+    with pytest.raises(ValueError, match="row_item"):
+        coarse_match(make_searcher(vectors, cfg), vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg)
 
 
 def test_coarse_match_own_rows_only_pool_gives_nothing():

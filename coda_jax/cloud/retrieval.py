@@ -129,7 +129,7 @@ def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners:
 
 def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
                  query_rows: np.ndarray, query_owner: np.ndarray, num_owners: int,
-                 cfg: RetrievalConfig) -> Candidates:
+                 cfg: RetrievalConfig, row_item: np.ndarray | None = None) -> Candidates:
     """Coarse-grained sample matching for many users at once.
 
     Args:
@@ -140,6 +140,8 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
       query_rows: int [Q] table rows used as queries (the simulated users' local training rows).
       query_owner: int [Q] index ``0..num_owners-1`` of the simulated user that owns each query.
       num_owners: number of simulated users.
+      row_item: int [N] item id of every table row; needed with ``cfg.exclude_seen_items`` (drop candidates
+        about an item the owner's queries already hold).
 
     Returns:
       :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
@@ -154,6 +156,12 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
     owner = np.broadcast_to(query_owner[:, None], idx.shape)
     own = row_user[nbr] == row_user[query_rows][:, None]
     keep = valid & ~own
+    if cfg.exclude_seen_items:
+        if row_item is None:
+            raise ValueError("coarse_match: retrieval.exclude_seen_items needs row_item")
+        stride = int(row_item.max()) + 1
+        seen = np.unique(query_owner.astype(np.int64) * stride + row_item[query_rows])
+        keep &= ~np.isin(owner.astype(np.int64) * stride + row_item[nbr], seen)
     rank = np.broadcast_to(np.arange(k)[None, :], idx.shape) if cfg.candidate_order == "rank" else None
     return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates,
                      None if rank is None else rank[keep])
