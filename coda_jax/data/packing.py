@@ -35,6 +35,7 @@ def pad_rows(offsets: np.ndarray, rows: np.ndarray, owners: np.ndarray, width: i
     flat = np.where(mask, start[:, None] + col, 0)
     return np.where(mask, rows[flat], 0).astype(np.int64), mask
 
+
 def offsets_from_counts(counts: np.ndarray) -> np.ndarray:
     """CSR offsets of groups of the given sizes: counts int [G] -> int64 [G + 1], starting at 0."""
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

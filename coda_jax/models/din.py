@@ -41,7 +41,7 @@ class AttentionPool(nn.Module):
                                   _Kernel(self.hidden, name="att_product")(d)], axis=0)       # [2d, hidden]
         per_slot = jnp.concatenate([history, history * t], axis=-1) @ kernel
         z = per_slot + nn.Dense(self.hidden, name="att_target")(t)
-        # no bias: a constant added to every slot's logit cancels in the softmax (its gradient is always zero)
+        # no bias: a constant added to every slot's logit cancels in the softmax (it could never change the output)
         logits = nn.Dense(1, use_bias=False, name="att_out")(nn.relu(z))[..., 0]
         logits = jnp.where(mask, logits, -1e9)
         weights = nn.softmax(logits, axis=-1) * mask
