@@ -62,7 +62,7 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
     cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
     if cfg.classifier.features == "vector+residual" and fwd is not None:   # the cloud model scores each row once
-        flops_cls = flops_cls + fwd * (n_local + n_neg + (n_cand if cfg.classifier.negatives == "random" else 0))
+        flops_cls = flops_cls + fwd * (n_local + n_cand + (n_neg if cfg.classifier.negatives == "random" else 0))
     flops_ft = None if fwd is None else cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
     out = {
         "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),

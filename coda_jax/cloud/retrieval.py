@@ -162,6 +162,5 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
         stride = int(row_item.max()) + 1
         seen = np.unique(query_owner.astype(np.int64) * stride + row_item[query_rows])
         keep &= ~np.isin(owner.astype(np.int64) * stride + row_item[nbr], seen)
-    rank = np.broadcast_to(np.arange(k)[None, :], idx.shape) if cfg.candidate_order == "rank" else None
-    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates,
-                     None if rank is None else rank[keep])
+    rank = np.broadcast_to(np.arange(k)[None, :], idx.shape)[keep] if cfg.candidate_order == "rank" else None
+    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates, rank)

@@ -286,10 +286,10 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
     params = localize_params(global_params, device.vocab, device.user_vocab)
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
-    negatives = candidates if cls_cfg.negatives == "candidates" else random
     local_x, cand_x = (classifier_inputs(model, params, r, cls_cfg) for r in (local, candidates))
-    neg_x = cand_x if cls_cfg.negatives == "candidates" else classifier_inputs(model, params, random, cls_cfg)
-    cls_params = train_classifier(local_x, local.mask, neg_x, negatives.mask, k_cls, cls_cfg)
+    neg_mask, neg_x = ((candidates.mask, cand_x) if cls_cfg.negatives == "candidates"
+                       else (random.mask, classifier_inputs(model, params, random, cls_cfg)))
+    cls_params = train_classifier(local_x, local.mask, neg_x, neg_mask, k_cls, cls_cfg)
     cand_score = classifier_scores(cls_params, cand_x, cls_cfg)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     n_kept = kept.sum()
