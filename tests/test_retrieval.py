@@ -103,7 +103,7 @@ def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners
         top = np.argsort(-s, kind="stable")[:k]
         for j, pos in enumerate(top.tolist()):
             r = int(pool_rows[pos])
-            if row_user[r] == row_user[q] or (o, int(row_item[r]) if row_item is not None else -1) in seen:
+            if row_user[r] == row_user[q] or (row_item is not None and (o, int(row_item[r])) in seen):
                 continue
             owner.append(o)
             row.append(r)
