@@ -62,6 +62,8 @@ class DataConfig:
     min_test_rows: int = 1         # simulate only users with at least this many held-out rows (others stay in the pool)
     eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
     validation_fraction: float = 0.2
+    device_only_fraction: float = 0.0  # each user's latest training rows that only its device holds (not in the
+                                   # cloud model's data or the pool: gathered since the last upload); 0 = none
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
     path: str | None = None        # single-file sources (amazon, taobao, csv): the interactions file
     meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
@@ -127,6 +129,8 @@ class FinetuneConfig:
     steps: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-3
+    optimizer: str = "adam"        # "adam" or "sgd" (plain gradient steps: a parameter moves with its gradient,
+                                   # so weights the few local rows say little about stay near the cloud's)
     trainable: tuple[str, ...] = ("dense", "user")   # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
@@ -137,6 +141,12 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
+    # "holdout": the device holds out its latest holdout_fraction of local rows (at least 1, never all), fine-tunes on the rest, scores
+    # the held-out rows (their AUC; minus their cross-entropy if one class) at the start and every check_every
+    # steps, and keeps the best of those checkpoints (possibly the cloud model itself). "none": the last step.
+    select: str = "none"
+    holdout_fraction: float = 0.2
+    check_every: int = 10
     interpolate: float = 1.0       # keep this fraction of the move fine-tuning made: start + a * (end - start)
                                    # (1 = the fine-tuned parameters; weight-space interpolation as in WiSE-FT)
 
@@ -206,6 +216,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("data.test_fraction", 0.0 < d.test_fraction < 1.0, f"must be in (0, 1), got {d.test_fraction}")
     ck("data.validation_fraction", 0.0 < d.validation_fraction < 1.0,
        f"must be in (0, 1), got {d.validation_fraction}")
+    ck("data.device_only_fraction", 0.0 <= d.device_only_fraction < 1.0,
+       f"must be in [0, 1), got {d.device_only_fraction}")
     ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
     ck("data.min_test_rows", d.min_test_rows >= 1, f"must be >= 1, got {d.min_test_rows}")
     ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
@@ -283,6 +295,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
     ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
+    ck("finetune.select", f.select in ("none", "holdout"), f"must be none or holdout, got {f.select!r}")
+    ck("finetune.holdout_fraction", 0.0 < f.holdout_fraction < 1.0,
+       f"must be in (0, 1), got {f.holdout_fraction}")
+    ck("finetune.check_every", f.check_every >= 1 and f.steps % f.check_every == 0,
+       f"must be >= 1 and divide finetune.steps ({f.steps}), got {f.check_every}")
+    ck("finetune.optimizer", f.optimizer in ("adam", "sgd"), f"must be adam or sgd, got {f.optimizer!r}")
     ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
        f"got {list(f.trainable)}")

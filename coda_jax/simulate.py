@@ -128,7 +128,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
     timer = _Timer()
     table = data.table
     model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
-    pool = np.flatnonzero(data.train)
+    pool = np.flatnonzero(data.pool)
     with timer("cloud_pretrain"):
         params, losses = pretrain(model, table, pool, cfg.cloud, cfg.seed, show_progress)
     with timer("sample_vectors"):

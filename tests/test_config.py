@@ -175,6 +175,10 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("engine:\n  lockstep_users: -1\n", "engine.lockstep_users"),
     ("eval:\n  repeats: 0\n", "eval.repeats"),
     ("finetune:\n  interpolate: 0\n", "finetune.interpolate"),
+    ("finetune:\n  optimizer: rmsprop\n", "finetune.optimizer"),
+    ("finetune:\n  select: best\n", "finetune.select"),
+    ("finetune:\n  holdout_fraction: 1.0\n", "finetune.holdout_fraction"),
+    ("finetune:\n  steps: 50\n  check_every: 20\n", "finetune.check_every"),   # does not divide steps
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):

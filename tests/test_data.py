@@ -315,6 +315,23 @@ def test_make_dataset_test_split():
     assert ds.info["users_in_file"] == inter.num_users
     assert ds.info["rows"] == len(t) and ds.info["simulated_users"] == len(users)
     assert ds.info["train_rows"] == int((~test).sum()) and ds.info["heldout_rows"] == int(test.sum())
+    np.testing.assert_array_equal(ds.pool, ds.train)        # no device-only rows by default
+
+
+@pytest.mark.parametrize("eval_on", ["test", "validation"])
+def test_device_only_rows_are_each_users_latest_training_rows(eval_on):
+    """The pool is the training rows minus each user's latest device_only_fraction of them (the python
+    reference split applied to the training rows)."""
+    inter = random_log(26, num_users=12, rows=(2, 16))
+    cfg = _cfg(min_rows_per_user=2, test_fraction=0.25, eval_on=eval_on, device_only_fraction=0.4)
+    ds = make_dataset(cfg, inter)
+    t = ds.table
+    want = ds.train & ~ref_split(t.user, 0.4, rows=ds.train)
+    np.testing.assert_array_equal(ds.pool, want)
+    np.testing.assert_array_equal(ds.train, make_dataset(_cfg(min_rows_per_user=2, test_fraction=0.25,
+                                                               eval_on=eval_on), inter).train)
+    assert not np.any(ds.pool & ds.heldout)
+    assert ds.info["pool_rows"] == int(want.sum()) < ds.info["train_rows"]
 
 
 def test_make_dataset_validation_never_touches_test_rows():

@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 from coda_jax.config import ClassifierConfig, FinetuneConfig
 from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.train import (StageSettings, classifier_inputs, classifier_scores, device_stage, finetune, keep_mask,
-                                   lockstep_users, minibatch_sampler, score, train_classifier, user_stage)
+                                   latest_rows, lockstep_users, minibatch_sampler, score, train_classifier,
+                                   user_stage)
 
 
 def _user(chunk, u):
@@ -307,3 +308,73 @@ def test_finetune_ignores_zero_weight_augmented_rows(tiny_cloud, make_tiny_chunk
     poisoned = c.candidates.replace(label=jnp.where(w_aug > 0, c.candidates.label, 1.0 - c.candidates.label))
     b = finetune(m, p0, c.local, w, poisoned, w_aug, jax.random.PRNGKey(1), ft)
     chex.assert_trees_all_close(a, b)
+
+
+@pytest.mark.parametrize("n, width, fraction", [(10, 16, 0.2), (7, 8, 0.5), (5, 5, 0.99), (2, 4, 0.2), (1, 4, 0.5),
+                                                (0, 4, 0.2)])
+def test_latest_rows_are_the_last_real_rows(n, width, fraction):
+    mask = np.arange(width) < n
+    k = 0 if n < 2 else min(max(int(np.round(fraction * n)), 1), n - 1)
+    expected = (np.arange(width) >= n - k) & mask
+    np.testing.assert_array_equal(np.asarray(latest_rows(jnp.asarray(mask), fraction)), expected)
+
+
+def _holdout_auc(m, p, rows, held):
+    held = np.asarray(held)
+    return roc_auc_score(np.asarray(rows.label)[held], np.asarray(score(m, p, rows))[held])
+
+
+@pytest.mark.parametrize("held_labels_follow", ["tuned", "reversed"])
+@pytest.mark.parametrize("check_every", [20, 5])
+def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_cloud, make_tiny_chunk,
+                                                                         held_labels_follow, check_every):
+    """The held-out rows are never trained on, so their labels can be set after the fact: labelled by the
+    model fine-tuned on the other rows (its held-out AUC is 1, so selection must reach AUC 1), or by the
+    reverse of its scores (AUC 0, so selection must keep an earlier checkpoint, the start when it checks once)."""
+    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk, user=3)
+    ft = FinetuneConfig(steps=20, batch_size=8, learning_rate=1e-2, select="holdout", holdout_fraction=0.4,
+                        check_every=check_every)
+    held = latest_rows(c.local.mask, ft.holdout_fraction)
+    assert int(held.sum()) >= 4
+    w = c.local.mask.astype(jnp.float32)
+    key = jax.random.PRNGKey(5)
+    plain = dataclasses.replace(ft, select="none")
+    tuned = finetune(m, p0, c.local, jnp.where(held, 0.0, w), None, None, key, plain)
+    s = np.asarray(score(m, tuned, c.local))
+    order = np.argsort(np.where(np.asarray(held), s, np.inf))[: int(held.sum())]   # held rows, lowest score first
+    y = np.asarray(c.local.label).copy()
+    top = order[len(order) // 2:] if held_labels_follow == "tuned" else order[: len(order) // 2]
+    y[order] = 0.0
+    y[top] = 1.0
+    local = c.local.replace(label=jnp.asarray(y))
+    assert _holdout_auc(m, tuned, local, held) == (1.0 if held_labels_follow == "tuned" else 0.0)
+    start_auc = _holdout_auc(m, p0, local, held)
+    assert 0.0 < start_auc < 1.0
+    got = finetune(m, p0, local, w, None, None, key, ft)
+    got_auc = _holdout_auc(m, got, local, held)
+    if held_labels_follow == "tuned":
+        assert got_auc == 1.0
+        if check_every == ft.steps:         # one check: the tuned model itself
+            chex.assert_trees_all_close(got, tuned)
+    else:
+        assert got_auc >= start_auc
+        if check_every == ft.steps:         # one check: the start wins
+            chex.assert_trees_all_equal(got, p0)
+
+
+def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
+    """One plain-SGD step moves the trainable parameters by -lr * the gradient of the drawn minibatch's loss."""
+    from coda_jax.cloud.pretrain import bce_loss
+    from coda_jax.device.submodel import split_trainable
+
+    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk)
+    ft = FinetuneConfig(steps=1, batch_size=8, learning_rate=0.5, optimizer="sgd")
+    w = c.local.mask.astype(jnp.float32)
+    key = jax.random.PRNGKey(2)
+    got = finetune(m, p0, c.local, w, None, None, key, ft)
+    idx, _ = minibatch_sampler(w, None, ft)(jax.random.split(key, 1)[0])
+    train, frozen = split_trainable(p0, ft.trainable)
+    batch = jax.tree_util.tree_map(lambda x: x[idx], c.local.features)
+    grads = jax.grad(lambda t: bce_loss(m, {**frozen, **t}, batch, c.local.label[idx], None))(train)
+    expected = {**frozen, **jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, train, grads)}
+    chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -22,7 +22,9 @@ class Dataset:
 
     Attributes:
       table: every sample, sorted by (user, time).
-      train: bool [N], training rows: the cloud pool, and each user's local data.
+      train: bool [N], training rows: each user's local data.
+      pool: bool [N], the training rows the cloud holds (its model's training data and the pool it matches
+        from): every training row except the device-only ones (``data.device_only_fraction``).
       heldout: bool [N], evaluation rows (each user's latest rows: test, or validation rows carved from
         the training rows when ``data.eval_on`` is ``validation``; then test rows are in neither mask).
       users: int [S] the simulated users (global user index), those with training and held-out rows.
@@ -31,6 +33,7 @@ class Dataset:
 
     table: SampleTable
     train: np.ndarray
+    pool: np.ndarray
     heldout: np.ndarray
     users: np.ndarray
     info: dict
@@ -106,7 +109,10 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     test row. The rest are training rows. With ``data.eval_on: validation`` the same split is applied to the
     training rows (``validation_fraction``) to hold out validation rows instead, and the test rows are not
     used at all (for choosing settings without touching test rows). Simulated users are those with training
-    rows and at least ``data.min_test_rows`` held-out rows; everyone's training rows stay in the pool.
+    rows and at least ``data.min_test_rows`` held-out rows; everyone's training rows stay in the pool, except
+    with ``data.device_only_fraction`` > 0: the same split applied once more to the training rows keeps each
+    user's latest ones on its device only (data gathered since the cloud last saw it): local rows, but not in
+    the cloud model's training data or the pool.
     """
     if inter is None:
         inter = load_interactions(cfg)
@@ -120,6 +126,9 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     if cfg.data.eval_on == "validation":
         heldout = split(table, cfg.data.validation_fraction, rows=train)
         train = train & ~heldout
+    pool = train
+    if cfg.data.device_only_fraction > 0:
+        pool = train & ~split(table, cfg.data.device_only_fraction, rows=train)
     has_train = np.bincount(table.user[train], minlength=table.num_users) > 0
     n_heldout = np.bincount(table.user[heldout], minlength=table.num_users)
     has_heldout = n_heldout >= cfg.data.min_test_rows
@@ -132,7 +141,7 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,
             "users_in_file": n_raw_users, "simulated_users": int(users.size),
-            "train_rows": int(train.sum()), "heldout_rows": int(heldout.sum()),
+            "train_rows": int(train.sum()), "pool_rows": int(pool.sum()), "heldout_rows": int(heldout.sum()),
             "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": cfg.data.split,
             "dropped_rows": dict(inter.dropped_rows)}
-    return Dataset(table=table, train=train, heldout=heldout, users=users, info=info)
+    return Dataset(table=table, train=train, pool=pool, heldout=heldout, users=users, info=info)

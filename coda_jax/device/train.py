@@ -176,12 +176,20 @@ def minibatch_sampler(local_weights: jnp.ndarray, aug_weights: jnp.ndarray | Non
     return draw
 
 
+def latest_rows(mask: jnp.ndarray, fraction: float) -> jnp.ndarray:
+    """The latest ``clip(round(fraction * n), 1, n - 1)`` of a user's ``n`` real rows (none if ``n < 2``),
+    rows in time order with padding last: mask bool [N] -> bool [N]."""
+    n = jnp.sum(mask.astype(jnp.int32))
+    held = jnp.where(n >= 2, jnp.clip(jnp.round(fraction * n).astype(jnp.int32), 1, n - 1), 0)
+    return mask & (jnp.arange(mask.shape[0]) >= n - held)
+
+
 def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.ndarray, aug: Rows | None,
              aug_weights: jnp.ndarray | None, key: jax.Array, cfg: FinetuneConfig) -> dict:
     """Fine-tune one device's model copy on its local rows plus (optionally) augmented rows.
 
     The objective is the weighted mean cross-entropy over local + augmented rows. Each of ``cfg.steps``
-    Adam steps estimates it on a minibatch; only the parameter groups in ``cfg.trainable`` move.
+    optimizer steps (``cfg.optimizer``: Adam or plain SGD) estimates it on a minibatch; only the parameter groups in ``cfg.trainable`` move.
 
     - ``cfg.sampling == "stratified"``: ``cfg.batch_size`` local rows (drawn by weight) and
       ``cfg.aug_batch_size`` (0 = batch_size) augmented rows, the two strata weighted by their total weights.
@@ -189,7 +197,10 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
       local rows (common random numbers for paired comparisons).
     - ``"pooled"``: ``cfg.batch_size`` rows drawn from the union by weight.
 
-    Without augmented rows both modes draw the same ``batch_size`` local rows. With ``cfg.interpolate``
+    Without augmented rows both modes draw the same ``batch_size`` local rows. With ``cfg.select ==
+    "holdout"`` the latest ``cfg.holdout_fraction`` of the local rows are not trained on; the result is the
+    checkpoint (the start, then every ``cfg.check_every`` steps) scoring best on them by
+    :func:`local_criterion` (device-side early stopping; the start wins ties). With ``cfg.interpolate``
     a < 1 the result is ``start + a * (tuned - start)`` on the trainable parameters.
 
     Args:
@@ -203,7 +214,12 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
       The fine-tuned parameter dict.
     """
     train, frozen = split_trainable(params, tuple(cfg.trainable))
-    opt = optax.adam(cfg.learning_rate)
+    opt = (optax.adam if cfg.optimizer == "adam" else optax.sgd)(cfg.learning_rate)
+    holdout = None
+    if cfg.select == "holdout":
+        held = latest_rows(local.mask, cfg.holdout_fraction)
+        holdout = local.replace(mask=held)
+        local_weights = jnp.where(held, 0.0, local_weights)
     rows = local if aug is None else concat_rows(local, aug)
     rows = jax.tree_util.tree_map(jnp.asarray, rows)
     draw = minibatch_sampler(local_weights, aug_weights if aug is not None else None, cfg)
@@ -216,7 +232,23 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
         updates, s = opt.update(grads, s, tr)
         return (optax.apply_updates(tr, updates), s), None
 
-    (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), jax.random.split(key, cfg.steps))
+    keys = jax.random.split(key, cfg.steps)
+    if holdout is None:
+        (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), keys)
+    else:
+        def value(t):
+            return local_criterion(model, {**frozen, **t}, holdout)
+
+        def block(carry, ks):        # check_every steps, then a check on the held-out rows
+            tr, s, best, best_value = carry
+            (tr, s), _ = jax.lax.scan(step, (tr, s), ks)
+            v = value(tr)
+            better = v > best_value + 1e-7
+            best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), tr, best)
+            return (tr, s, best, jnp.where(better, v, best_value)), v
+
+        blocks = keys.reshape((cfg.steps // cfg.check_every, cfg.check_every) + keys.shape[1:])
+        (_, _, tuned, _), _ = jax.lax.scan(block, (train, opt.init(train), train, value(train)), blocks)
     if cfg.interpolate != 1.0:          # keep a fraction of the move (weight-space interpolation)
         tuned = jax.tree_util.tree_map(lambda a, b: a + cfg.interpolate * (b - a), train, tuned)
     return {**frozen, **tuned}
@@ -253,7 +285,7 @@ def mpda_finetune(model: nn.Module, params: dict, local: Rows, matched: Rows, nu
     """
     m = num_matched
     per_user = jax.tree_util.tree_map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), matched)
-    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps)
+    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps, select="none")
 
     def visit(carry, xs):
         p, best = carry
