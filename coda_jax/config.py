@@ -298,8 +298,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("finetune.select", f.select in ("none", "holdout"), f"must be none or holdout, got {f.select!r}")
     ck("finetune.holdout_fraction", 0.0 < f.holdout_fraction < 1.0,
        f"must be in (0, 1), got {f.holdout_fraction}")
-    ck("finetune.check_every", f.check_every >= 1 and f.steps % f.check_every == 0,
-       f"must be >= 1 and divide finetune.steps ({f.steps}), got {f.check_every}")
+    ck("finetune.check_every", f.check_every >= 1 and (f.select == "none" or f.steps % f.check_every == 0),
+       f"must be >= 1 and, with select: holdout, divide finetune.steps ({f.steps}), got {f.check_every}")
     ck("finetune.optimizer", f.optimizer in ("adam", "sgd"), f"must be adam or sgd, got {f.optimizer!r}")
     ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "

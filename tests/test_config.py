@@ -178,7 +178,8 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("finetune:\n  optimizer: rmsprop\n", "finetune.optimizer"),
     ("finetune:\n  select: best\n", "finetune.select"),
     ("finetune:\n  holdout_fraction: 1.0\n", "finetune.holdout_fraction"),
-    ("finetune:\n  steps: 50\n  check_every: 20\n", "finetune.check_every"),   # does not divide steps
+    ("finetune:\n  select: holdout\n  steps: 50\n  check_every: 20\n", "finetune.check_every"),  # not a divisor
+    ("finetune:\n  check_every: 0\n", "finetune.check_every"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):
