@@ -27,6 +27,19 @@ def forward_flops_per_sample(model, params, features_one: dict) -> float | None:
         return None
 
 
+def finetune_flops(cfg: Config, n_local: np.ndarray, fwd: float) -> np.ndarray:
+    """On-device FLOPs of one fine-tuning run per user: float [S] from local row counts [S] and the forward
+    FLOPs of one sample. A training step costs ~3 forward passes per minibatch row; with ``select: holdout``
+    add one forward pass over the held-out rows at the start and every ``check_every`` steps."""
+    ft = cfg.finetune
+    flops = np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
+    if ft.select == "holdout":
+        n = np.asarray(n_local, np.int64)
+        held = np.where(n >= 2, np.clip(np.round(ft.holdout_fraction * n), 1, np.maximum(n - 1, 1)), 0)
+        flops = flops + (ft.steps // ft.check_every + 1) * held * fwd
+    return flops
+
+
 def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
              kept: np.ndarray, vocab_size: np.ndarray, user_rows: np.ndarray | None = None) -> dict:
     """Per-device overhead of the ``coda`` method, averaged over simulated users.
@@ -63,7 +76,7 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
     if cfg.classifier.features == "vector+residual" and fwd is not None:   # the cloud model scores each row once
         flops_cls = flops_cls + fwd * (n_local + n_cand + (n_neg if cfg.classifier.negatives == "random" else 0))
-    flops_ft = None if fwd is None else cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
+    flops_ft = None if fwd is None else float(finetune_flops(cfg, n_local, fwd).mean())
     out = {
         "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),
         "storage_bytes": float(((n_local + kept) * row_bytes + model_bytes).mean()),
@@ -89,7 +102,7 @@ def mpda_overhead(cfg: Config, rows: UserRows, model_bytes: np.ndarray, row_byte
     flops = None
     if fwd is not None:
         per_trial = cfg.mpda.steps * cfg.finetune.batch_size * 3.0 * fwd
-        flops = n_users * per_trial + (n_users + 1) * n_local * fwd + cfg.finetune.steps * cfg.finetune.batch_size * 3.0 * fwd
+        flops = n_users * per_trial + (n_users + 1) * n_local * fwd + finetune_flops(cfg, n_local, fwd)
         flops = float(flops.mean())
     return {"bytes_down": float((model_bytes + n_rows * row_bytes).mean()), "matched_rows": float(n_rows.mean()),
             "flops": flops}
