@@ -378,3 +378,24 @@ def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
     grads = jax.grad(lambda t: bce_loss(m, {**frozen, **t}, batch, c.local.label[idx], None))(train)
     expected = {**frozen, **jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, train, grads)}
     chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, make_tiny_chunk):
+    """With classifier.negatives: random, the device's classifier learns local rows against its random pool
+    rows (not the candidates): the stage's scores and kept mask equal a classifier trained on those rows."""
+    cfg, data, model, params, vectors, rows = tiny_cloud
+    cls_cfg = dataclasses.replace(cfg.classifier, negatives="random", kind="mlp")
+    settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, methods=("coda",))
+    c = _user(make_tiny_chunk([6]), 0)
+    key = jax.random.PRNGKey(11)
+    out = jax.jit(user_stage, static_argnums=(0, 1))(model, settings, params, c, key)
+    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
+    p = localize_params(params, c.vocab, c.user_vocab)
+    k_cls, _ = jax.random.split(key)
+    local_x, rand_x, cand_x = (classifier_inputs(m, p, r, cls_cfg) for r in (c.local, c.random, c.candidates))
+    cls = train_classifier(local_x, c.local.mask, rand_x, c.random.mask, k_cls, cls_cfg)
+    want = classifier_scores(cls, cand_x, cls_cfg)
+    np.testing.assert_allclose(np.asarray(out["candidate_score"]), np.asarray(want), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["kept"]), np.asarray(keep_mask(want, c.candidates.mask, cls_cfg)))
+    with_cands = train_classifier(local_x, c.local.mask, cand_x, c.candidates.mask, k_cls, cls_cfg)
+    assert not np.allclose(np.asarray(classifier_scores(with_cands, cand_x, cls_cfg)), np.asarray(want), atol=1e-4)
