@@ -141,9 +141,10 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
-    # "holdout": the device holds out its latest holdout_fraction of local rows (at least 1, never all), fine-tunes on the rest, scores
-    # the held-out rows (their AUC; minus their cross-entropy if one class) at the start and every check_every
-    # steps, and keeps the best of those checkpoints (possibly the cloud model itself). "none": the last step.
+    # "holdout": the device holds out its latest holdout_fraction of local rows (at least 1, never all),
+    # fine-tunes on the rest, scores the held-out rows (their AUC; minus their cross-entropy if one class) at
+    # the start and every check_every steps, and keeps the best checkpoint (possibly the cloud model itself).
+    # "none": the last step.
     select: str = "none"
     holdout_fraction: float = 0.2
     check_every: int = 10

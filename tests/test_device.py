@@ -336,6 +336,8 @@ def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_c
                         check_every=check_every)
     held = latest_rows(c.local.mask, ft.holdout_fraction)
     assert int(held.sum()) >= 4
+    real = np.asarray(c.local.mask)
+    assert real[: real.sum()].all() and np.all(np.diff(np.asarray(c.local.row)[real]) > 0)   # time order
     w = c.local.mask.astype(jnp.float32)
     key = jax.random.PRNGKey(5)
     plain = dataclasses.replace(ft, select="none")

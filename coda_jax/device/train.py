@@ -189,7 +189,8 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     """Fine-tune one device's model copy on its local rows plus (optionally) augmented rows.
 
     The objective is the weighted mean cross-entropy over local + augmented rows. Each of ``cfg.steps``
-    optimizer steps (``cfg.optimizer``: Adam or plain SGD) estimates it on a minibatch; only the parameter groups in ``cfg.trainable`` move.
+    optimizer steps (``cfg.optimizer``: Adam or plain SGD) estimates it on a minibatch; only the parameter
+    groups in ``cfg.trainable`` move.
 
     - ``cfg.sampling == "stratified"``: ``cfg.batch_size`` local rows (drawn by weight) and
       ``cfg.aug_batch_size`` (0 = batch_size) augmented rows, the two strata weighted by their total weights.
