@@ -319,6 +319,9 @@ def test_latest_rows_are_the_last_real_rows(n, width, fraction):
     np.testing.assert_array_equal(np.asarray(latest_rows(jnp.asarray(mask), fraction)), expected)
 
 
+_jit_finetune = jax.jit(finetune, static_argnums=(0, 7))
+
+
 def _holdout_auc(m, p, rows, held):
     held = np.asarray(held)
     return roc_auc_score(np.asarray(rows.label)[held], np.asarray(score(m, p, rows))[held])
@@ -341,7 +344,7 @@ def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_c
     w = c.local.mask.astype(jnp.float32)
     key = jax.random.PRNGKey(5)
     plain = dataclasses.replace(ft, select="none")
-    tuned = finetune(m, p0, c.local, jnp.where(held, 0.0, w), None, None, key, plain)
+    tuned = _jit_finetune(m, p0, c.local, jnp.where(held, 0.0, w), None, None, key, plain)
     s = np.asarray(score(m, tuned, c.local))
     order = np.argsort(np.where(np.asarray(held), s, np.inf))[: int(held.sum())]   # held rows, lowest score first
     y = np.asarray(c.local.label).copy()
@@ -352,7 +355,7 @@ def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_c
     assert _holdout_auc(m, tuned, local, held) == (1.0 if held_labels_follow == "tuned" else 0.0)
     start_auc = _holdout_auc(m, p0, local, held)
     assert 0.0 < start_auc < 1.0
-    got = finetune(m, p0, local, w, None, None, key, ft)
+    got = _jit_finetune(m, p0, local, w, None, None, key, ft)
     got_auc = _holdout_auc(m, got, local, held)
     if held_labels_follow == "tuned":
         assert got_auc == 1.0
@@ -373,11 +376,11 @@ def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
     ft = FinetuneConfig(steps=1, batch_size=8, learning_rate=0.5, optimizer="sgd")
     w = c.local.mask.astype(jnp.float32)
     key = jax.random.PRNGKey(2)
-    got = finetune(m, p0, c.local, w, None, None, key, ft)
+    got = _jit_finetune(m, p0, c.local, w, None, None, key, ft)
     idx, _ = minibatch_sampler(w, None, ft)(jax.random.split(key, 1)[0])
     train, frozen = split_trainable(p0, ft.trainable)
     batch = jax.tree_util.tree_map(lambda x: x[idx], c.local.features)
-    grads = jax.grad(lambda t: bce_loss(m, {**frozen, **t}, batch, c.local.label[idx], None))(train)
+    grads = jax.jit(jax.grad(lambda t: bce_loss(m, {**frozen, **t}, batch, c.local.label[idx], None)))(train)
     expected = {**frozen, **jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, train, grads)}
     chex.assert_trees_all_close(got, expected, rtol=1e-5, atol=1e-6)
 
