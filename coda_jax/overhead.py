@@ -8,6 +8,7 @@ import numpy as np
 
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
+from coda_jax.data.split import holdout_count
 from coda_jax.device.chunk import UserRows
 from coda_jax.models.features import param_group
 
@@ -34,8 +35,7 @@ def finetune_flops(cfg: Config, n_local: np.ndarray, fwd: float) -> np.ndarray:
     ft = cfg.finetune
     flops = np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
     if ft.select == "holdout":
-        n = np.asarray(n_local, np.int64)
-        held = np.where(n >= 2, np.clip(np.round(ft.holdout_fraction * n), 1, np.maximum(n - 1, 1)), 0)
+        held = holdout_count(np.asarray(n_local, np.int64), ft.holdout_fraction)
         flops = flops + (ft.steps // ft.check_every + 1) * held * fwd
     return flops
 

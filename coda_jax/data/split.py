@@ -29,6 +29,12 @@ def user_offsets(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx - start, count
 
 
+def holdout_count(n, fraction: float, xp=np):
+    """How many of a user's ``n`` rows a split holds out: ``max(1, round(fraction * n))``, but never all of
+    them (0 for ``n < 2``). ``n`` int array of any shape; ``xp`` is ``numpy`` or ``jax.numpy`` (traceable)."""
+    return xp.clip(xp.rint(fraction * n), 1, xp.maximum(n - 1, 0)).astype(n.dtype)
+
+
 def _participating(table: SampleTable, fraction: float, rows: np.ndarray | None) -> np.ndarray:
     """Check a split fraction is in (0, 1); the rows taking part (bool [N]; all rows when ``rows`` is None)."""
     if not 0.0 < fraction < 1.0:
@@ -53,7 +59,7 @@ def temporal_split(table: SampleTable, test_fraction: float, rows: np.ndarray | 
     rows = _participating(table, test_fraction, rows)
     sel = np.flatnonzero(rows)
     rank, count = user_offsets(table.user[sel])
-    n_out = np.clip(np.rint(test_fraction * count), 1, np.maximum(count - 1, 0)).astype(np.int64)
+    n_out = holdout_count(count, test_fraction)
     held = np.zeros(len(table), dtype=bool)
     held[sel] = rank >= count - n_out
     return held

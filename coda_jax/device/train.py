@@ -21,6 +21,7 @@ import optax
 
 from coda_jax.cloud.pretrain import bce_loss
 from coda_jax.config import ClassifierConfig, Config, FinetuneConfig, MpdaConfig
+from coda_jax.data.split import holdout_count
 from coda_jax.device.chunk import DeviceChunk, Rows
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.models.classifier import SampleClassifier
@@ -177,11 +178,10 @@ def minibatch_sampler(local_weights: jnp.ndarray, aug_weights: jnp.ndarray | Non
 
 
 def latest_rows(mask: jnp.ndarray, fraction: float) -> jnp.ndarray:
-    """The latest ``clip(round(fraction * n), 1, n - 1)`` of a user's ``n`` real rows (none if ``n < 2``),
-    rows in time order with padding last: mask bool [N] -> bool [N]."""
+    """The latest :func:`~coda_jax.data.split.holdout_count` of a user's ``n`` real rows (the rule of the
+    temporal split), rows in time order with padding last: mask bool [N] -> bool [N]."""
     n = jnp.sum(mask.astype(jnp.int32))
-    held = jnp.where(n >= 2, jnp.clip(jnp.round(fraction * n).astype(jnp.int32), 1, n - 1), 0)
-    return mask & (jnp.arange(mask.shape[0]) >= n - held)
+    return mask & (jnp.arange(mask.shape[0]) >= n - holdout_count(n, fraction, jnp))
 
 
 def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.ndarray, aug: Rows | None,
