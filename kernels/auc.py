@@ -29,7 +29,7 @@ __all__ = ["masked_auc", "auc_1d"]
 _TRACE_COUNT = {"masked_auc": 0}
 
 
-def _auc_row(scores: jax.Array, is_pos: jax.Array, is_neg: jax.Array):
+def _auc_row(scores: jax.Array, is_pos: jax.Array, is_neg: jax.Array, finite: jax.Array):
     """AUC of one row.
 
     Args:
@@ -37,6 +37,7 @@ def _auc_row(scores: jax.Array, is_pos: jax.Array, is_neg: jax.Array):
         negatives must already be finite (they are ignored).
       is_pos: bool [T], valid positive entries.
       is_neg: bool [T], valid negative entries.
+      finite: bool scalar, whether every valid entry's score is finite.
 
     Returns:
       (auc float32 scalar, NaN if invalid; valid bool scalar).
@@ -52,7 +53,7 @@ def _auc_row(scores: jax.Array, is_pos: jax.Array, is_neg: jax.Array):
     # Per positive: (#neg < s + 0.5 * #neg == s) / N = (lt + le) / (2N).
     # Averaging these normalised float32 terms (instead of summing raw counts,
     # which reach P*N) cannot overflow for any T; error is ~1e-7 relative.
-    valid = (n_pos > 0) & (n_neg > 0)
+    valid = (n_pos > 0) & (n_neg > 0) & finite
     inv_2n = 1.0 / (2.0 * jnp.maximum(n_neg, 1).astype(jnp.float32))
     frac = (lt + le).astype(jnp.float32) * inv_2n
     total = jnp.sum(jnp.where(is_pos, frac, 0.0))
@@ -73,18 +74,21 @@ def masked_auc(scores: jax.Array, labels: jax.Array, mask: jax.Array):
 
     Returns:
       auc: float32 [U]; NaN for rows without at least one valid positive and
-        one valid negative.  Ties between a positive and a negative count 1/2.
+        one valid negative, and for rows where any unmasked score is NaN or
+        +-inf (a diverged model has no AUC: it is never scored as 1.0).  Ties
+        between a positive and a negative count 1/2.
       valid: bool [U]; True where ``auc`` is defined.
     """
     _TRACE_COUNT["masked_auc"] += 1
     scores = jnp.asarray(scores, jnp.float32)
     mask = jnp.asarray(mask, jnp.bool_)
     labels = jnp.asarray(labels)
-    # Neutralise padding before any comparison / sort.
-    scores = jnp.where(mask, scores, 0.0)
+    finite = jnp.all(jnp.isfinite(scores) | ~mask, axis=-1)
+    # Neutralise padding (and non-finite scores of rows already marked invalid) before any comparison / sort.
+    scores = jnp.where(mask & jnp.isfinite(scores), scores, 0.0)
     is_pos = mask & (labels > 0.5)
     is_neg = mask & ~(labels > 0.5)
-    return jax.vmap(_auc_row)(scores, is_pos, is_neg)
+    return jax.vmap(_auc_row)(scores, is_pos, is_neg, finite)
 
 
 def auc_1d(scores: jax.Array, labels: jax.Array, mask: jax.Array | None = None):

@@ -86,6 +86,23 @@ def test_masked_auc_degenerate_rows():
     assert np.isnan(np.asarray(auc)).all()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_masked_auc_non_finite_scores_make_the_row_invalid_never_auc_one(bad):
+    # A diverged model (every score NaN, or one score infinite) has no AUC; before, all-NaN scored 1.0.
+    labels = np.array([[1, 0, 1, 0, 1, 0]] * 3, np.float32)
+    mask = np.ones((3, 6), bool)
+    scores = np.array([[0.9, 0.1, 0.8, 0.2, 0.7, 0.3]] * 3, np.float32)
+    scores[0, :] = bad                       # every score non-finite
+    scores[1, 3] = bad                       # one valid score non-finite
+    scores[2, 5] = bad
+    mask[2, 5] = False                       # ... but masked: the row stays valid
+    auc, valid = masked_auc(scores, labels, mask)
+    np.testing.assert_array_equal(np.asarray(valid), [False, False, True])
+    assert np.isnan(np.asarray(auc)[:2]).all()
+    ref = roc_auc_score(labels[2, :5], scores[2, :5])
+    np.testing.assert_allclose(np.asarray(auc)[2], ref, rtol=1e-6)
+
+
 def test_masked_auc_garbage_padding_does_not_matter():
     rng = np.random.default_rng(0)
     scores, labels, mask = _random_auc_batch(rng, u=16, t=40, n_levels=5)
