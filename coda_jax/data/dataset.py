@@ -76,7 +76,8 @@ def load_interactions(cfg: Config) -> Interactions:
             raise ConfigError(f"data.data_dir: the {d.source} source needs {needs[d.source]} (pass --data-dir PATH)")
         root = Path(d.data_dir)
         if d.source == "movielens100k":
-            inter, report = read_movielens100k(root, like_threshold=d.like_threshold), None
+            inter = read_movielens100k(root, like_threshold=d.like_threshold, skip_bad_rows=d.skip_bad_rows)
+            report = None  # the 100K reader records its drops in the log's dropped_rows itself
         elif d.source == "movielens1m":
             inter, report = formats.read_movielens1m(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
         else:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
-import gzip
 import io
 import json
 import os
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from coda_jax.config import TAOBAO_BEHAVIORS
-from coda_jax.data.readers import DataError, _read_text
+from coda_jax.data.readers import _READ_ERRORS, DataError, _open_binary, _read_text
 from coda_jax.data.schema import Interactions
 
 __all__ = [
@@ -356,17 +355,6 @@ def _split_csv(path: Path, chunk: bytes, first_line: int, delim: str, nfields: i
     return fields, blank, out
 
 
-def _open_binary(path: Path):
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a file")
-    try:
-        return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    except OSError as e:  # pragma: no cover - permissions etc.
-        raise DataError(f"{path}: cannot read file: {e}") from e
-
-
 class _Delimited:
     """A delimited text file read in blocks of whole lines.
 
@@ -400,7 +388,7 @@ class _Delimited:
         """Consume the first non-empty line as a header; returns its fields (UTF-8, BOM and CR removed)."""
         try:
             raw = self.f.readline()
-        except (OSError, EOFError) as e:
+        except _READ_ERRORS as e:
             raise DataError(f"{self.path}: cannot read file: {e}") from e
         if not raw.strip():
             raise DataError(f"{self.path} line 1: expected a header line, got an empty {'file' if not raw else 'line'}")
@@ -420,8 +408,8 @@ class _Delimited:
         while True:
             try:
                 buf = self.f.read(self.block_bytes)
-            except (OSError, EOFError) as e:
-                raise DataError(f"{self.path}: cannot read file: {e}") from e
+            except _READ_ERRORS as e:
+                raise DataError(f"{self.path} line {self.line}: cannot read file from here on: {e}") from e
             if not buf:
                 break
             buf = self.rest + buf
@@ -701,8 +689,9 @@ def _str_checks(iss: _Issues, col: np.ndarray, field: str) -> np.ndarray:
 
 
 def _scan_ratings(stream: _Delimited, names: tuple[str, str, str, str], id_kind: str, rating_range,
-                  like_threshold: float) -> dict[str, np.ndarray]:
-    """Stream a ``user, item, rating, timestamp`` file (columns 0..3). ``id_kind``: "int" or "str".
+                  like_threshold: float, signed_time: bool = True) -> dict[str, np.ndarray]:
+    """Stream a ``user, item, rating, timestamp`` file (columns 0..3). ``id_kind``: "int" or "str";
+    ``signed_time``: negative timestamps are valid.
 
     Returns kept rows: ``user`` / ``item`` (int ids, or bytes), ``label`` bool, ``time`` int64, ``line`` int64.
     """
@@ -718,7 +707,7 @@ def _scan_ratings(stream: _Delimited, names: tuple[str, str, str, str], id_kind:
                 user = _str_checks(iss, b.cols[0], names[0])
                 item = _str_checks(iss, b.cols[1], names[1])
             label = _rating_checks(iss, b.cols[2], lo, hi, names[2], like_threshold)
-            time = _id_checks(iss, b.cols[3], names[3], signed=True)
+            time = _id_checks(iss, b.cols[3], names[3], signed=signed_time)
             keep = iss.resolve(stream.drops)
             cols = {"user": user, "item": item, "label": label, "time": time, "line": b.line}
             for k, v in cols.items():
@@ -808,23 +797,39 @@ def read_movielens1m(data_dir: str | os.PathLike, like_threshold: float = 4.0, *
                            "5 '::'-separated fields (user id :: gender :: age :: occupation :: zip code)", "latin-1")
     user_ids = np.sort(_unique_ids(root / "users.dat", user_rows, "user id"))
 
-    path = root / "ratings.dat"
+    return _movielens_ratings(root / "ratings.dat", b"::", "'::'-separated", user_ids, root / "users.dat", movie_ids,
+                              root / "movies.dat", item_genres, num_genres, str(data_dir), like_threshold,
+                              skip_bad_rows, block_bytes, signed_time=True)
+
+
+def _movielens_ratings(path: Path, sep: bytes, sep_name: str, user_ids: np.ndarray, user_file: Path,
+                       movie_ids: np.ndarray, item_file: Path, item_genres: np.ndarray, num_genres: int, name: str,
+                       like_threshold: float, skip_bad_rows: bool, block_bytes: int,
+                       signed_time: bool) -> tuple[Interactions, DropReport]:
+    """The ratings file of MovieLens 100K / 1M: ``user sep item sep rating (1..5) sep timestamp`` lines whose
+    users / items must be listed (``user_ids`` / ``movie_ids``, sorted) in ``user_file`` / ``item_file``.
+
+    Users are densified over ``user_ids`` (rank), items over ``movie_ids`` (rank + 1); rows keep the file
+    order. Bad rows (see the module doc), unknown users / items and repeats of an earlier (user, item,
+    timestamp) raise, or with ``skip_bad_rows`` are dropped and counted.
+    """
     drops = _Drops(skip_bad_rows)
-    stream = _Delimited(path, b"::", 4, "4 '::'-separated fields (user, item, rating, timestamp)", drops, block_bytes)
-    r = _scan_ratings(stream, ("user", "item", "rating", "timestamp"), "int", (1.0, 5.0), like_threshold)
+    stream = _Delimited(path, sep, 4, f"4 {sep_name} fields (user, item, rating, timestamp)", drops, block_bytes)
+    r = _scan_ratings(stream, ("user", "item", "rating", "timestamp"), "int", (1.0, 5.0), like_threshold,
+                      signed_time=signed_time)
     line = r["line"]
     upos, ufound = _lookup(user_ids, r["user"].astype(np.int64))
     ipos, ifound = _lookup(movie_ids, r["item"].astype(np.int64))
     iss = _Issues(path, line)
-    iss.add(~ufound, "unknown_user", lambda i: f"user {int(r['user'][i])} is not listed in {root / 'users.dat'}")
-    iss.add(~ifound, "unknown_item", lambda i: f"item {int(r['item'][i])} is not listed in {root / 'movies.dat'}")
+    iss.add(~ufound, "unknown_user", lambda i: f"user {int(r['user'][i])} is not listed in {user_file}")
+    iss.add(~ifound, "unknown_item", lambda i: f"item {int(r['item'][i])} is not listed in {item_file}")
     keep = iss.resolve(drops)
     if keep is not None:
         upos, ipos, line, label, time = upos[keep], ipos[keep], line[keep], r["label"][keep], r["time"][keep]
     else:
         label, time = r["label"], r["time"]
     keep = _dedupe(path, drops, line, (upos, ipos, time), "user, item and timestamp")
-    return _finish(path, drops, str(data_dir), upos[keep], ipos[keep] + 1, label[keep], time[keep], item_genres,
+    return _finish(path, drops, name, upos[keep], ipos[keep] + 1, label[keep], time[keep], item_genres,
                    user_ids.astype(np.int64), num_genres)
 
 
@@ -838,9 +843,7 @@ _MLCSV_MOVIES_HEADER = ["movieId", "title", "genres"]
 
 
 def _mlcsv_movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    text = _read_text(path, "utf-8")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = _read_text(path, "utf-8")  # a leading BOM is already gone (readers._open_binary)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != _MLCSV_MOVIES_HEADER:
@@ -937,11 +940,12 @@ _ASIN_RE = re.compile(rb"""["']asin["']\s*:\s*["']([^"']*)["']""")
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     f = _open_binary(path)
+    i = 0
     try:
         for i, raw in enumerate(f, 1):
             yield i, raw
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read file: {e}") from e
+    except _READ_ERRORS as e:
+        raise DataError(f"{path} line {i + 1}: cannot read file from here on: {e}") from e
     finally:
         f.close()
 
