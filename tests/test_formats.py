@@ -694,3 +694,68 @@ def test_dispatch_generic_csv_and_synthetic_has_no_drops(tmp_path):
     cfg = _with_data(source="csv", path=str(p), columns=("0", "1", "2", "3"), has_header=False,
                      min_rows_per_user=2, skip_bad_rows=True)
     assert make_dataset(cfg).info["dropped_rows"] == {"bad_rating": 1}  # the header line, read as data
+
+
+# ============================================================================================== issue 11
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _prepend_bom(p: Path) -> None:
+    """Put a UTF-8 byte-order mark before the first byte of the file's text (inside the gzip stream of .gz)."""
+    if p.name.endswith(".gz"):
+        p.write_bytes(gzip.compress(BOM + gzip.decompress(p.read_bytes())))
+    else:
+        p.write_bytes(BOM + p.read_bytes())
+
+
+def _bom_case(tmp_path: Path, case: str):
+    """(the file that gets a BOM, a call reading the dataset) for one reader."""
+    if case.startswith("ml1m:"):
+        d = _ml1m(tmp_path)
+        return d / case[5:], lambda: read_movielens1m(d, block_bytes=16)
+    if case.startswith("mlcsv:"):
+        d = _mlcsv(tmp_path)
+        return d / case[6:], lambda: read_movielens_csv(d, block_bytes=16)
+    if case.startswith("amazon:"):
+        name = case[7:]
+        p = _write(tmp_path, name, AMZ_CSV if name.endswith(".csv") else AMZ_REVIEWS)
+        meta = _write(tmp_path, "meta.json", AMZ_META)
+        return (p, lambda: read_amazon(p, meta_path=meta, block_bytes=16))
+    if case == "amazon_meta":
+        p = _write(tmp_path, "reviews.json", AMZ_REVIEWS)
+        meta = _write(tmp_path, "meta.json", AMZ_META)
+        return meta, lambda: read_amazon(p, meta_path=meta)
+    if case == "taobao":
+        p = _write(tmp_path, "UserBehavior.csv", TAOBAO)
+        return p, lambda: read_taobao(p, block_bytes=16)
+    if case == "csv_header":
+        p = _write(tmp_path, "log.csv", GENERIC)
+        cols = {"user": "uid", "item": "iid", "rating": "stars", "time": "ts", "genre": "tags"}
+        return p, lambda: read_interactions_csv(p, cols, block_bytes=16)
+    assert case == "csv_no_header"
+    p = _write(tmp_path, "log.csv", AMZ_CSV)  # string ids: a BOM kept would make line 1's user a new user
+    return p, lambda: read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, has_header=False,
+                                            block_bytes=16)
+
+
+@pytest.mark.parametrize("case", ["ml1m:ratings.dat", "ml1m:movies.dat", "ml1m:users.dat", "mlcsv:ratings.csv",
+                                  "mlcsv:movies.csv", "amazon:reviews.json", "amazon:reviews.json.gz",
+                                  "amazon:ratings.csv", "amazon_meta", "taobao", "csv_header", "csv_no_header"])
+def test_utf8_bom_at_file_start_is_ignored_by_every_reader(tmp_path, case):
+    path, read = _bom_case(tmp_path, case)
+    plain, plain_rep = read()
+    _prepend_bom(path)
+    out, rep = read()
+    assert rep.counts == plain_rep.counts
+    for field in ("user", "item", "label", "time", "item_genres", "user_ids"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(plain, field), err_msg=field)
+    assert out.num_genres == plain.num_genres
+
+
+def test_utf8_bom_at_file_start_taobao_was_the_reported_failure(tmp_path):
+    p = _write(tmp_path, "UserBehavior.csv", TAOBAO)
+    _prepend_bom(p)
+    out, rep = read_taobao(p)
+    assert rep.counts == {} and len(out) == 7
+    np.testing.assert_array_equal(out.user_ids, [7, 100])  # line 1's user 100 parsed, not '\ufeff100'
