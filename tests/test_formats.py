@@ -759,3 +759,46 @@ def test_utf8_bom_at_file_start_taobao_was_the_reported_failure(tmp_path):
     out, rep = read_taobao(p)
     assert rep.counts == {} and len(out) == 7
     np.testing.assert_array_equal(out.user_ids, [7, 100])  # line 1's user 100 parsed, not '\ufeff100'
+
+
+@pytest.mark.parametrize("bad, parts", [
+    (b"[" * 100_000, ("not valid JSON: nested too deeply",)),
+    (b'{"reviewerID": ' + b"[" * 100_000, ("not valid JSON: nested too deeply",)),
+    (b"{[1]: 2}", ("not valid JSON",)),
+    (b'{"reviewerID": "A14\xff\xfe", "asin": "0000013714", "overall": 3.0, "unixReviewTime": 1}',
+     ("not valid JSON", "utf-8")),
+], ids=["deep_list", "deep_value", "list_key", "not_utf8"])
+def test_amazon_json_unparseable_line_is_a_data_error_or_counted(tmp_path, bad, parts):
+    reviews = list(AMZ_REVIEWS)
+    reviews[1] = bad
+    p = _write(tmp_path, "reviews.json", reviews)
+    with _raises(p, 2, *parts):
+        read_amazon(p)
+    out, rep = read_amazon(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_fields": 1} and rep.first == {"bad_fields": f"{p} line 2"}
+    assert len(out) == 4
+
+
+def test_amazon_json_timestamp_outside_int64(tmp_path):
+    reviews = list(AMZ_REVIEWS)
+    reviews[2] = b'{"reviewerID": "A2", "asin": "B000ABC", "overall": 4.0, "unixReviewTime": 1' + b"0" * 30 + b"}"
+    p = _write(tmp_path, "reviews.json", reviews)
+    with _raises(p, 3, "field 'unixReviewTime' is out of the int64 range"):
+        read_amazon(p)
+    out, rep = read_amazon(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_value": 1} and len(out) == 4
+
+
+@pytest.mark.parametrize("bad, parts", [
+    (b"[" * 100_000, ("not a JSON (or Python literal) object: nested too deeply",)),
+    (b"{[1]: 2}", ("not a JSON (or Python literal) object",)),  # a Python literal with an unhashable key
+    (b"{'asin': " + b"(" * 100_000, ("not a JSON (or Python literal) object",)),
+], ids=["deep_list", "list_key", "deep_literal"])
+def test_amazon_meta_unparseable_line_is_a_data_error_or_counted(tmp_path, bad, parts):
+    p = _write(tmp_path, "reviews.json", AMZ_REVIEWS)
+    meta = _write(tmp_path, "meta.json", AMZ_META[:2] + [bad] + AMZ_META[2:])
+    with _raises(meta, 3, *parts):
+        read_amazon(p, meta_path=meta)
+    out, rep = read_amazon(p, meta_path=meta, skip_bad_rows=True)
+    assert rep.counts == {"bad_meta": 1} and rep.first == {"bad_meta": f"{meta} line 3"}
+    _check_amazon(out, genres=True)  # the good metadata lines still give every genre

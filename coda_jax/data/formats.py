@@ -967,8 +967,11 @@ def _amazon_json(path: Path, drops: _Drops, like_threshold: float) -> dict[str, 
         pending = []
         try:
             obj = json.loads(raw)
-        except ValueError as e:
+        except ValueError as e:  # UnicodeDecodeError (not UTF-8) included
             drops.one(path, lineno, "bad_fields", f"not valid JSON: {e}")
+            continue
+        except RecursionError:
+            drops.one(path, lineno, "bad_fields", "not valid JSON: nested too deeply")
             continue
         if not isinstance(obj, dict):
             drops.one(path, lineno, "bad_fields", f"expected a JSON object, got {type(obj).__name__}")
@@ -998,6 +1001,9 @@ def _amazon_json(path: Path, drops: _Drops, like_threshold: float) -> dict[str, 
             t = int(t)
         if isinstance(t, bool) or not isinstance(t, int):
             drops.one(path, lineno, "bad_value", f"field 'unixReviewTime' must be an integer, got {t!r}")
+            continue
+        if not -(2**63) <= t < 2**63:
+            drops.one(path, lineno, "bad_value", f"field 'unixReviewTime' is out of the int64 range, got {t!r}")
             continue
         users.append(str(u))
         items.append(str(it))
@@ -1042,10 +1048,14 @@ def _amazon_meta(path: Path, wanted: set[str], drops: _Drops) -> dict[str, list[
             continue  # cheap skip of items nobody reviewed
         try:
             obj = json.loads(raw)
+        except RecursionError:
+            drops.one(path, lineno, "bad_meta", "not a JSON (or Python literal) object: nested too deeply")
+            continue
         except ValueError:
             try:
                 obj = ast.literal_eval(raw.decode("utf-8", "replace").strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                # TypeError: e.g. {[1]: 2}, an unhashable dict key
                 drops.one(path, lineno, "bad_meta", "not a JSON (or Python literal) object")
                 continue
         if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):
