@@ -802,3 +802,54 @@ def test_amazon_meta_unparseable_line_is_a_data_error_or_counted(tmp_path, bad, 
     out, rep = read_amazon(p, meta_path=meta, skip_bad_rows=True)
     assert rep.counts == {"bad_meta": 1} and rep.first == {"bad_meta": f"{meta} line 3"}
     _check_amazon(out, genres=True)  # the good metadata lines still give every genre
+
+
+def test_corrupt_or_truncated_gzip_is_a_data_error(tmp_path):
+    rows = [b"%d,%d,3,pv,%d" % (u, i, 1000 + i) for u in range(20) for i in range(40)]
+    data = gzip.compress(_lines(rows))
+    bad = bytearray(data)
+    bad[10] = 0xFF  # the first deflate block's type becomes the reserved 0b11: zlib.error
+    p = tmp_path / "UserBehavior.csv.gz"
+    p.write_bytes(bytes(bad))
+    with _raises(p, 1, "cannot read file", "invalid block type"):
+        read_taobao(p)
+    p.write_bytes(data[: len(data) // 2])  # truncated: EOFError part-way through
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))} line \d+: cannot read file from here on"):
+        read_taobao(p, block_bytes=256)
+    reviews = gzip.compress(_lines(AMZ_REVIEWS * 40))
+    p = tmp_path / "reviews.json.gz"
+    p.write_bytes(reviews[: len(reviews) // 2])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))} line \d+: cannot read file from here on"):
+        read_amazon(p)
+
+
+def test_csv_line_the_csv_module_rejects_is_a_data_error(tmp_path):
+    rows = list(GENERIC)
+    rows[2] = b'u1,"i3",2,2\r00,'  # a lone carriage return inside an unquoted field (csv.Error)
+    p = _write(tmp_path, "log.csv", rows)
+    cols = {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"}
+    with _raises(p, 3, "malformed CSV line", "new-line character"):
+        read_interactions_csv(p, cols)
+
+
+def test_metadata_id_beyond_int64_is_a_data_error(tmp_path):
+    d = _ml1m(tmp_path, users=[ML1M_USERS[0], b"12345678901234567890::M::56::16::70072", ML1M_USERS[2]])
+    with _raises(d / "users.dat", 2, "field 'user id' must be a non-negative integer", "'12345678901234567890'"):
+        read_movielens1m(d)
+    movies = list(MLCSV_MOVIES)
+    movies[3] = b"99999999999999999999,Big (1988),Comedy"
+    d = _mlcsv(tmp_path, movies=movies)
+    with _raises(d / "movies.csv", 4, "field 'movieId' must be a non-negative integer", "'99999999999999999999'"):
+        read_movielens_csv(d)
+
+
+def test_ml1m_control_byte_0x1f_is_not_taken_for_a_separator(tmp_path):
+    # '::' is split by substituting one byte; a 0x1f already in the line used to count as a separator,
+    # so this 3-field line parsed as user 5, item 10.
+    ratings = list(ML1M_RATINGS)
+    ratings[0] = b"5\x1f10::5::978300760"
+    d = _ml1m(tmp_path, ratings=ratings)
+    with _raises(d / "ratings.dat", 1, "expected 4 '::'-separated fields", "got 3"):
+        read_movielens1m(d)
+    out, rep = read_movielens1m(d, skip_bad_rows=True)
+    assert rep.counts == {"bad_fields": 1} and len(out) == 4

@@ -328,6 +328,15 @@ def _split_fast(chunk: bytes, delim: int, nfields: int, cols: Sequence[int]):
     return fields, blank, out
 
 
+def _csv_row(path: Path, line: int, text: str, delim: str) -> list[str]:
+    """The fields of one line through the ``csv`` module; a line it rejects (e.g. a lone carriage return inside
+    an unquoted field, a field over the csv field size limit) raises naming the file and line."""
+    try:
+        return next(csv.reader([text], delimiter=delim), [])
+    except csv.Error as e:
+        raise DataError(f"{path} line {line}: malformed CSV line: {e}") from None
+
+
 def _split_csv(path: Path, chunk: bytes, first_line: int, delim: str, nfields: int, cols: Sequence[int]):
     """:func:`_split_fast` for blocks with quotes: every line through the ``csv`` module (UTF-8)."""
     lines = chunk.split(b"\n")[:-1]
@@ -346,7 +355,7 @@ def _split_csv(path: Path, chunk: bytes, first_line: int, delim: str, nfields: i
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise DataError(f"{path} line {first_line + i}: cannot decode as utf-8: {e.reason}") from None
-        row = next(csv.reader([text], delimiter=delim))
+        row = _csv_row(path, first_line + i, text, delim)
         fields[i] = len(row)
         if len(row) == nfields:
             for k in cols:
@@ -398,7 +407,7 @@ class _Delimited:
         except UnicodeDecodeError as e:
             raise DataError(f"{self.path} line 1: cannot decode header as utf-8: {e.reason}") from None
         if self.quotes:
-            fields = next(csv.reader([text], delimiter=self.sep.decode()))
+            fields = _csv_row(self.path, 1, text, self.sep.decode())
         else:
             fields = text.split(self.sep.decode())
         self.header_fields = [f.strip() for f in fields]
@@ -435,7 +444,7 @@ class _Delimited:
                 self.nfields_line = first + i
                 if self.quotes and b'"' in raw:
                     text = raw.rstrip(b"\r").decode("utf-8", "replace")
-                    self.nfields = len(next(csv.reader([text], delimiter=chr(delim))))
+                    self.nfields = len(_csv_row(self.path, first + i, text, chr(delim)))
                 else:
                     self.nfields = raw.count(bytes([delim])) + 1
                 self.describe = self.describe.replace("{n}", str(self.nfields))
@@ -447,9 +456,12 @@ class _Delimited:
         lines at the end of the file are ignored."""
         pending: list[int] = []  # blank lines not yet followed by data
         for chunk, first in self._chunks():
-            if len(self.sep) > 1:
-                chunk = chunk.replace(self.sep, b"\x1f")
-                delim = 0x1F
+            if len(self.sep) > 1:  # e.g. '::': substitute a one-byte separator the block does not hold
+                delim = next((c for c in range(0x1F, 0, -1) if bytes([c]) not in chunk), None)
+                if delim is None:  # pragma: no cover - a block holding every control byte 0x01..0x1f
+                    raise DataError(f"{self.path} line {first}: control bytes 0x01..0x1f all occur in the lines "
+                                    f"from here on; cannot split them on {self.sep.decode('latin-1')!r}")
+                chunk = chunk.replace(self.sep, bytes([delim]))
             else:
                 delim = self.sep[0]
             self._fix_nfields(chunk, first, delim)
@@ -744,7 +756,7 @@ def _unique_ids(path: Path, rows: list[list[str]], field: str) -> np.ndarray:
     ids = np.empty(len(rows), np.int64)
     for i, parts in enumerate(rows):
         s = parts[0].strip()
-        if not s.isascii() or not s.isdigit():
+        if not s.isascii() or not s.isdigit() or len(s) > 18:  # 18 digits always fit int64
             raise DataError(f"{path} line {i + 1}: field {field!r} must be a non-negative integer, got {parts[0]!r}")
         v = int(s)
         if v in seen:
@@ -861,7 +873,7 @@ def _mlcsv_movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
                 raise DataError(f"{path} line {start}: expected 3 comma-separated fields (movieId, title, genres; "
                                 f"quote titles holding commas), got {len(row)}{blank}")
             s = row[0].strip()
-            if not s.isascii() or not s.isdigit():
+            if not s.isascii() or not s.isdigit() or len(s) > 18:  # 18 digits always fit int64
                 raise DataError(f"{path} line {start}: field 'movieId' must be a non-negative integer, got {row[0]!r}")
             v = int(s)
             if v in seen:

@@ -68,9 +68,9 @@ def _open_binary(path: Path):
     try:
         if f.read(len(_BOM)) != _BOM:
             f.seek(0)
-    except _READ_ERRORS as e:
+    except _READ_ERRORS as e:  # e.g. not gzip data, a corrupt first deflate block
         f.close()
-        raise DataError(f"{path}: cannot read file: {e}") from e
+        raise DataError(f"{path} line 1: cannot read file: {e}") from e
     return f
 
 
