@@ -666,7 +666,8 @@ def test_config_validation(data, key):
 def test_dispatch_records_dropped_rows(tmp_path):
     rng = np.random.default_rng(1)
     rows = [f"{u},{rng.integers(1, 30)},{rng.integers(1, 5)},{b},{1000 + 10 * k}".encode()
-            for u in (1, 2, 3) for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv"] * 2)]
+            for u in (1, 2, 3)  # each user's 2 test rows (the latest) are a buy and a pv: both classes
+            for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv", "pv", "cart", "fav", "pv", "buy", "pv"])]
     rows.insert(5, b"1,1,1,click,5")
     p = _write(tmp_path, "UserBehavior.csv", rows)
     cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",))
