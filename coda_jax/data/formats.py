@@ -13,9 +13,11 @@ timestamp, rating out of range, unknown behavior, blank line between data lines)
 :class:`~coda_jax.data.readers.DataError` naming the file, the 1-based line and the field -- unless
 ``skip_bad_rows=True``, in which case the row is dropped and counted in the :class:`DropReport` (by reason,
 with the first such line). Nothing is ever dropped silently. One exception to raising: MovieLens CSV ratings
-of movies missing from ``movies.csv`` are always dropped and counted (``unknown_item``). Trailing blank lines
-and CRLF line ends are fine. ``.gz`` files are decompressed on the fly. :func:`coda_jax.data.dataset.load_interactions`
-records a reader's report, and the dataset info carries its counts under ``dropped_rows``.
+of movies missing from ``movies.csv`` are always dropped and counted (``unknown_item``). Trailing blank lines,
+CRLF line ends and a UTF-8 byte-order mark at the start of a file are fine. A corrupt ``.gz`` stream, and in
+quoted CSV a line that is not UTF-8 or that the ``csv`` module cannot split, always raise (naming the file and
+line). ``.gz`` files are decompressed on the fly. :func:`coda_jax.data.dataset.load_interactions` records a
+reader's report, and the dataset info carries its counts under ``dropped_rows``.
 
 Large files are streamed: the file is read in blocks of whole lines (``block_bytes``, 8 MiB by default) and
 every block is split and converted with vectorized numpy on its bytes (field boundaries from delimiter

@@ -9,8 +9,11 @@ names the file and, where it applies, the 1-based line number and the field, e.g
 
     /data/ml-100k/u.data line 17: expected 4 tab-separated fields (user, item, rating, timestamp), got 3
 
-Parsing is vectorized with numpy (one split per line, then whole-column conversions); the per-line Python
-fallback only runs to locate the first bad value once a column has been found invalid.
+Every reader (those of :mod:`coda_jax.data.formats` too) opens its files through :func:`_open_binary`, which
+skips a UTF-8 byte-order mark at the start of a file. ``u.data`` follows the bad-row policy of
+:mod:`coda_jax.data.formats` (duplicates raise; ``skip_bad_rows`` drops and counts); ``u.item`` / ``u.user``
+are parsed whole, vectorized with numpy (one split per line, then whole-column conversions); the per-line
+Python fallback only runs to locate the first bad value once a column has been found invalid.
 """
 
 from __future__ import annotations
