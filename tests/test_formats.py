@@ -854,3 +854,23 @@ def test_ml1m_control_byte_0x1f_is_not_taken_for_a_separator(tmp_path):
         read_movielens1m(d)
     out, rep = read_movielens1m(d, skip_bad_rows=True)
     assert rep.counts == {"bad_fields": 1} and len(out) == 4
+
+
+def test_non_utf8_bytes_are_a_data_error_naming_the_line(tmp_path):
+    movies = list(MLCSV_MOVIES)
+    movies[2] = b'11,"American President, The (1995)\xff",Comedy'
+    d = _mlcsv(tmp_path, movies=movies)
+    with _raises(d / "movies.csv", 3, "cannot decode as utf-8"):
+        read_movielens_csv(d)
+    rows = list(GENERIC)
+    rows[3] = b'"u2","i3\xc3",3,300,Action'  # a quoted line goes through the csv module: decoded first
+    p = _write(tmp_path, "log.csv", rows)
+    with _raises(p, 4, "cannot decode as utf-8"):
+        read_interactions_csv(p, {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"})
+    rows = list(TAOBAO)
+    rows[2] = b"100,25766\xff51,149192,cart,1511572885"
+    p = _write(tmp_path, "UserBehavior.csv", rows)
+    with _raises(p, 3, "field 'item_id' must be a non-negative integer", "'25766\ufffd51'"):
+        read_taobao(p)
+    out, rep = read_taobao(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_value": 1} and len(out) == 6
