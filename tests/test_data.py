@@ -492,3 +492,58 @@ def test_local_vocab(seed, shape, high):
             assert vocab[r, remapped[r, j]] == ids[r, j]
             assert 0 <= remapped[r, j] < len(want)
     assert vocab[0, 0] == 0 and size[0] == 1 and not remapped[0].any()
+
+
+# ----------------------------------------------------------------------------- held-out rows need both classes
+
+
+def _labelled_log(label_of) -> Interactions:
+    """4 users x 10 rows at times 0..9; ``label_of(user, time)`` -> 0/1. With test_fraction 0.2 each user's
+    test rows are times 8, 9; with eval_on validation (fraction 0.25 of the 8 training rows) times 6, 7."""
+    user = np.repeat(np.arange(4), 10)
+    time = np.tile(np.arange(10), 4).astype(np.int64)
+    label = np.array([label_of(u, t) for u, t in zip(user.tolist(), time.tolist())], np.float32)
+    genres = np.zeros((6, 1), np.int32)
+    return Interactions(user=user.astype(np.int32), item=(time % 5 + 1).astype(np.int32), label=label, time=time,
+                        item_genres=genres, user_ids=np.arange(4, dtype=np.int64), num_genres=0, name="toy.csv")
+
+
+def test_make_dataset_refuses_when_every_label_is_the_same():
+    with pytest.raises(DataError, match=r"^toy\.csv: no simulated user's held-out \(test\) rows hold both classes "
+                                        r"\(every one of their 8 rows is labelled 1, 4 users\)"):
+        make_dataset(_cfg(test_fraction=0.2), _labelled_log(lambda u, t: 1))
+
+
+def test_make_dataset_checks_the_held_out_rows_not_the_whole_log():
+    # both classes in the log and in every user's rows, but each user's test rows are all 0 or all 1
+    log = _labelled_log(lambda u, t: int(t >= 8) if u % 2 else int(t < 8))
+    with pytest.raises(DataError, match=r"held-out \(test\) rows hold both classes \(each user's test rows are "
+                                        r"all positive or all negative, 4 users\)"):
+        make_dataset(_cfg(test_fraction=0.2), log)
+    # one user whose test rows are mixed is enough
+    ds = make_dataset(_cfg(test_fraction=0.2), _labelled_log(lambda u, t: int(t >= 8) if u != 2 else t % 2))
+    assert ds.users.tolist() == [0, 1, 2, 3]
+
+
+def test_make_dataset_checks_the_rows_it_evaluates_on():
+    # validation rows (times 6, 7) mixed, test rows (times 8, 9) all 0
+    log = _labelled_log(lambda u, t: int(t == 7))
+    ds = make_dataset(_cfg(test_fraction=0.2, eval_on="validation", validation_fraction=0.25), log)
+    assert ds.info["simulated_users"] == 4 and ds.table.label[ds.heldout].tolist() == [0, 1] * 4
+    with pytest.raises(DataError, match=r"held-out \(test\) rows hold both classes \(every one of their 8 rows "
+                                        r"is labelled 0"):
+        make_dataset(_cfg(test_fraction=0.2), log)
+    # and the other way round: test rows mixed, validation rows all 1
+    log = _labelled_log(lambda u, t: int(t != 9))
+    make_dataset(_cfg(test_fraction=0.2), log)
+    with pytest.raises(DataError, match=r"held-out \(validation\) rows hold both classes \(every one of their 8 "
+                                        r"rows is labelled 1"):
+        make_dataset(_cfg(test_fraction=0.2, eval_on="validation", validation_fraction=0.25), log)
+
+
+def test_make_dataset_checks_only_the_simulated_users():
+    log = _labelled_log(lambda u, t: int(t >= 8) if u < 3 else t % 2)  # only user 3's test rows are mixed
+    assert make_dataset(_cfg(test_fraction=0.2), log).users.tolist() == [0, 1, 2, 3]
+    with pytest.raises(DataError, match=r"held-out \(test\) rows hold both classes \(every one of their 6 rows "
+                                        r"is labelled 1, 3 users\)"):
+        make_dataset(_cfg(test_fraction=0.2, max_users=3), log)

@@ -666,7 +666,8 @@ def test_config_validation(data, key):
 def test_dispatch_records_dropped_rows(tmp_path):
     rng = np.random.default_rng(1)
     rows = [f"{u},{rng.integers(1, 30)},{rng.integers(1, 5)},{b},{1000 + 10 * k}".encode()
-            for u in (1, 2, 3) for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv"] * 2)]
+            for u in (1, 2, 3)  # each user's 2 test rows (the latest) are a buy and a pv: both classes
+            for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv", "pv", "cart", "fav", "pv", "buy", "pv"])]
     rows.insert(5, b"1,1,1,click,5")
     p = _write(tmp_path, "UserBehavior.csv", rows)
     cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",))
@@ -694,3 +695,182 @@ def test_dispatch_generic_csv_and_synthetic_has_no_drops(tmp_path):
     cfg = _with_data(source="csv", path=str(p), columns=("0", "1", "2", "3"), has_header=False,
                      min_rows_per_user=2, skip_bad_rows=True)
     assert make_dataset(cfg).info["dropped_rows"] == {"bad_rating": 1}  # the header line, read as data
+
+
+# ============================================================================================== issue 11
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _prepend_bom(p: Path) -> None:
+    """Put a UTF-8 byte-order mark before the first byte of the file's text (inside the gzip stream of .gz)."""
+    if p.name.endswith(".gz"):
+        p.write_bytes(gzip.compress(BOM + gzip.decompress(p.read_bytes())))
+    else:
+        p.write_bytes(BOM + p.read_bytes())
+
+
+def _bom_case(tmp_path: Path, case: str):
+    """(the file that gets a BOM, a call reading the dataset) for one reader."""
+    if case.startswith("ml1m:"):
+        d = _ml1m(tmp_path)
+        return d / case[5:], lambda: read_movielens1m(d, block_bytes=16)
+    if case.startswith("mlcsv:"):
+        d = _mlcsv(tmp_path)
+        return d / case[6:], lambda: read_movielens_csv(d, block_bytes=16)
+    if case.startswith("amazon:"):
+        name = case[7:]
+        p = _write(tmp_path, name, AMZ_CSV if name.endswith(".csv") else AMZ_REVIEWS)
+        meta = _write(tmp_path, "meta.json", AMZ_META)
+        return (p, lambda: read_amazon(p, meta_path=meta, block_bytes=16))
+    if case == "amazon_meta":
+        p = _write(tmp_path, "reviews.json", AMZ_REVIEWS)
+        meta = _write(tmp_path, "meta.json", AMZ_META)
+        return meta, lambda: read_amazon(p, meta_path=meta)
+    if case == "taobao":
+        p = _write(tmp_path, "UserBehavior.csv", TAOBAO)
+        return p, lambda: read_taobao(p, block_bytes=16)
+    if case == "csv_header":
+        p = _write(tmp_path, "log.csv", GENERIC)
+        cols = {"user": "uid", "item": "iid", "rating": "stars", "time": "ts", "genre": "tags"}
+        return p, lambda: read_interactions_csv(p, cols, block_bytes=16)
+    assert case == "csv_no_header"
+    p = _write(tmp_path, "log.csv", AMZ_CSV)  # string ids: a BOM kept would make line 1's user a new user
+    return p, lambda: read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, has_header=False,
+                                            block_bytes=16)
+
+
+@pytest.mark.parametrize("case", ["ml1m:ratings.dat", "ml1m:movies.dat", "ml1m:users.dat", "mlcsv:ratings.csv",
+                                  "mlcsv:movies.csv", "amazon:reviews.json", "amazon:reviews.json.gz",
+                                  "amazon:ratings.csv", "amazon_meta", "taobao", "csv_header", "csv_no_header"])
+def test_utf8_bom_at_file_start_is_ignored_by_every_reader(tmp_path, case):
+    path, read = _bom_case(tmp_path, case)
+    plain, plain_rep = read()
+    _prepend_bom(path)
+    out, rep = read()
+    assert rep.counts == plain_rep.counts
+    for field in ("user", "item", "label", "time", "item_genres", "user_ids"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(plain, field), err_msg=field)
+    assert out.num_genres == plain.num_genres
+
+
+def test_utf8_bom_at_file_start_taobao_was_the_reported_failure(tmp_path):
+    p = _write(tmp_path, "UserBehavior.csv", TAOBAO)
+    _prepend_bom(p)
+    out, rep = read_taobao(p)
+    assert rep.counts == {} and len(out) == 7
+    np.testing.assert_array_equal(out.user_ids, [7, 100])  # line 1's user 100 parsed, not '\ufeff100'
+
+
+@pytest.mark.parametrize("bad, parts", [
+    (b"[" * 100_000, ("not valid JSON: nested too deeply",)),
+    (b'{"reviewerID": ' + b"[" * 100_000, ("not valid JSON: nested too deeply",)),
+    (b"{[1]: 2}", ("not valid JSON",)),
+    (b'{"reviewerID": "A14\xff\xfe", "asin": "0000013714", "overall": 3.0, "unixReviewTime": 1}',
+     ("not valid JSON", "utf-8")),
+], ids=["deep_list", "deep_value", "list_key", "not_utf8"])
+def test_amazon_json_unparseable_line_is_a_data_error_or_counted(tmp_path, bad, parts):
+    reviews = list(AMZ_REVIEWS)
+    reviews[1] = bad
+    p = _write(tmp_path, "reviews.json", reviews)
+    with _raises(p, 2, *parts):
+        read_amazon(p)
+    out, rep = read_amazon(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_fields": 1} and rep.first == {"bad_fields": f"{p} line 2"}
+    assert len(out) == 4
+
+
+def test_amazon_json_timestamp_outside_int64(tmp_path):
+    reviews = list(AMZ_REVIEWS)
+    reviews[2] = b'{"reviewerID": "A2", "asin": "B000ABC", "overall": 4.0, "unixReviewTime": 1' + b"0" * 30 + b"}"
+    p = _write(tmp_path, "reviews.json", reviews)
+    with _raises(p, 3, "field 'unixReviewTime' is out of the int64 range"):
+        read_amazon(p)
+    out, rep = read_amazon(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_value": 1} and len(out) == 4
+
+
+@pytest.mark.parametrize("bad, parts", [
+    (b"[" * 100_000, ("not a JSON (or Python literal) object: nested too deeply",)),
+    (b"{[1]: 2}", ("not a JSON (or Python literal) object",)),  # a Python literal with an unhashable key
+    (b"{'asin': " + b"(" * 100_000, ("not a JSON (or Python literal) object",)),
+], ids=["deep_list", "list_key", "deep_literal"])
+def test_amazon_meta_unparseable_line_is_a_data_error_or_counted(tmp_path, bad, parts):
+    p = _write(tmp_path, "reviews.json", AMZ_REVIEWS)
+    meta = _write(tmp_path, "meta.json", AMZ_META[:2] + [bad] + AMZ_META[2:])
+    with _raises(meta, 3, *parts):
+        read_amazon(p, meta_path=meta)
+    out, rep = read_amazon(p, meta_path=meta, skip_bad_rows=True)
+    assert rep.counts == {"bad_meta": 1} and rep.first == {"bad_meta": f"{meta} line 3"}
+    _check_amazon(out, genres=True)  # the good metadata lines still give every genre
+
+
+def test_corrupt_or_truncated_gzip_is_a_data_error(tmp_path):
+    rows = [b"%d,%d,3,pv,%d" % (u, i, 1000 + i) for u in range(20) for i in range(40)]
+    data = gzip.compress(_lines(rows))
+    bad = bytearray(data)
+    bad[10] = 0xFF  # the first deflate block's type becomes the reserved 0b11: zlib.error
+    p = tmp_path / "UserBehavior.csv.gz"
+    p.write_bytes(bytes(bad))
+    with _raises(p, 1, "cannot read file", "invalid block type"):
+        read_taobao(p)
+    p.write_bytes(data[: len(data) // 2])  # truncated: EOFError part-way through
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))} line \d+: cannot read file from here on"):
+        read_taobao(p, block_bytes=256)
+    reviews = gzip.compress(_lines(AMZ_REVIEWS * 40))
+    p = tmp_path / "reviews.json.gz"
+    p.write_bytes(reviews[: len(reviews) // 2])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))} line \d+: cannot read file from here on"):
+        read_amazon(p)
+
+
+def test_csv_line_the_csv_module_rejects_is_a_data_error(tmp_path):
+    rows = list(GENERIC)
+    rows[2] = b'u1,"i3",2,2\r00,'  # a lone carriage return inside an unquoted field (csv.Error)
+    p = _write(tmp_path, "log.csv", rows)
+    cols = {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"}
+    with _raises(p, 3, "malformed CSV line", "new-line character"):
+        read_interactions_csv(p, cols)
+
+
+def test_metadata_id_beyond_int64_is_a_data_error(tmp_path):
+    d = _ml1m(tmp_path, users=[ML1M_USERS[0], b"12345678901234567890::M::56::16::70072", ML1M_USERS[2]])
+    with _raises(d / "users.dat", 2, "field 'user id' must be a non-negative integer", "'12345678901234567890'"):
+        read_movielens1m(d)
+    movies = list(MLCSV_MOVIES)
+    movies[3] = b"99999999999999999999,Big (1988),Comedy"
+    d = _mlcsv(tmp_path, movies=movies)
+    with _raises(d / "movies.csv", 4, "field 'movieId' must be a non-negative integer", "'99999999999999999999'"):
+        read_movielens_csv(d)
+
+
+def test_ml1m_control_byte_0x1f_is_not_taken_for_a_separator(tmp_path):
+    # '::' is split by substituting one byte; a 0x1f already in the line used to count as a separator,
+    # so this 3-field line parsed as user 5, item 10.
+    ratings = list(ML1M_RATINGS)
+    ratings[0] = b"5\x1f10::5::978300760"
+    d = _ml1m(tmp_path, ratings=ratings)
+    with _raises(d / "ratings.dat", 1, "expected 4 '::'-separated fields", "got 3"):
+        read_movielens1m(d)
+    out, rep = read_movielens1m(d, skip_bad_rows=True)
+    assert rep.counts == {"bad_fields": 1} and len(out) == 4
+
+
+def test_non_utf8_bytes_are_a_data_error_naming_the_line(tmp_path):
+    movies = list(MLCSV_MOVIES)
+    movies[2] = b'11,"American President, The (1995)\xff",Comedy'
+    d = _mlcsv(tmp_path, movies=movies)
+    with _raises(d / "movies.csv", 3, "cannot decode as utf-8"):
+        read_movielens_csv(d)
+    rows = list(GENERIC)
+    rows[3] = b'"u2","i3\xc3",3,300,Action'  # a quoted line goes through the csv module: decoded first
+    p = _write(tmp_path, "log.csv", rows)
+    with _raises(p, 4, "cannot decode as utf-8"):
+        read_interactions_csv(p, {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"})
+    rows = list(TAOBAO)
+    rows[2] = b"100,25766\xff51,149192,cart,1511572885"
+    p = _write(tmp_path, "UserBehavior.csv", rows)
+    with _raises(p, 3, "field 'item_id' must be a non-negative integer", "'25766\ufffd51'"):
+        read_taobao(p)
+    out, rep = read_taobao(p, skip_bad_rows=True)
+    assert rep.counts == {"bad_value": 1} and len(out) == 6

@@ -284,3 +284,71 @@ def test_real_movielens100k():
     assert (out.item_genres[1:] > 0).any(axis=1).all()  # every movie has at least one genre flag
     # First line of u.data: 196  242  3  881250949
     assert (out.user_ids[out.user[0]], out.item[0], out.label[0], out.time[0]) == (196, 242, 0.0, 881250949)
+
+
+# ------------------------------------------------------------------------------------------------ issue 11
+
+
+@pytest.mark.parametrize("name", ["u.data", "u.item", "u.user"])
+def test_utf8_bom_at_file_start_is_ignored(tmp_path, name):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "bom").mkdir()
+    plain = read_movielens100k(_write(tmp_path / "plain"))
+    d = _write(tmp_path / "bom")
+    (d / name).write_bytes(b"\xef\xbb\xbf" + (d / name).read_bytes())
+    out = read_movielens100k(d)
+    for field in ("user", "item", "label", "time", "item_genres", "user_ids"):
+        np.testing.assert_array_equal(getattr(out, field), getattr(plain, field), err_msg=field)
+    assert out.dropped_rows == {}
+
+
+def test_utf8_bom_inside_a_line_is_still_an_error(tmp_path):
+    data = list(DATA_LINES)
+    data[2] = b"\xef\xbb\xbf" + data[2]
+    d = _write(tmp_path, data=data)
+    with _raises(d / "u.data", 3, "'user'"):
+        read_movielens100k(d)
+
+
+def test_duplicate_u_data_row_raises_naming_both_lines(tmp_path):
+    d = _write(tmp_path, data=DATA_LINES + [b"3\t20\t5\t891717742"])  # line 6 repeats line 2 (user, item, time)
+    with _raises(d / "u.data", 6, "duplicate of line 2", "same user, item and timestamp", "skip_bad_rows"):
+        read_movielens100k(d)
+
+
+def test_duplicate_u_data_row_is_dropped_and_counted_with_skip_bad_rows(tmp_path):
+    d = _write(tmp_path, data=DATA_LINES + [b"3\t20\t5\t891717742", b"7\t10\t5\t881250949"])
+    out = read_movielens100k(d, skip_bad_rows=True)
+    assert out.dropped_rows == {"duplicate": 2}
+    assert len(out) == 5
+    np.testing.assert_array_equal(out.time, [881250949, 891717742, 878887116, 880000000, 890000000])
+    np.testing.assert_array_equal(out.label, [1.0, 0.0, 1.0, 0.0, 1.0])  # the first occurrence is kept
+    # same user and item at another time is not a duplicate
+    (tmp_path / "b").mkdir()
+    out = read_movielens100k(_write(tmp_path / "b", data=DATA_LINES + [b"3\t20\t5\t891717743"]))
+    assert len(out) == 6 and out.dropped_rows == {}
+
+
+def test_skip_bad_rows_counts_other_u_data_problems(tmp_path):
+    data = list(DATA_LINES)
+    data[1] = b"3\t20\t9\t891717742"  # rating out of range
+    data[3] = b"99\t20\t1\t880000000"  # user not in u.user
+    out = read_movielens100k(_write(tmp_path, data=data), skip_bad_rows=True, block_bytes=16)
+    assert out.dropped_rows == {"bad_rating": 1, "unknown_user": 1}
+    np.testing.assert_array_equal(out.time, [881250949, 878887116, 890000000])
+
+
+def test_data_skip_bad_rows_reaches_the_100k_reader(tmp_path):
+    import dataclasses
+
+    from coda_jax.config import Config
+    from coda_jax.data.dataset import load_interactions
+
+    d = _write(tmp_path, data=DATA_LINES + [DATA_LINES[0]])
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="movielens100k", data_dir=str(d)))
+    with _raises(d / "u.data", 6, "duplicate of line 1"):
+        load_interactions(cfg)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, skip_bad_rows=True))
+    inter = load_interactions(cfg)
+    assert inter.dropped_rows == {"duplicate": 1} and len(inter) == 5

@@ -76,7 +76,8 @@ def load_interactions(cfg: Config) -> Interactions:
             raise ConfigError(f"data.data_dir: the {d.source} source needs {needs[d.source]} (pass --data-dir PATH)")
         root = Path(d.data_dir)
         if d.source == "movielens100k":
-            inter, report = read_movielens100k(root, like_threshold=d.like_threshold), None
+            inter = read_movielens100k(root, like_threshold=d.like_threshold, skip_bad_rows=d.skip_bad_rows)
+            report = None  # the 100K reader records its drops in the log's dropped_rows itself
         elif d.source == "movielens1m":
             inter, report = formats.read_movielens1m(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
         else:
@@ -99,6 +100,30 @@ def load_interactions(cfg: Config) -> Interactions:
     else:
         raise ConfigError(f"data.source: unknown source {d.source!r}")
     return inter if report is None else dataclasses.replace(inter, dropped_rows=dict(report.counts))
+
+
+def _check_both_classes(name: str, table: SampleTable, heldout: np.ndarray, users: np.ndarray, eval_on: str) -> None:
+    """Raise unless some simulated user's held-out rows hold both a positive and a negative label.
+
+    Every metric is a per-user AUC over the user's held-out rows, defined only when they hold both classes;
+    without any such user a run would end with nothing but NaN AUCs (e.g. every rating 5, every label 1).
+    """
+    rows = heldout & np.isin(table.user, users)
+    user = table.user[rows]
+    pos = np.bincount(user, weights=table.label[rows] > 0.5, minlength=table.num_users)
+    n = np.bincount(user, minlength=table.num_users)
+    if ((pos > 0) & (pos < n)).any():
+        return
+    which = "validation" if eval_on == "validation" else "test"
+    labels = np.unique(table.label[rows])
+    if labels.size == 1:
+        what = f"every one of their {int(rows.sum())} rows is labelled {labels[0]:g}"
+    else:
+        what = f"each user's {which} rows are all positive or all negative"
+    raise DataError(
+        f"{name}: no simulated user's held-out ({which}) rows hold both classes ({what}, {users.size} users), so "
+        f"no per-user AUC is defined; check the labels (data.like_threshold, data.label_behaviors, the label "
+        f"column) or hold out more rows per user (data.test_fraction / data.validation_fraction)")
 
 
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
@@ -138,6 +163,7 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
         users = users[: cfg.data.max_users]
     if users.size == 0:
         raise DataError(f"{inter.name}: no user has both training and held-out rows")
+    _check_both_classes(inter.name, table, heldout, users, cfg.data.eval_on)
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,
             "users_in_file": n_raw_users, "simulated_users": int(users.size),

@@ -13,9 +13,11 @@ timestamp, rating out of range, unknown behavior, blank line between data lines)
 :class:`~coda_jax.data.readers.DataError` naming the file, the 1-based line and the field -- unless
 ``skip_bad_rows=True``, in which case the row is dropped and counted in the :class:`DropReport` (by reason,
 with the first such line). Nothing is ever dropped silently. One exception to raising: MovieLens CSV ratings
-of movies missing from ``movies.csv`` are always dropped and counted (``unknown_item``). Trailing blank lines
-and CRLF line ends are fine. ``.gz`` files are decompressed on the fly. :func:`coda_jax.data.dataset.load_interactions`
-records a reader's report, and the dataset info carries its counts under ``dropped_rows``.
+of movies missing from ``movies.csv`` are always dropped and counted (``unknown_item``). Trailing blank lines,
+CRLF line ends and a UTF-8 byte-order mark at the start of a file are fine. A corrupt ``.gz`` stream, and in
+quoted CSV a line that is not UTF-8 or that the ``csv`` module cannot split, always raise (naming the file and
+line). ``.gz`` files are decompressed on the fly. :func:`coda_jax.data.dataset.load_interactions` records a
+reader's report, and the dataset info carries its counts under ``dropped_rows``.
 
 Large files are streamed: the file is read in blocks of whole lines (``block_bytes``, 8 MiB by default) and
 every block is split and converted with vectorized numpy on its bytes (field boundaries from delimiter
@@ -30,7 +32,6 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
-import gzip
 import io
 import json
 import os
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from coda_jax.config import TAOBAO_BEHAVIORS
-from coda_jax.data.readers import DataError, _read_text
+from coda_jax.data.readers import _READ_ERRORS, DataError, _open_binary, _read_text
 from coda_jax.data.schema import Interactions
 
 __all__ = [
@@ -329,6 +330,15 @@ def _split_fast(chunk: bytes, delim: int, nfields: int, cols: Sequence[int]):
     return fields, blank, out
 
 
+def _csv_row(path: Path, line: int, text: str, delim: str) -> list[str]:
+    """The fields of one line through the ``csv`` module; a line it rejects (e.g. a lone carriage return inside
+    an unquoted field, a field over the csv field size limit) raises naming the file and line."""
+    try:
+        return next(csv.reader([text], delimiter=delim), [])
+    except csv.Error as e:
+        raise DataError(f"{path} line {line}: malformed CSV line: {e}") from None
+
+
 def _split_csv(path: Path, chunk: bytes, first_line: int, delim: str, nfields: int, cols: Sequence[int]):
     """:func:`_split_fast` for blocks with quotes: every line through the ``csv`` module (UTF-8)."""
     lines = chunk.split(b"\n")[:-1]
@@ -347,24 +357,13 @@ def _split_csv(path: Path, chunk: bytes, first_line: int, delim: str, nfields: i
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise DataError(f"{path} line {first_line + i}: cannot decode as utf-8: {e.reason}") from None
-        row = next(csv.reader([text], delimiter=delim))
+        row = _csv_row(path, first_line + i, text, delim)
         fields[i] = len(row)
         if len(row) == nfields:
             for k in cols:
                 vals[k][i] = row[k].encode("utf-8")
     out = {k: np.array(v, dtype=bytes) if n else np.zeros(0, "S1") for k, v in vals.items()}
     return fields, blank, out
-
-
-def _open_binary(path: Path):
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a file")
-    try:
-        return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    except OSError as e:  # pragma: no cover - permissions etc.
-        raise DataError(f"{path}: cannot read file: {e}") from e
 
 
 class _Delimited:
@@ -400,7 +399,7 @@ class _Delimited:
         """Consume the first non-empty line as a header; returns its fields (UTF-8, BOM and CR removed)."""
         try:
             raw = self.f.readline()
-        except (OSError, EOFError) as e:
+        except _READ_ERRORS as e:
             raise DataError(f"{self.path}: cannot read file: {e}") from e
         if not raw.strip():
             raise DataError(f"{self.path} line 1: expected a header line, got an empty {'file' if not raw else 'line'}")
@@ -410,7 +409,7 @@ class _Delimited:
         except UnicodeDecodeError as e:
             raise DataError(f"{self.path} line 1: cannot decode header as utf-8: {e.reason}") from None
         if self.quotes:
-            fields = next(csv.reader([text], delimiter=self.sep.decode()))
+            fields = _csv_row(self.path, 1, text, self.sep.decode())
         else:
             fields = text.split(self.sep.decode())
         self.header_fields = [f.strip() for f in fields]
@@ -420,8 +419,8 @@ class _Delimited:
         while True:
             try:
                 buf = self.f.read(self.block_bytes)
-            except (OSError, EOFError) as e:
-                raise DataError(f"{self.path}: cannot read file: {e}") from e
+            except _READ_ERRORS as e:
+                raise DataError(f"{self.path} line {self.line}: cannot read file from here on: {e}") from e
             if not buf:
                 break
             buf = self.rest + buf
@@ -447,7 +446,7 @@ class _Delimited:
                 self.nfields_line = first + i
                 if self.quotes and b'"' in raw:
                     text = raw.rstrip(b"\r").decode("utf-8", "replace")
-                    self.nfields = len(next(csv.reader([text], delimiter=chr(delim))))
+                    self.nfields = len(_csv_row(self.path, first + i, text, chr(delim)))
                 else:
                     self.nfields = raw.count(bytes([delim])) + 1
                 self.describe = self.describe.replace("{n}", str(self.nfields))
@@ -459,9 +458,12 @@ class _Delimited:
         lines at the end of the file are ignored."""
         pending: list[int] = []  # blank lines not yet followed by data
         for chunk, first in self._chunks():
-            if len(self.sep) > 1:
-                chunk = chunk.replace(self.sep, b"\x1f")
-                delim = 0x1F
+            if len(self.sep) > 1:  # e.g. '::': substitute a one-byte separator the block does not hold
+                delim = next((c for c in range(0x1F, 0, -1) if bytes([c]) not in chunk), None)
+                if delim is None:  # pragma: no cover - a block holding every control byte 0x01..0x1f
+                    raise DataError(f"{self.path} line {first}: control bytes 0x01..0x1f all occur in the lines "
+                                    f"from here on; cannot split them on {self.sep.decode('latin-1')!r}")
+                chunk = chunk.replace(self.sep, bytes([delim]))
             else:
                 delim = self.sep[0]
             self._fix_nfields(chunk, first, delim)
@@ -701,8 +703,9 @@ def _str_checks(iss: _Issues, col: np.ndarray, field: str) -> np.ndarray:
 
 
 def _scan_ratings(stream: _Delimited, names: tuple[str, str, str, str], id_kind: str, rating_range,
-                  like_threshold: float) -> dict[str, np.ndarray]:
-    """Stream a ``user, item, rating, timestamp`` file (columns 0..3). ``id_kind``: "int" or "str".
+                  like_threshold: float, signed_time: bool = True) -> dict[str, np.ndarray]:
+    """Stream a ``user, item, rating, timestamp`` file (columns 0..3). ``id_kind``: "int" or "str";
+    ``signed_time``: negative timestamps are valid.
 
     Returns kept rows: ``user`` / ``item`` (int ids, or bytes), ``label`` bool, ``time`` int64, ``line`` int64.
     """
@@ -718,7 +721,7 @@ def _scan_ratings(stream: _Delimited, names: tuple[str, str, str, str], id_kind:
                 user = _str_checks(iss, b.cols[0], names[0])
                 item = _str_checks(iss, b.cols[1], names[1])
             label = _rating_checks(iss, b.cols[2], lo, hi, names[2], like_threshold)
-            time = _id_checks(iss, b.cols[3], names[3], signed=True)
+            time = _id_checks(iss, b.cols[3], names[3], signed=signed_time)
             keep = iss.resolve(stream.drops)
             cols = {"user": user, "item": item, "label": label, "time": time, "line": b.line}
             for k, v in cols.items():
@@ -755,7 +758,7 @@ def _unique_ids(path: Path, rows: list[list[str]], field: str) -> np.ndarray:
     ids = np.empty(len(rows), np.int64)
     for i, parts in enumerate(rows):
         s = parts[0].strip()
-        if not s.isascii() or not s.isdigit():
+        if not s.isascii() or not s.isdigit() or len(s) > 18:  # 18 digits always fit int64
             raise DataError(f"{path} line {i + 1}: field {field!r} must be a non-negative integer, got {parts[0]!r}")
         v = int(s)
         if v in seen:
@@ -808,23 +811,39 @@ def read_movielens1m(data_dir: str | os.PathLike, like_threshold: float = 4.0, *
                            "5 '::'-separated fields (user id :: gender :: age :: occupation :: zip code)", "latin-1")
     user_ids = np.sort(_unique_ids(root / "users.dat", user_rows, "user id"))
 
-    path = root / "ratings.dat"
+    return _movielens_ratings(root / "ratings.dat", b"::", "'::'-separated", user_ids, root / "users.dat", movie_ids,
+                              root / "movies.dat", item_genres, num_genres, str(data_dir), like_threshold,
+                              skip_bad_rows, block_bytes, signed_time=True)
+
+
+def _movielens_ratings(path: Path, sep: bytes, sep_name: str, user_ids: np.ndarray, user_file: Path,
+                       movie_ids: np.ndarray, item_file: Path, item_genres: np.ndarray, num_genres: int, name: str,
+                       like_threshold: float, skip_bad_rows: bool, block_bytes: int,
+                       signed_time: bool) -> tuple[Interactions, DropReport]:
+    """The ratings file of MovieLens 100K / 1M: ``user sep item sep rating (1..5) sep timestamp`` lines whose
+    users / items must be listed (``user_ids`` / ``movie_ids``, sorted) in ``user_file`` / ``item_file``.
+
+    Users are densified over ``user_ids`` (rank), items over ``movie_ids`` (rank + 1); rows keep the file
+    order. Bad rows (see the module doc), unknown users / items and repeats of an earlier (user, item,
+    timestamp) raise, or with ``skip_bad_rows`` are dropped and counted.
+    """
     drops = _Drops(skip_bad_rows)
-    stream = _Delimited(path, b"::", 4, "4 '::'-separated fields (user, item, rating, timestamp)", drops, block_bytes)
-    r = _scan_ratings(stream, ("user", "item", "rating", "timestamp"), "int", (1.0, 5.0), like_threshold)
+    stream = _Delimited(path, sep, 4, f"4 {sep_name} fields (user, item, rating, timestamp)", drops, block_bytes)
+    r = _scan_ratings(stream, ("user", "item", "rating", "timestamp"), "int", (1.0, 5.0), like_threshold,
+                      signed_time=signed_time)
     line = r["line"]
     upos, ufound = _lookup(user_ids, r["user"].astype(np.int64))
     ipos, ifound = _lookup(movie_ids, r["item"].astype(np.int64))
     iss = _Issues(path, line)
-    iss.add(~ufound, "unknown_user", lambda i: f"user {int(r['user'][i])} is not listed in {root / 'users.dat'}")
-    iss.add(~ifound, "unknown_item", lambda i: f"item {int(r['item'][i])} is not listed in {root / 'movies.dat'}")
+    iss.add(~ufound, "unknown_user", lambda i: f"user {int(r['user'][i])} is not listed in {user_file}")
+    iss.add(~ifound, "unknown_item", lambda i: f"item {int(r['item'][i])} is not listed in {item_file}")
     keep = iss.resolve(drops)
     if keep is not None:
         upos, ipos, line, label, time = upos[keep], ipos[keep], line[keep], r["label"][keep], r["time"][keep]
     else:
         label, time = r["label"], r["time"]
     keep = _dedupe(path, drops, line, (upos, ipos, time), "user, item and timestamp")
-    return _finish(path, drops, str(data_dir), upos[keep], ipos[keep] + 1, label[keep], time[keep], item_genres,
+    return _finish(path, drops, name, upos[keep], ipos[keep] + 1, label[keep], time[keep], item_genres,
                    user_ids.astype(np.int64), num_genres)
 
 
@@ -838,9 +857,7 @@ _MLCSV_MOVIES_HEADER = ["movieId", "title", "genres"]
 
 
 def _mlcsv_movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    text = _read_text(path, "utf-8")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = _read_text(path, "utf-8")  # a leading BOM is already gone (readers._open_binary)
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or [h.strip() for h in header] != _MLCSV_MOVIES_HEADER:
@@ -858,7 +875,7 @@ def _mlcsv_movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
                 raise DataError(f"{path} line {start}: expected 3 comma-separated fields (movieId, title, genres; "
                                 f"quote titles holding commas), got {len(row)}{blank}")
             s = row[0].strip()
-            if not s.isascii() or not s.isdigit():
+            if not s.isascii() or not s.isdigit() or len(s) > 18:  # 18 digits always fit int64
                 raise DataError(f"{path} line {start}: field 'movieId' must be a non-negative integer, got {row[0]!r}")
             v = int(s)
             if v in seen:
@@ -937,11 +954,12 @@ _ASIN_RE = re.compile(rb"""["']asin["']\s*:\s*["']([^"']*)["']""")
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     f = _open_binary(path)
+    i = 0
     try:
         for i, raw in enumerate(f, 1):
             yield i, raw
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read file: {e}") from e
+    except _READ_ERRORS as e:
+        raise DataError(f"{path} line {i + 1}: cannot read file from here on: {e}") from e
     finally:
         f.close()
 
@@ -963,8 +981,11 @@ def _amazon_json(path: Path, drops: _Drops, like_threshold: float) -> dict[str, 
         pending = []
         try:
             obj = json.loads(raw)
-        except ValueError as e:
+        except ValueError as e:  # UnicodeDecodeError (not UTF-8) included
             drops.one(path, lineno, "bad_fields", f"not valid JSON: {e}")
+            continue
+        except RecursionError:
+            drops.one(path, lineno, "bad_fields", "not valid JSON: nested too deeply")
             continue
         if not isinstance(obj, dict):
             drops.one(path, lineno, "bad_fields", f"expected a JSON object, got {type(obj).__name__}")
@@ -994,6 +1015,9 @@ def _amazon_json(path: Path, drops: _Drops, like_threshold: float) -> dict[str, 
             t = int(t)
         if isinstance(t, bool) or not isinstance(t, int):
             drops.one(path, lineno, "bad_value", f"field 'unixReviewTime' must be an integer, got {t!r}")
+            continue
+        if not -(2**63) <= t < 2**63:
+            drops.one(path, lineno, "bad_value", f"field 'unixReviewTime' is out of the int64 range, got {t!r}")
             continue
         users.append(str(u))
         items.append(str(it))
@@ -1038,10 +1062,14 @@ def _amazon_meta(path: Path, wanted: set[str], drops: _Drops) -> dict[str, list[
             continue  # cheap skip of items nobody reviewed
         try:
             obj = json.loads(raw)
+        except RecursionError:
+            drops.one(path, lineno, "bad_meta", "not a JSON (or Python literal) object: nested too deeply")
+            continue
         except ValueError:
             try:
                 obj = ast.literal_eval(raw.decode("utf-8", "replace").strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                # TypeError: e.g. {[1]: 2}, an unhashable dict key
                 drops.one(path, lineno, "bad_meta", "not a JSON (or Python literal) object")
                 continue
         if not isinstance(obj, dict) or not isinstance(obj.get("asin"), str):

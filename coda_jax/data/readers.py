@@ -9,13 +9,19 @@ names the file and, where it applies, the 1-based line number and the field, e.g
 
     /data/ml-100k/u.data line 17: expected 4 tab-separated fields (user, item, rating, timestamp), got 3
 
-Parsing is vectorized with numpy (one split per line, then whole-column conversions); the per-line Python
-fallback only runs to locate the first bad value once a column has been found invalid.
+Every reader (those of :mod:`coda_jax.data.formats` too) opens its files through :func:`_open_binary`, which
+skips a UTF-8 byte-order mark at the start of a file. ``u.data`` follows the bad-row policy of
+:mod:`coda_jax.data.formats` (duplicates raise; ``skip_bad_rows`` drops and counts); ``u.item`` / ``u.user``
+are parsed whole, vectorized with numpy (one split per line, then whole-column conversions); the per-line
+Python fallback only runs to locate the first bad value once a column has been found invalid.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +47,50 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------------------------------------
 
 
+_BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark; :func:`_open_binary` skips it at the start of any file."""
+
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+"""What reading a file (``.gz`` included: truncated / corrupt streams) can raise."""
+
+
+def _open_binary(path: Path):
+    """Open a data file for reading bytes, positioned after a UTF-8 byte-order mark if the file starts with one.
+
+    Every reader opens its files here (whole-file reads through :func:`_read_text`, streamed ones directly), so
+    a BOM never reaches a parser. ``.gz`` files are decompressed on the fly.
+    """
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a file")
+    try:
+        f = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    except OSError as e:  # pragma: no cover - permissions etc.
+        raise DataError(f"{path}: cannot read file: {e}") from e
+    try:
+        if f.read(len(_BOM)) != _BOM:
+            f.seek(0)
+    except _READ_ERRORS as e:  # e.g. not gzip data, a corrupt first deflate block
+        f.close()
+        raise DataError(f"{path} line 1: cannot read file: {e}") from e
+    return f
+
+
 def _read_text(path: Path, encoding: str) -> str:
-    """The file's text with CRLF turned into LF and trailing blank lines dropped (no final newline).
+    """The file's text (a leading UTF-8 BOM removed) with CRLF turned into LF and trailing blank lines dropped
+    (no final newline).
 
     Line ``i`` (0-based) of ``text.split("\\n")`` is line ``i + 1`` of the file. Lines are split on ``\\n``
     only (never ``str.splitlines``, which would also break on e.g. U+0085, a valid Latin-1 character).
     """
+    f = _open_binary(path)
     try:
-        data = path.read_bytes()
-    except OSError as e:  # pragma: no cover - permissions etc.
+        data = f.read()
+    except _READ_ERRORS as e:
         raise DataError(f"{path}: cannot read file: {e}") from e
+    finally:
+        f.close()
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     while True:  # drop trailing whitespace-only lines
@@ -132,24 +172,6 @@ def _parse_uint(path: Path, col: np.ndarray, field: str) -> np.ndarray:
     raise DataError(f"{path} line {i + 1}: field {field!r} must be a non-negative integer, got {str(col[i])!r}")
 
 
-def _parse_float(path: Path, col: np.ndarray, field: str) -> np.ndarray:
-    """Parse a str column [N] of numbers into float64 [N]; raise on the first non-numeric entry."""
-    vals, ok = _digits_to_int(col)  # fast path: plain integers (MovieLens ratings)
-    if ok.all():
-        return vals.astype(np.float64)
-    try:
-        return col.astype(np.float64)
-    except ValueError:
-        pass
-    out = np.empty(col.shape[0], np.float64)
-    for i, s in enumerate(col):
-        try:
-            out[i] = float(s)
-        except ValueError:
-            raise DataError(f"{path} line {i + 1}: field {field!r} must be a number, got {str(s)!r}") from None
-    return out
-
-
 def _check_unique(path: Path, ids: np.ndarray, field: str) -> None:
     """Raise on the first line whose id repeats an earlier line's id."""
     order = np.argsort(ids, kind="stable")
@@ -162,17 +184,6 @@ def _check_unique(path: Path, ids: np.ndarray, field: str) -> None:
         raise DataError(
             f"{path} line {i + 1}: duplicate {field} {int(ids[i])} (first seen on line {first + 1})"
         )
-
-
-def _densify(path: Path, ids: np.ndarray, vocab_sorted: np.ndarray, field: str, vocab_file: Path) -> np.ndarray:
-    """Rank of every id [N] in the sorted vocabulary [V] (int64 [N], 0-based); raise on an unknown id."""
-    pos = np.searchsorted(vocab_sorted, ids)
-    found = pos < vocab_sorted.shape[0]
-    found[found] = vocab_sorted[pos[found]] == ids[found]
-    if not found.all():
-        i = int(np.flatnonzero(~found)[0])
-        raise DataError(f"{path} line {i + 1}: {field} {int(ids[i])} is not listed in {vocab_file}")
-    return pos
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -245,7 +256,8 @@ def _ml100k_users(path: Path) -> np.ndarray:
     return np.sort(ids)
 
 
-def read_movielens100k(data_dir: str | os.PathLike, like_threshold: float = 4.0) -> Interactions:
+def read_movielens100k(data_dir: str | os.PathLike, like_threshold: float = 4.0, *, skip_bad_rows: bool = False,
+                       block_bytes: int | None = None) -> Interactions:
     """Read the original MovieLens 100K files from ``data_dir``.
 
     Files (as distributed by GroupLens in ``ml-100k.zip``):
@@ -257,23 +269,32 @@ def read_movielens100k(data_dir: str | os.PathLike, like_threshold: float = 4.0)
 
     Ids are densified: users over ``u.user``'s ids (dense index = rank of the id, 0-based), items over
     ``u.item``'s ids (dense id = rank + 1, 0 is padding). Genre flag column ``j`` (0-based) is genre ``j + 1``,
-    so ``num_genres == 19``. Rows keep ``u.data``'s order.
+    so ``num_genres == 19``. Rows keep ``u.data``'s order. A UTF-8 byte-order mark at the start of a file is
+    ignored.
 
     Args:
       data_dir: directory containing ``u.data``, ``u.item`` and ``u.user``.
       like_threshold: a rating ``>= like_threshold`` gets label 1.0, anything below 0.0.
+      skip_bad_rows: drop and count bad ``u.data`` rows (the reasons of
+        :data:`coda_jax.data.formats.DROP_REASONS`) instead of raising; the counts are the returned log's
+        ``dropped_rows``. ``u.item`` / ``u.user`` must be well-formed either way.
+      block_bytes: read ``u.data`` in blocks of this many bytes (default 8 MiB; small values are for tests).
 
     Returns:
       :class:`Interactions` with ``user`` int32 [N], ``item`` int32 [N] (``1..I``), ``label`` float32 [N],
       ``time`` int64 [N] (unix seconds), ``item_genres`` int32 [I + 1, Gmax], ``user_ids`` int64 [U] (the
-      dataset's user ids, ascending), ``num_genres = 19`` and ``name = str(data_dir)``.
+      dataset's user ids, ascending), ``num_genres = 19``, ``name = str(data_dir)`` and ``dropped_rows``
+      (reason -> count; empty unless ``skip_bad_rows`` dropped something).
 
     Raises:
       DataError: missing directory / file, wrong field count, non-numeric id / rating / timestamp, rating
-        outside 1..5, genre flag not 0/1, duplicate ids in ``u.item`` / ``u.user``, a rating whose user or item
-        is not listed in ``u.user`` / ``u.item``, or an empty ``u.data``. The message names the file, and the
-        line and field where they apply.
+        outside 1..5, genre flag not 0/1, duplicate ids in ``u.item`` / ``u.user``, a ``u.data`` row repeating
+        an earlier row's user, item and timestamp, a rating whose user or item is not listed in ``u.user`` /
+        ``u.item``, or an empty ``u.data``. The message names the file, and the line and field where they
+        apply. (With ``skip_bad_rows`` the ``u.data`` row problems are dropped and counted instead.)
     """
+    from coda_jax.data import formats  # noqa: PLC0415 - formats imports this module
+
     root = Path(data_dir)
     expected = ", ".join(_ML100K_FILES)
     if not root.is_dir():
@@ -287,34 +308,8 @@ def read_movielens100k(data_dir: str | os.PathLike, like_threshold: float = 4.0)
 
     movie_ids, item_genres = _ml100k_items(root / "u.item")
     user_ids = _ml100k_users(root / "u.user")
-
-    data_path = root / "u.data"
-    text = _read_text(data_path, "latin-1")
-    if not text:
-        raise DataError(f"{data_path}: no ratings")
-    fields = _split_fields(
-        data_path, text, "\t", 4, "4 tab-separated fields (user, item, rating, timestamp)"
-    )
-    raw_user = _parse_uint(data_path, fields[:, 0], "user")
-    raw_item = _parse_uint(data_path, fields[:, 1], "item")
-    rating = _parse_float(data_path, fields[:, 2], "rating")
-    time = _parse_uint(data_path, fields[:, 3], "timestamp")
-
-    bad = ~(np.isfinite(rating) & (rating >= 1.0) & (rating <= 5.0))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{data_path} line {i + 1}: field 'rating' must be in 1..5, got {str(fields[i, 2])!r}")
-
-    user = _densify(data_path, raw_user, user_ids, "user", root / "u.user")
-    item = _densify(data_path, raw_item, movie_ids, "item", root / "u.item") + 1
-
-    return Interactions(
-        user=user.astype(np.int32),
-        item=item.astype(np.int32),
-        label=(rating >= like_threshold).astype(np.float32),
-        time=time.astype(np.int64),
-        item_genres=item_genres,
-        user_ids=user_ids.astype(np.int64),
-        num_genres=ML100K_NUM_GENRES,
-        name=str(data_dir),
-    )
+    inter, report = formats._movielens_ratings(
+        root / "u.data", b"\t", "tab-separated", user_ids, root / "u.user", movie_ids, root / "u.item",
+        item_genres, ML100K_NUM_GENRES, str(data_dir), like_threshold, skip_bad_rows,
+        formats._BLOCK_BYTES if block_bytes is None else block_bytes, signed_time=False)
+    return dataclasses.replace(inter, dropped_rows=report.to_dict())
