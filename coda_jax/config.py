@@ -1,13 +1,15 @@
 """Run configuration: frozen dataclasses, YAML loading and validation with errors that name the field.
 
 The defaults are the embedded default run (synthetic data, no download). ``configs/*.yaml`` override any
-subset of fields; an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
-naming the file and the dotted key.
+subset of fields; an unknown key, a key given twice, a wrong type, a non-finite float or an out-of-range
+value raises :class:`ConfigError` naming the file and the dotted key (and the line, for YAML problems).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -26,6 +28,7 @@ TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
+SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
 class ConfigError(ValueError):
@@ -206,7 +209,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     def ck(key: str, cond: bool, msg: str) -> None:
         _check(cond, f"{source}: {key}", msg)
 
-    ck("seed", cfg.seed >= 0, f"must be >= 0, got {cfg.seed}")
+    ck("seed", 0 <= cfg.seed < SEED_LIMIT,
+       f"must be in [0, 2^32) (JAX keys take 32 bits: seeds s and s + 2^32 would share keys), got {cfg.seed}")
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
     ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
@@ -351,10 +355,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            out = float(value)
+        except OverflowError:
+            out = math.inf
+        if not math.isfinite(out):                  # no field means infinity (or NaN)
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return out
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            hint = f" (in YAML, quote it: '{value}')" if isinstance(value, (int, float)) else ""
+            raise ConfigError(f"{where}: expected a string, got {value!r}{hint}")
         return value
     raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover - programming error
 
@@ -384,16 +395,82 @@ def from_dict(data: dict, source: str = "config") -> Config:
     return validate(cfg, source)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent floats without a dot (``1e-3``, ``2E5``) as numbers, as YAML 1.2
+    does (YAML 1.1 reads them as strings, so ``learning_rate: 1e-3`` was rejected as "expected a number")."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def _check_duplicate_keys(node: yaml.Node, where: str, seen_nodes: set[int]) -> None:
+    """Raise :class:`_DuplicateKey` for a mapping key given twice anywhere under ``node`` (YAML keeps the last)."""
+    if id(node) in seen_nodes:                     # an alias of a node already checked (or a cycle)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            path = f"{where}.{name}" if where else name
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if ident in first:
+                    raise _DuplicateKey(path, line, first[ident])
+                first[ident] = line
+            _check_duplicate_keys(value_node, path, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, f"{where}[{i}]", seen_nodes)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}not valid YAML: {problem}"
+
+
+def parse_yaml(text: str, source: str, prefix: str = "") -> Any:
+    """Parse YAML ``text`` (safe types only); a syntax error or a mapping key given twice (which YAML would
+    silently resolve to the last value) raises :class:`ConfigError` naming ``source``, the line and the
+    dotted key (``prefix`` + the keys above it)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(node, prefix, set())
+        return loader.construct_document(node)
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{source}: line {dup.line}: {dup.key} is given twice (first on line {dup.first}); "
+                          "YAML would keep only the last") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: {_yaml_problem(err)}") from None
+    finally:
+        loader.dispose()
+
+
 def load(path: str | Path) -> Config:
-    """Load a YAML config file; unknown keys and bad values raise :class:`ConfigError` naming the file."""
+    """Load a YAML config file; unknown or repeated keys, YAML syntax errors and bad values raise
+    :class:`ConfigError` naming the file (and the line, for YAML problems)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return from_dict(data, str(path))
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err}") from None
+    return from_dict(parse_yaml(text, str(path)), str(path))
 
 
 def to_dict(cfg: Config) -> dict:
