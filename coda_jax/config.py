@@ -3,6 +3,9 @@
 The defaults are the embedded default run (synthetic data, no download). ``configs/*.yaml`` override any
 subset of fields; an unknown key, a key given twice, a wrong type, a non-finite float or an out-of-range
 value raises :class:`ConfigError` naming the file and the dotted key (and the line, for YAML problems).
+
+Command-line overrides (``--set KEY=VALUE``, see :func:`with_overrides`) are not YAML: each value is read by
+its field's declared type (see :func:`parse_value`).
 """
 
 from __future__ import annotations
@@ -486,20 +489,122 @@ def to_dict(cfg: Config) -> dict:
     return conv(dataclasses.asdict(cfg))
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def _split_list(raw: str, where: str) -> list[str]:
+    """``[a, b]`` or ``a,b`` -> ``["a", "b"]``; whitespace around items dropped, one pair of '...' or "..."
+    quotes around an item removed (a quoted item may hold commas); ``[]`` or nothing -> ``[]``."""
+    text = raw.strip()
+    if text.startswith("["):
+        if not text.endswith("]"):
+            raise ConfigError(f"{where}: a list starting with '[' must end with ']', got {raw!r}")
+        text = text[1:-1].strip()
+    if not text:
+        return []
+    items, cur, quote = [], "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"" and not cur.strip():
+            quote = ch
+        elif ch == ",":
+            items.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    if quote:
+        raise ConfigError(f"{where}: unclosed {quote} in {raw!r}")
+    items.append(cur)
+    out = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"{where}: empty list item in {raw!r}")
+        if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\"":
+            item = item[1:-1]
+        out.append(item)
+    return out
+
+
+def parse_value(raw: str, tp: Any, where: str) -> Any:
+    """A command-line value as the field type ``tp`` (not YAML: paths such as ``runs/x #1`` or ``2024`` stay
+    strings). str: the text as given; int: ``int()``; float: ``float()`` (``1e-3``, ``.5``; finiteness is
+    checked when the config is built); bool: true/false, yes/no or 1/0 (any case); tuple: ``[a, b]`` or
+    ``a,b`` (``[]`` or nothing: empty), items read by the element type; optional (``X | None``): nothing
+    means None; a section: a YAML flow mapping (``{epochs: 5}``), as in a config file.
+    Raises :class:`ConfigError` naming ``where``."""
+    if dataclasses.is_dataclass(tp):
+        return parse_yaml(raw, where, prefix=where)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if raw.strip() == "":
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return parse_value(raw, inner, where)
+    if origin is tuple:
+        (elem,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(parse_value(v, elem, f"{where}[{i}]") for i, v in enumerate(_split_list(raw, where)))
+    if tp is str:
+        return raw
+    if tp is bool:
+        low = raw.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ConfigError(f"{where}: expected true or false (or yes/no, 1/0), got {raw!r}")
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover - programming error
+
+
+def _field_type(key: str, item: str, source: str) -> Any:
+    """The declared type of the dotted ``key`` of :class:`Config` (a section's dataclass for a section)."""
+    tp: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"{source} {item!r}: unknown key {key}: {'.'.join(parts[:i])} is a value, "
+                              "not a section")
+        names = sorted(f.name for f in dataclasses.fields(tp))
+        if part not in names:
+            raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
+                              f"known keys here: {', '.join(names)}")
+        tp = typing.get_type_hints(tp)[part]
+    return tp
+
+
 def with_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) and re-validate."""
+    """Apply ``key.sub=value`` overrides and re-validate (once, after all of them: later items win).
+
+    Each value is read by its field's declared type with :func:`parse_value`, not as YAML; a malformed value
+    raises :class:`ConfigError` naming ``source``, the item and the dotted key."""
     data = to_dict(cfg)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. cloud.epochs=5")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        tp = _field_type(key, item, source)
         node = data
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            if part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}")
+        parts = key.split(".")
+        for part in parts[:-1]:
             node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"{source} {item!r}: unknown key {key.strip()}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            value = parse_value(raw, tp, key)
+            _coerce(value, tp, key)                # check the value alone now, so that the error names this item
+        except ConfigError as err:
+            raise ConfigError(f"{source} {item!r}: {err}") from None
+        if dataclasses.is_dataclass(tp):          # a section: its keys given here replace those keys only
+            node[parts[-1]] = {**node[parts[-1]], **value}
+        else:
+            node[parts[-1]] = value
     return from_dict(data, source)
