@@ -459,6 +459,8 @@ def parse_yaml(text: str, source: str, prefix: str = "") -> Any:
                           "YAML would keep only the last") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: {_yaml_problem(err)}") from None
+    except RecursionError:                         # PyYAML composes nested collections recursively
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
     finally:
         loader.dispose()
 

@@ -440,3 +440,8 @@ def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path):
     cfg = load(_write(tmp_path, "finetune:\n  learning_rate: 1e-3\ncloud:\n  learning_rate: 2E-4\n"))
     assert cfg.finetune.learning_rate == 0.001 and cfg.cloud.learning_rate == 0.0002
     assert yaml.safe_load("x: 1e-3") == {"x": "1e-3"}      # the global SafeLoader is left as it was
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    p, msg = _load_error(tmp_path, "seed: " + "[" * 5000 + "\n")
+    assert msg == f"{p}: not valid YAML: nested too deeply"
