@@ -1,13 +1,18 @@
 """Run configuration: frozen dataclasses, YAML loading and validation with errors that name the field.
 
 The defaults are the embedded default run (synthetic data, no download). ``configs/*.yaml`` override any
-subset of fields; an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
-naming the file and the dotted key.
+subset of fields; an unknown key, a key given twice, a wrong type, a non-finite float or an out-of-range
+value raises :class:`ConfigError` naming the file and the dotted key (and the line, for YAML problems).
+
+Command-line overrides (``--set KEY=VALUE``, see :func:`with_overrides`) are not YAML: each value is read by
+its field's declared type (see :func:`parse_value`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -26,6 +31,7 @@ TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
+SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
 class ConfigError(ValueError):
@@ -206,7 +212,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     def ck(key: str, cond: bool, msg: str) -> None:
         _check(cond, f"{source}: {key}", msg)
 
-    ck("seed", cfg.seed >= 0, f"must be >= 0, got {cfg.seed}")
+    ck("seed", 0 <= cfg.seed < SEED_LIMIT,
+       f"must be in [0, 2^32) (JAX keys take 32 bits: seeds s and s + 2^32 would share keys), got {cfg.seed}")
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
     ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
@@ -351,10 +358,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            out = float(value)
+        except OverflowError:
+            out = math.inf
+        if not math.isfinite(out):                  # no field means infinity (or NaN)
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return out
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            hint = f" (in YAML, quote it: '{value}')" if isinstance(value, (int, float)) else ""
+            raise ConfigError(f"{where}: expected a string, got {value!r}{hint}")
         return value
     raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover - programming error
 
@@ -384,16 +398,84 @@ def from_dict(data: dict, source: str = "config") -> Config:
     return validate(cfg, source)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent floats without a dot (``1e-3``, ``2E5``) as numbers, as YAML 1.2
+    does (YAML 1.1 reads them as strings, so ``learning_rate: 1e-3`` was rejected as "expected a number")."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def _check_duplicate_keys(node: yaml.Node, where: str, seen_nodes: set[int]) -> None:
+    """Raise :class:`_DuplicateKey` for a mapping key given twice anywhere under ``node`` (YAML keeps the last)."""
+    if id(node) in seen_nodes:                     # an alias of a node already checked (or a cycle)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            path = f"{where}.{name}" if where else name
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if ident in first:
+                    raise _DuplicateKey(path, line, first[ident])
+                first[ident] = line
+            _check_duplicate_keys(value_node, path, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, f"{where}[{i}]", seen_nodes)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}not valid YAML: {problem}"
+
+
+def parse_yaml(text: str, source: str, prefix: str = "") -> Any:
+    """Parse YAML ``text`` (safe types only); a syntax error or a mapping key given twice (which YAML would
+    silently resolve to the last value) raises :class:`ConfigError` naming ``source``, the line and the
+    dotted key (``prefix`` + the keys above it)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(node, prefix, set())
+        return loader.construct_document(node)
+    except _DuplicateKey as dup:
+        raise ConfigError(f"{source}: line {dup.line}: {dup.key} is given twice (first on line {dup.first}); "
+                          "YAML would keep only the last") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: {_yaml_problem(err)}") from None
+    except RecursionError:                         # PyYAML composes nested collections recursively
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
 def load(path: str | Path) -> Config:
-    """Load a YAML config file; unknown keys and bad values raise :class:`ConfigError` naming the file."""
+    """Load a YAML config file; unknown or repeated keys, YAML syntax errors and bad values raise
+    :class:`ConfigError` naming the file (and the line, for YAML problems)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return from_dict(data, str(path))
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err}") from None
+    return from_dict(parse_yaml(text, str(path)), str(path))
 
 
 def to_dict(cfg: Config) -> dict:
@@ -409,20 +491,122 @@ def to_dict(cfg: Config) -> dict:
     return conv(dataclasses.asdict(cfg))
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def _split_list(raw: str, where: str) -> list[str]:
+    """``[a, b]`` or ``a,b`` -> ``["a", "b"]``; whitespace around items dropped, one pair of '...' or "..."
+    quotes around an item removed (a quoted item may hold commas); ``[]`` or nothing -> ``[]``."""
+    text = raw.strip()
+    if text.startswith("["):
+        if not text.endswith("]"):
+            raise ConfigError(f"{where}: a list starting with '[' must end with ']', got {raw!r}")
+        text = text[1:-1].strip()
+    if not text:
+        return []
+    items, cur, quote = [], "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"" and not cur.strip():
+            quote = ch
+        elif ch == ",":
+            items.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    if quote:
+        raise ConfigError(f"{where}: unclosed {quote} in {raw!r}")
+    items.append(cur)
+    out = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"{where}: empty list item in {raw!r}")
+        if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\"":
+            item = item[1:-1]
+        out.append(item)
+    return out
+
+
+def parse_value(raw: str, tp: Any, where: str) -> Any:
+    """A command-line value as the field type ``tp`` (not YAML: paths such as ``runs/x #1`` or ``2024`` stay
+    strings). str: the text as given; int: ``int()``; float: ``float()`` (``1e-3``, ``.5``; finiteness is
+    checked when the config is built); bool: true/false, yes/no or 1/0 (any case); tuple: ``[a, b]`` or
+    ``a,b`` (``[]`` or nothing: empty), items read by the element type; optional (``X | None``): nothing
+    means None; a section: a YAML flow mapping (``{epochs: 5}``), as in a config file.
+    Raises :class:`ConfigError` naming ``where``."""
+    if dataclasses.is_dataclass(tp):
+        return parse_yaml(raw, where, prefix=where)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if raw.strip() == "":
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return parse_value(raw, inner, where)
+    if origin is tuple:
+        (elem,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(parse_value(v, elem, f"{where}[{i}]") for i, v in enumerate(_split_list(raw, where)))
+    if tp is str:
+        return raw
+    if tp is bool:
+        low = raw.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ConfigError(f"{where}: expected true or false (or yes/no, 1/0), got {raw!r}")
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {raw!r}") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # pragma: no cover - programming error
+
+
+def _field_type(key: str, item: str, source: str) -> Any:
+    """The declared type of the dotted ``key`` of :class:`Config` (a section's dataclass for a section)."""
+    tp: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"{source} {item!r}: unknown key {key}: {'.'.join(parts[:i])} is a value, "
+                              "not a section")
+        names = sorted(f.name for f in dataclasses.fields(tp))
+        if part not in names:
+            raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
+                              f"known keys here: {', '.join(names)}")
+        tp = typing.get_type_hints(tp)[part]
+    return tp
+
+
 def with_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) and re-validate."""
+    """Apply ``key.sub=value`` overrides and re-validate (once, after all of them: later items win).
+
+    Each value is read by its field's declared type with :func:`parse_value`, not as YAML; a malformed value
+    raises :class:`ConfigError` naming ``source``, the item and the dotted key."""
     data = to_dict(cfg)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. cloud.epochs=5")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        tp = _field_type(key, item, source)
         node = data
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            if part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}")
+        parts = key.split(".")
+        for part in parts[:-1]:
             node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"{source} {item!r}: unknown key {key.strip()}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            value = parse_value(raw, tp, key)
+            _coerce(value, tp, key)                # check the value alone now, so that the error names this item
+        except ConfigError as err:
+            raise ConfigError(f"{source} {item!r}: {err}") from None
+        if dataclasses.is_dataclass(tp):          # a section: its keys given here replace those keys only
+            node[parts[-1]] = {**node[parts[-1]], **value}
+        else:
+            node[parts[-1]] = value
     return from_dict(data, source)

@@ -16,13 +16,18 @@ from coda_jax.data.readers import DataError
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The run config: defaults (embedded synthetic run), then ``--config``, ``--data-dir``, ``--set``."""
+    """The run config: defaults (embedded synthetic run), then ``--config``, ``--set``, ``--data-dir``,
+    ``--data-path`` (later ones win). Command-line values are read by their field's type, not as YAML:
+    ``--data-dir "runs/x #1"`` and ``--data-dir 2024`` are those exact paths."""
     cfg = load(args.config) if args.config else Config()
     overrides = list(args.set or [])
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    if getattr(args, "data_path", None):
-        overrides.append(f"data.path={args.data_path}")
+    for flag, key, value in (("--data-dir", "data.data_dir", getattr(args, "data_dir", None)),
+                             ("--data-path", "data.path", getattr(args, "data_path", None))):
+        if value is None:
+            continue
+        if not value.strip():          # e.g. an unset shell variable: do not fall back to the config's path
+            raise ConfigError(f"{flag}: empty path")
+        overrides.append(f"{key}={value}")  # a str field: the text after the first '=' is kept verbatim
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
@@ -96,7 +101,10 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-path", help="the data file of single-file sources: Amazon reviews, Taobao "
                                            "UserBehavior.csv, generic CSV (sets data.path)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override one config value, e.g. --set finetune.steps=200 (repeatable)")
+                       help="override one config value, e.g. --set finetune.steps=200 (repeatable). Values are "
+                            "read by the key's type, not as YAML: text as given; numbers as Python int() / "
+                            "float() (1e-3); true/false, yes/no or 1/0; lists as [a, b] or a,b; an empty "
+                            "value unsets an optional path")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = sub.add_parser(

@@ -280,3 +280,168 @@ def test_to_dict_round_trip():
 def test_from_dict_none_is_default():
     assert from_dict(None) == Config()
     assert from_dict({}) == Config()
+
+
+# ----------------------------------------------------------------------------- YAML problems: repeated keys, syntax
+
+
+@pytest.mark.parametrize("text, key, line, first", [
+    ("seed: 1\nseed: 2\n", "seed", 2, 1),
+    ("finetune:\n  steps: 5\n  batch_size: 8\n  steps: 9\n", "finetune.steps", 4, 2),
+    ("cloud:\n  epochs: 2\nseed: 1\ncloud:\n  epochs: 3\n", "cloud", 4, 1),
+    ("finetune:\n  trainable: [dense]\n  'trainable': [user]\n", "finetune.trainable", 3, 2),  # quoted twin
+])
+def test_duplicate_key_names_file_key_and_line(tmp_path, text, key, line, first):
+    p, msg = _load_error(tmp_path, text)
+    assert msg == (f"{p}: line {line}: {key} is given twice (first on line {first}); "
+                   "YAML would keep only the last")
+
+
+def test_same_key_in_different_sections_is_not_a_duplicate(tmp_path):
+    cfg = load(_write(tmp_path, "cloud:\n  learning_rate: 0.01\nfinetune:\n  learning_rate: 0.02\n"))
+    assert cfg.cloud.learning_rate == 0.01 and cfg.finetune.learning_rate == 0.02
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    p, msg = _load_error(tmp_path, "seed: 1\ncloud:\n  epochs: [1, 2\nfinetune:\n  steps: 3\n")
+    assert msg.startswith(f"{p}: line ")
+    line = int(msg[len(f"{p}: line "):].split(",")[0])
+    assert 3 <= line <= 5                           # PyYAML reports where it noticed the unclosed '['
+    assert "not valid YAML" in msg
+    p, msg = _load_error(tmp_path, "seed: 1\nmodel: {name: din\n")
+    assert msg.startswith(f"{p}: line ") and "not valid YAML" in msg
+
+
+def test_yaml_unknown_tag_is_a_config_error(tmp_path):
+    p, msg = _load_error(tmp_path, "seed: !!python/object:os.system 1\n")
+    assert msg.startswith(f"{p}: line 1, column 7: not valid YAML")
+
+
+# ----------------------------------------------------------------------------- non-finite floats, seed range
+
+FLOAT_KEYS = [f"{sec}.{f.name}" for sec in ("data", "synthetic", "cloud", "retrieval", "classifier", "finetune",
+                                            "eval")
+              for f in dataclasses.fields(getattr(Config(), sec)) if f.type in ("float", float)]
+
+
+def test_float_keys_cover_the_issue_fields():
+    assert {"data.like_threshold", "synthetic.taste_scale", "synthetic.base_logit",
+            "synthetic.drift"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "1e400"])
+def test_non_finite_float_in_file_names_key(tmp_path, key, text):
+    sec, name = key.split(".")
+    p, msg = _load_error(tmp_path, f"{sec}:\n  {name}: {text}\n")
+    assert msg.startswith(f"{p}: {key}: must be a finite number, got ")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity", "1e400"])
+def test_non_finite_float_override_names_key(value):
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), [f"data.like_threshold={value}"])
+    assert str(exc.value).startswith(f"--set 'data.like_threshold={value}': data.like_threshold: must be a finite")
+
+
+def test_huge_int_for_a_float_field_is_rejected_not_overflowing():
+    with pytest.raises(ConfigError, match=r"^x: synthetic\.drift: must be a finite number"):
+        from_dict({"synthetic": {"drift": 10 ** 400}}, source="x")
+
+
+@pytest.mark.parametrize("seed", [2 ** 32, 2 ** 32 + 5, 2 ** 63, 2 ** 64, -1])
+def test_seed_out_of_range_names_seed_and_range(tmp_path, seed):
+    p, msg = _load_error(tmp_path, f"seed: {seed}\n")
+    assert msg.startswith(f"{p}: seed: must be in [0, 2^32)") and msg.endswith(f"got {seed}")
+    with pytest.raises(ConfigError, match=r"^--set: seed: must be in \[0, 2\^32\)"):
+        with_overrides(Config(), [f"seed={seed}"])
+
+
+def test_seed_range_edges_accepted(tmp_path):
+    assert load(_write(tmp_path, f"seed: {2 ** 32 - 1}\n")).seed == 2 ** 32 - 1
+    assert with_overrides(Config(), ["seed=0"]).seed == 0
+
+
+# ----------------------------------------------------------------------------- typed override values (not YAML)
+
+
+@pytest.mark.parametrize("item, attr, expected", [
+    ("data.data_dir=runs/x #1", ("data", "data_dir"), "runs/x #1"),       # YAML: 'runs/x' (a comment)
+    ("data.data_dir=2024", ("data", "data_dir"), "2024"),                 # YAML: int
+    ("data.data_dir=yes", ("data", "data_dir"), "yes"),                   # YAML: bool
+    ("data.path=*x", ("data", "path"), "*x"),                             # YAML: alias error
+    ("data.path=%x", ("data", "path"), "%x"),                             # YAML: directive error
+    ("data.path=[x", ("data", "path"), "[x"),                             # YAML: unclosed flow sequence
+    ("data.path=a=b: c", ("data", "path"), "a=b: c"),                     # only the first '=' splits
+    ("data.meta_path=null", ("data", "meta_path"), "null"),               # a str field keeps the text
+    ("data.meta_path=", ("data", "meta_path"), None),                     # empty: unset an optional path
+    ("data.delimiter=;", ("data", "delimiter"), ";"),
+    ("finetune.learning_rate=1e-3", ("finetune", "learning_rate"), 0.001),  # YAML 1.1: a string
+    ("finetune.learning_rate=.5", ("finetune", "learning_rate"), 0.5),
+    ("finetune.learning_rate=1E-2", ("finetune", "learning_rate"), 0.01),
+    ("classifier.threshold=-1", ("classifier", "threshold"), -1.0),
+    ("finetune.steps=1_000", ("finetune", "steps"), 1000),
+    ("finetune.steps= 40 ", ("finetune", "steps"), 40),
+    ("finetune.weight_by_score=yes", ("finetune", "weight_by_score"), True),
+    ("finetune.weight_by_score=TRUE", ("finetune", "weight_by_score"), True),
+    ("finetune.weight_by_score=0", ("finetune", "weight_by_score"), False),
+    ("finetune.weight_by_score=no", ("finetune", "weight_by_score"), False),
+    ("finetune.trainable=[dense, user, genre]", ("finetune", "trainable"), ("dense", "user", "genre")),
+    ("finetune.trainable=dense,item", ("finetune", "trainable"), ("dense", "item")),
+    ("finetune.trainable=item", ("finetune", "trainable"), ("item",)),
+    ("model.hidden=[8,4]", ("model", "hidden"), (8, 4)),
+    ("data.columns=[0, 1, 2, 3]", ("data", "columns"), ("0", "1", "2", "3")),   # strings, not ints
+    ("data.columns=['u, id', item, r, t]", ("data", "columns"), ("u, id", "item", "r", "t")),
+    ("data.columns=[]", ("data", "columns"), ()),
+])
+def test_override_values_are_typed_by_field(item, attr, expected):
+    cfg = with_overrides(Config(), [item])
+    got = getattr(getattr(cfg, attr[0]), attr[1])
+    assert got == expected and type(got) is type(expected)
+
+
+def test_override_section_as_flow_mapping_keeps_other_keys():
+    base = with_overrides(Config(), ["cloud.learning_rate=0.5"])
+    cfg = with_overrides(base, ["cloud={epochs: 7}"])
+    assert cfg.cloud == C.CloudConfig(epochs=7, batch_size=C.CloudConfig().batch_size, learning_rate=0.5)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("finetune.learning_rate=abc", "finetune.learning_rate: expected a number, got 'abc'"),
+    ("finetune.learning_rate=", "finetune.learning_rate: expected a number, got ''"),
+    ("finetune.steps=2.5", "finetune.steps: expected an integer, got '2.5'"),
+    ("seed=*x", "seed: expected an integer, got '*x'"),
+    ("seed=%x", "seed: expected an integer, got '%x'"),
+    ("seed=[x", "seed: expected an integer, got '[x'"),
+    ("finetune.weight_by_score=maybe", "finetune.weight_by_score: expected true or false"),
+    ("model.hidden=[8, x]", "model.hidden[1]: expected an integer, got 'x'"),
+    ("model.hidden=[8, 4", "model.hidden: a list starting with '[' must end with ']'"),
+    ("finetune.trainable=[dense,,user]", "finetune.trainable: empty list item"),
+    ("data.columns=['a, b]", "data.columns: unclosed '"),
+    ("cloud=[1", "cloud: line 1, column 3: not valid YAML"),
+    ("cloud={epochs: 1, epochs: 2}", "cloud: line 1: cloud.epochs is given twice (first on line 1)"),
+    ("cloud=*x", "cloud: line 1, column 1: not valid YAML"),
+    ("cloud=5", "cloud: expected a mapping, got int 5"),
+])
+def test_malformed_override_names_item_and_key(item, message):
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), [item])
+    assert str(exc.value).startswith(f"--set {item!r}: {message}")
+
+
+def test_override_into_a_value_names_the_value():
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), ["seed.x=1"])
+    assert str(exc.value) == "--set 'seed.x=1': unknown key seed.x: seed is a value, not a section"
+
+
+def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path):
+    # YAML 1.1 (PyYAML's default) reads 1e-3 as the string '1e-3'; the config loader reads it as YAML 1.2 does
+    cfg = load(_write(tmp_path, "finetune:\n  learning_rate: 1e-3\ncloud:\n  learning_rate: 2E-4\n"))
+    assert cfg.finetune.learning_rate == 0.001 and cfg.cloud.learning_rate == 0.0002
+    assert yaml.safe_load("x: 1e-3") == {"x": "1e-3"}      # the global SafeLoader is left as it was
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    p, msg = _load_error(tmp_path, "seed: " + "[" * 5000 + "\n")
+    assert msg == f"{p}: not valid YAML: nested too deeply"
