@@ -27,11 +27,16 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from coda_jax.results_io import check_out_dir  # noqa: PLC0415
+
+    cfg = build_config(args)
+    if args.out:                     # before any work: a bad --out found after an hour of simulation loses it
+        check_out_dir(args.out, ("results.json",), overwrite=args.overwrite)
+
     import jax  # noqa: PLC0415 - keep `--help` fast
 
     from coda_jax.simulate import simulate  # noqa: PLC0415
 
-    cfg = build_config(args)
     print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} devices on {jax.devices()[0].platform}",
           file=sys.stderr)
     results = simulate(cfg, show_progress=not args.quiet)
@@ -112,7 +117,12 @@ def make_parser() -> argparse.ArgumentParser:
                     "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
                     "random_users; data.split picks user_fraction or global_time.")
     add_config_args(run)
-    run.add_argument("--out", help="write results.json (config, per-method and per-user AUC, timings) here")
+    run.add_argument("--out", metavar="DIR",
+                     help="write results.json (config, per-method and per-user AUC, timings) into this folder "
+                          "(created if needed; checked before the run starts). An existing DIR/results.json is "
+                          "kept (error) unless --overwrite is given; the file is replaced atomically, so a "
+                          "failed write never leaves a truncated one. NaN figures are written as null")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing results.json in --out")
     run.set_defaults(func=cmd_run)
     sweep = sub.add_parser(
         "sweep", help="run a grid of config values (dataset and cloud stage shared where possible)",
@@ -141,13 +151,67 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _exit_on_sigint() -> None:
+    """From the command line: on SIGINT print ``coda-sim: interrupted`` and leave at once with status 130.
+
+    A Python-level ``KeyboardInterrupt`` waits until a running XLA compilation returns, and unwinding
+    through JAX then tearing the interpreter down can crash (exit 139). Here the signal only wakes a watcher
+    thread, which exits the process directly, even mid-compilation. Every result file is replaced
+    atomically, so nothing half-written is left (at most a stray temporary ``.*.tmp``); an interrupted sweep
+    resumes when rerun. A SIGINT that the caller set to be ignored stays ignored.
+    """
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def watch() -> None:
+        while os.read(read_fd, 1) != bytes([signal.SIGINT]):     # the wakeup fd gets the number of any signal
+            pass
+        _interrupted_exit()
+
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)     # the watcher thread acts on it
+    threading.Thread(target=watch, name="coda-sim-sigint", daemon=True).start()
+
+
+def _interrupted_exit() -> None:
+    import os  # noqa: PLC0415
+
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - leaving anyway
+        pass
+    sys.stderr.write("coda-sim: interrupted\n")
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)         # no interpreter teardown: JAX's can crash with work in flight
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``coda-sim`` command: returns its exit status (2: a config, data or ``--out`` problem, reported on
+    stderr as ``coda-sim: error: ...``; 130: interrupted)."""
+    from_command_line = argv is None
+    if from_command_line:
+        _exit_on_sigint()
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
         print(f"coda-sim: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if from_command_line:
+            _interrupted_exit()
+        print("coda-sim: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
