@@ -60,19 +60,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
     from coda_jax.evaluate import combine_runs  # noqa: PLC0415
+    from coda_jax.results_io import check_out_file, read_json, write_json_atomic  # noqa: PLC0415
 
-    results = []
+    if args.out:
+        check_out_file(args.out, overwrite=args.overwrite)
+    results, sources, seen = [], [], {}
     for d in args.runs:
         path = Path(d) / "results.json" if Path(d).is_dir() else Path(d)
         if not path.is_file():
             raise ConfigError(f"{path}: no results.json here (give the --out folders of coda-sim run)")
-        results.append(json.loads(path.read_text()))
+        real = path.resolve()
+        if real in seen:
+            raise ConfigError(f"{path}: the same results.json as {seen[real]} (each run may be given once)")
+        seen[real] = path
+        results.append(read_json(path))
+        sources.append(str(path))
     try:
-        out = combine_runs(results)
+        out = combine_runs(results, sources=sources)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{out['runs']} runs (seeds {out['seeds']}), {out['users']} users evaluated in every run; "
@@ -85,7 +92,8 @@ def cmd_combine(args: argparse.Namespace) -> int:
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
         print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out, out)
         print(f"written to {args.out}")
     return 0
 
@@ -146,7 +154,10 @@ def make_parser() -> argparse.ArgumentParser:
                     "difference to it: less run-to-run noise than any single run. The runs' configs may differ "
                     "only in seed, methods, engine and eval.")
     combine.add_argument("runs", nargs="+", help="run folders (holding results.json) or results.json files")
-    combine.add_argument("--out", help="write the combined figures as JSON here")
+    combine.add_argument("--out", metavar="FILE",
+                         help="write the combined figures as JSON to this file (not a folder); an existing "
+                              "FILE is kept (error) unless --overwrite is given")
+    combine.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     combine.set_defaults(func=cmd_combine)
     return parser
 
