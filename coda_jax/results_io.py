@@ -79,6 +79,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files :func:`write_text_atomic` leaves for ``names`` in ``folder`` when its process
+    is killed mid-write (``.NAME.*.tmp``); returns them. Only for a folder no other process is writing to."""
+    folder = Path(folder)
+    stale = [p for name in names for p in folder.glob(f".{name}.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
     """Write ``obj`` as strict JSON (NaN / inf as ``null``) to ``path`` atomically; returns ``path``.
 

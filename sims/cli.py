@@ -140,7 +140,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_config_args(sweep)
     sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2",
                        help="values of one config key to sweep (repeatable; YAML values, lists in brackets)")
-    sweep.add_argument("--out", help="write each variant's results.json and sweep.json here")
+    sweep.add_argument("--out", metavar="DIR",
+                       help="write each variant's results.json (in variant-<hash of its config>/, when it "
+                            "finishes) and sweep.json (after every variant) here. Rerunning the same sweep "
+                            "with the same --out resumes it: finished variants are read back, cut-off ones "
+                            "run again")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="run every variant again, replacing finished ones, and replace a sweep.json "
+                            "from a different grid")
     sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop)")
     bench.add_argument("which", choices=["engine"])

@@ -158,3 +158,12 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
             proc.wait()
     assert proc.returncode == 130, err
     assert err == "coda-sim: interrupted\n"
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    (tmp_path / "sweep.json").write_text("[]")
+    (tmp_path / ".sweep.json.k2j4.tmp").write_text("[{")                  # a writer killed mid-way
+    (tmp_path / ".other.json.k2j4.tmp").write_text("x")                   # not ours to remove
+    removed = results_io.remove_stale_temporaries(tmp_path, ("sweep.json",))
+    assert removed == [tmp_path / ".sweep.json.k2j4.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.k2j4.tmp", "sweep.json"]
