@@ -68,6 +68,15 @@ def test_run_out_that_is_a_file_fails_before_any_work(tmp_path, capsys, no_simul
     assert f.read_text() == "x"
 
 
+def test_run_out_that_is_not_writable_fails_before_any_work(tmp_path, capsys, monkeypatch, no_simulation):
+    monkeypatch.setattr(results_io.os, "access", lambda path, mode: False)    # as a read-only folder (even as root)
+    assert cli_main(["run", "--quiet", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"coda-sim: error: --out {tmp_path}: this folder is not writable\n"
+    assert cli_main(["run", "--quiet", "--out", str(tmp_path / "a" / "b")]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: --out {tmp_path / 'a' / 'b'}: cannot create this folder: "
+                                       f"{tmp_path} is not writable\n")
+
+
 def test_run_keeps_an_existing_results_json_unless_overwrite(tmp_path, capsys, monkeypatch, no_simulation):
     out = tmp_path / "run"
     out.mkdir()
