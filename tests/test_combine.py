@@ -85,7 +85,8 @@ def _run_dirs(tmp_path, seeds=(0, 1)) -> list:
         d = tmp_path / f"run{seed}"
         d.mkdir()
         pu = {str(u): 0.5 + 0.01 * u + 0.001 * seed for u in range(10)}
-        (d / "results.json").write_text(json.dumps(_run(seed, {"local": pu, "coda": {u: a + 0.02 for u, a in pu.items()}})))
+        coda = {u: a + 0.02 for u, a in pu.items()}
+        (d / "results.json").write_text(json.dumps(_run(seed, {"local": pu, "coda": coda})))
         dirs.append(d)
     return dirs
 

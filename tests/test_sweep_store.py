@@ -94,8 +94,8 @@ SETTINGS = ["--set", "retrieval.backend=exact", "--set", "engine.chunk_users=16"
 
 
 def _sweep(cfg: Path, out: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sims.cli", "sweep", "--quiet", "--config", str(cfg), *SETTINGS, *GRID,
-                             "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sims.cli", "sweep", "--quiet", "--config", str(cfg),
+                             *SETTINGS, *GRID, "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
