@@ -59,7 +59,7 @@ not change a user's expected result (chunking and padding, tested to be result-n
 
 
 def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float = 0.95,
-                 reference: str = "coda") -> dict:
+                 reference: str = "coda", sources: list[str] | None = None) -> dict:
     """Average several runs that differ only in their seed, user by user.
 
     Each run's per-user AUC carries the noise of its own cloud model, retrieval and fine-tuning draws; the
@@ -70,37 +70,70 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
     Args:
       results: the ``results.json`` dicts of the runs (``Results.to_json()``).
       reference: the method compared against every other one.
+      sources: where each run came from (its file), named in error messages; default ``run 0``, ``run 1``...
 
     Returns:
       ``{"runs", "seeds", "users", "methods": {name: {"auc", "per_run_auc"}}, "comparisons": {name: {mean,
-      low, high}}}`` over the methods every run has and the users every run evaluated.
+      low, high}}}`` over the methods every run has and the users every run evaluated. A method AUC written
+      as ``null`` (no user evaluated) reads as NaN.
 
     Raises:
-      ValueError: fewer than two runs, or runs whose configs differ outside :data:`RESULT_NEUTRAL` (the
-        message names the first differing section).
+      ValueError: fewer than two runs; a run that is not a results.json dict (no ``config`` or ``methods``,
+        an invalid config, a method without ``per_user`` AUCs); two runs with the same seed (the same run
+        twice counts its noise twice); runs whose configs differ outside :data:`RESULT_NEUTRAL` (the
+        message names the first differing section). Every message names the run's source.
     """
+    names = list(sources) if sources is not None else [f"run {i}" for i in range(len(results))]
+    if len(names) != len(results):
+        raise ValueError(f"combine_runs: {len(results)} runs but {len(names)} sources")
     if len(results) < 2:
         raise ValueError(f"combine_runs: needs at least two runs, got {len(results)}")
 
-    def settings(r: dict) -> dict:      # through the config class, so keys added since a run take defaults
-        return {k: v for k, v in to_dict(from_dict(r["config"])).items() if k not in RESULT_NEUTRAL}
+    def settings(r: dict, name: str) -> dict:  # through the config class: keys added since a run take defaults
+        if not isinstance(r, dict):
+            raise ValueError(f"{name}: not a results.json (a JSON {type(r).__name__}, not an object)")
+        for key in ("config", "methods"):
+            if not isinstance(r.get(key), dict):
+                raise ValueError(f"{name}: not a complete results.json: no {key!r} object")
+        for m, v in r["methods"].items():
+            if not (isinstance(v, dict) and isinstance(v.get("per_user"), dict) and "auc" in v):
+                raise ValueError(f"{name}: method {m!r} has no 'auc' and 'per_user' AUCs")
+            if not all(isinstance(a, (int, float)) for a in v["per_user"].values()):
+                raise ValueError(f"{name}: method {m!r} has a per-user AUC that is not a number")
+        try:
+            cfg = to_dict(from_dict(r["config"], source=f"{name}: config"))
+        except ValueError as err:           # ConfigError is a ValueError; it names the file
+            raise ValueError(str(err)) from None
+        return {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}, cfg["seed"]
 
-    base = settings(results[0])
-    for i, r in enumerate(results[1:], start=1):
-        cfg = settings(r)
+    checked = [settings(r, name) for r, name in zip(results, names)]
+    seen: dict = {}
+    for (_, seed), name in zip(checked, names):
+        if seed in seen:
+            raise ValueError(f"combine_runs: {name} has seed {seed}, as {seen[seed]} has: the same run twice? "
+                             "(combine runs of different seeds)")
+        seen[seed] = name
+    base = checked[0][0]
+    for i, ((cfg, _), name) in enumerate(zip(checked[1:], names[1:]), start=1):
         if cfg != base:
             key = next(k for k in sorted(set(base) | set(cfg)) if base.get(k) != cfg.get(k))
-            raise ValueError(f"combine_runs: run {i} differs from run 0 in config section {key!r} "
-                             f"(only {', '.join(RESULT_NEUTRAL)} may differ)")
+            raise ValueError(f"combine_runs: {name} (run {i}) differs from {names[0]} (run 0) in config section "
+                             f"{key!r} (only {', '.join(RESULT_NEUTRAL)} may differ)")
     methods = [m for m in results[0]["methods"] if all(m in r["methods"] for r in results)]
+    if not methods:
+        raise ValueError(f"combine_runs: no method is in every run ({', '.join(names)})")
     users = sorted(set.intersection(*[set(r["methods"][m]["per_user"]) for r in results for m in methods]))
     if not users:
         raise ValueError("combine_runs: no user was evaluated in every run")
     mean_auc = {m: np.mean([[r["methods"][m]["per_user"][u] for u in users] for r in results], axis=0)
                 for m in methods}
-    out = {"runs": len(results), "seeds": [r["config"]["seed"] for r in results], "users": len(users),
+
+    def auc(a) -> float:                # null (no user evaluated) -> NaN
+        return float("nan") if a is None else float(a)
+
+    out = {"runs": len(results), "seeds": [seed for _, seed in checked], "users": len(users),
            "methods": {m: {"auc": float(mean_auc[m].mean()),
-                           "per_run_auc": [float(r["methods"][m]["auc"]) for r in results]} for m in methods},
+                           "per_run_auc": [auc(r["methods"][m]["auc"]) for r in results]} for m in methods},
            "comparisons": {}}
     if reference in mean_auc:
         for m in methods:

@@ -54,12 +54,13 @@ class Results:
         return dataclasses.asdict(self)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``results.json`` into ``out_dir`` (created if needed); returns its path."""
+        """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
+        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact."""
+        from coda_jax.results_io import write_json_atomic  # noqa: PLC0415
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "results.json"
-        path.write_text(json.dumps(self.to_json(), indent=1, default=float))
-        return path
+        return write_json_atomic(out / "results.json", self.to_json())
 
     def table(self) -> str:
         """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired

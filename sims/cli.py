@@ -32,11 +32,16 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from coda_jax.results_io import check_out_dir  # noqa: PLC0415
+
+    cfg = build_config(args)
+    if args.out:                     # before any work: a bad --out found after an hour of simulation loses it
+        check_out_dir(args.out, ("results.json",), overwrite=args.overwrite)
+
     import jax  # noqa: PLC0415 - keep `--help` fast
 
     from coda_jax.simulate import simulate  # noqa: PLC0415
 
-    cfg = build_config(args)
     print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} devices on {jax.devices()[0].platform}",
           file=sys.stderr)
     results = simulate(cfg, show_progress=not args.quiet)
@@ -60,19 +65,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
-    import json  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
     from coda_jax.evaluate import combine_runs  # noqa: PLC0415
+    from coda_jax.results_io import check_out_file, read_json, write_json_atomic  # noqa: PLC0415
 
-    results = []
+    if args.out:
+        check_out_file(args.out, overwrite=args.overwrite)
+    results, sources, seen = [], [], {}
     for d in args.runs:
         path = Path(d) / "results.json" if Path(d).is_dir() else Path(d)
         if not path.is_file():
             raise ConfigError(f"{path}: no results.json here (give the --out folders of coda-sim run)")
-        results.append(json.loads(path.read_text()))
+        real = path.resolve()
+        if real in seen:
+            raise ConfigError(f"{path}: the same results.json as {seen[real]} (each run may be given once)")
+        seen[real] = path
+        results.append(read_json(path))
+        sources.append(str(path))
     try:
-        out = combine_runs(results)
+        out = combine_runs(results, sources=sources)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{out['runs']} runs (seeds {out['seeds']}), {out['users']} users evaluated in every run; "
@@ -85,7 +97,8 @@ def cmd_combine(args: argparse.Namespace) -> int:
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
         print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out, out)
         print(f"written to {args.out}")
     return 0
 
@@ -120,7 +133,12 @@ def make_parser() -> argparse.ArgumentParser:
                     "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
                     "random_users; data.split picks user_fraction or global_time.")
     add_config_args(run)
-    run.add_argument("--out", help="write results.json (config, per-method and per-user AUC, timings) here")
+    run.add_argument("--out", metavar="DIR",
+                     help="write results.json (config, per-method and per-user AUC, timings) into this folder "
+                          "(created if needed; checked before the run starts). An existing DIR/results.json is "
+                          "kept (error) unless --overwrite is given; the file is replaced atomically, so a "
+                          "failed write never leaves a truncated one. NaN figures are written as null")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing results.json in --out")
     run.set_defaults(func=cmd_run)
     sweep = sub.add_parser(
         "sweep", help="run a grid of config values (dataset and cloud stage shared where possible)",
@@ -130,7 +148,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_config_args(sweep)
     sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2",
                        help="values of one config key to sweep (repeatable; YAML values, lists in brackets)")
-    sweep.add_argument("--out", help="write each variant's results.json and sweep.json here")
+    sweep.add_argument("--out", metavar="DIR",
+                       help="write each variant's results.json (in variant-<hash of its config>/, when it "
+                            "finishes) and sweep.json (after every variant) here. Rerunning the same sweep "
+                            "with the same --out resumes it: finished variants are read back, cut-off ones "
+                            "run again")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="run every variant again, replacing finished ones, and replace a sweep.json "
+                            "from a different grid")
     sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop)")
     bench.add_argument("which", choices=["engine"])
@@ -144,18 +169,75 @@ def make_parser() -> argparse.ArgumentParser:
                     "difference to it: less run-to-run noise than any single run. The runs' configs may differ "
                     "only in seed, methods, engine and eval.")
     combine.add_argument("runs", nargs="+", help="run folders (holding results.json) or results.json files")
-    combine.add_argument("--out", help="write the combined figures as JSON here")
+    combine.add_argument("--out", metavar="FILE",
+                         help="write the combined figures as JSON to this file (not a folder); an existing "
+                              "FILE is kept (error) unless --overwrite is given")
+    combine.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     combine.set_defaults(func=cmd_combine)
     return parser
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def _exit_on_sigint() -> None:
+    """From the command line: on SIGINT print ``coda-sim: interrupted`` and leave at once with status 130.
+
+    A Python-level ``KeyboardInterrupt`` waits until a running XLA compilation returns, and unwinding
+    through JAX then tearing the interpreter down can crash (exit 139). Here the signal only wakes a watcher
+    thread, which exits the process directly, even mid-compilation. Every result file is replaced
+    atomically, so nothing half-written is left (at most a stray temporary ``.*.tmp``); an interrupted sweep
+    resumes when rerun. A SIGINT that the caller set to be ignored stays ignored.
+    """
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def watch() -> None:
+        while os.read(read_fd, 1) != bytes([signal.SIGINT]):     # the wakeup fd gets the number of any signal
+            pass
+        _interrupted_exit()
+
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)     # the watcher thread acts on it
+    threading.Thread(target=watch, name="coda-sim-sigint", daemon=True).start()
+
+
+def _interrupted_exit() -> None:
+    import os  # noqa: PLC0415
+
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - leaving anyway
+        pass
+    sys.stderr.write("coda-sim: interrupted\n")
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)         # no interpreter teardown: JAX's can crash with work in flight
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``coda-sim`` command: returns its exit status (2: a config, data or ``--out`` problem, reported on
+    stderr as ``coda-sim: error: ...``; 130: interrupted)."""
+    from_command_line = argv is None
+    if from_command_line:
+        _exit_on_sigint()
     args = make_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError) as err:
         print(f"coda-sim: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if from_command_line:
+            _interrupted_exit()
+        print("coda-sim: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

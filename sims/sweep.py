@@ -6,10 +6,15 @@ variants that differ only in device-side settings, and print one line per varian
 
 Choose settings with ``--set data.eval_on=validation`` (held-out rows carved from the training rows), never
 on test rows.
+
+``--out DIR`` is a store a rerun resumes: ``DIR/variant-<hash of the variant's config>/results.json`` is
+written (atomically) when the variant finishes and ``DIR/sweep.json`` after every variant; the same command
+again reads finished variants back and runs only the missing or cut-off ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import sys
@@ -17,7 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from coda_jax.config import Config, ConfigError, with_overrides
+from coda_jax.config import Config, ConfigError, to_dict, with_overrides
+from coda_jax.results_io import (check_out_dir, read_json, remove_stale_temporaries, strict_json,
+                                 write_json_atomic)
 
 
 def grid_overrides(grid: list[str]) -> list[list[str]]:
@@ -42,36 +49,124 @@ def grid_overrides(grid: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 
 
-def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progress: bool = True) -> list[dict]:
-    """Run every grid point; returns one summary dict per variant (overrides, per-method AUC, coda diffs)."""
+def variant_id(cfg: Config) -> str:
+    """The folder name of a variant: ``variant-`` and the first 12 hex digits of the sha256 of its resolved
+    config's JSON, so a rerun of the sweep finds the variants it already finished whatever the grid order."""
+    text = json.dumps(strict_json(to_dict(cfg)), sort_keys=True)
+    return "variant-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def summarize(index: int, overrides: list[str], results: dict, variant: str | None = None) -> dict:
+    """One sweep row from a variant's ``results.json`` dict (strict JSON: a NaN figure is ``None``).
+
+    Built from the JSON form so that a variant run now and one read back from disk give the same row."""
+    methods = results["methods"]
+    return {"variant": index, "id": variant, "overrides": list(overrides),
+            "auc": {m: v["auc"] for m, v in methods.items()},
+            "users": next(iter(methods.values()))["users"] if methods else 0,
+            "coda_minus": results["comparisons"], "kept": results["augmentation"].get("coda"),
+            "device_seconds": results["timings"].get("device_stage")}
+
+
+def _finished(path: Path, cfg: Config, overwrite: bool) -> dict | None:
+    """The results of a variant finished earlier, or None when it has to run (again)."""
+    if overwrite or not path.is_file():
+        return None
+    try:
+        results = read_json(path)
+    except ConfigError as err:          # written atomically, so only by hand or by an older version
+        print(f"coda-sim sweep: {err}; running this variant again", file=sys.stderr)
+        return None
+    if not isinstance(results, dict) or not all(isinstance(results.get(k), dict) for k in
+                                                ("config", "methods", "comparisons", "augmentation", "timings")):
+        print(f"coda-sim sweep: {path}: not a complete results.json; running this variant again", file=sys.stderr)
+        return None
+    if results["config"] != strict_json(to_dict(cfg)):
+        raise ConfigError(f"{path}: holds the results of another config than this variant's; give --overwrite "
+                          "to run the variant again and replace it, or use another --out")
+    return results
+
+
+def _check_sweep_json(path: Path, ids: list[str]) -> None:
+    """Refuse to replace a sweep.json that lists variants outside this sweep (another sweep's index)."""
+    if not path.exists():
+        return
+    rows = read_json(path, "sweep.json")
+    old = [r.get("id") for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [None]
+    other = [i for i in old if i not in ids]
+    if other:
+        raise ConfigError(f"{path}: belongs to another sweep (variant {other[0] or 'without an id'} is not in this "
+                          "grid); give --overwrite to replace it (finished variant folders are kept), or use "
+                          "another --out")
+
+
+def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progress: bool = True,
+              overwrite: bool = False) -> list[dict]:
+    """Run every grid point; returns one summary dict per variant (:func:`summarize`), in grid order.
+
+    With ``out``, the sweep is a store that a rerun resumes: each variant's ``results.json`` goes into
+    ``out/variant-<hash>`` (:func:`variant_id`) atomically when the variant finishes, and ``out/sweep.json``
+    (the rows so far, in grid order) is rewritten atomically after each variant. Variants whose results.json
+    is there are read back, not run; a variant folder without a complete results.json (cut off) is run
+    again. ``overwrite`` runs every variant again. ``out`` is checked before any work.
+    """
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
     from coda_jax.simulate import cloud_key, cloud_stage, simulate  # noqa: PLC0415
 
     variants = [(ov, with_overrides(base, ov) if ov else base) for ov in grid_overrides(grid)]
+    ids = [variant_id(cfg) for _, cfg in variants]
+    for j, vid in enumerate(ids):
+        i = ids.index(vid)
+        if i != j:
+            raise ConfigError(f"--grid: variants {i} ({' '.join(variants[i][0]) or 'base'}) and {j} "
+                              f"({' '.join(variants[j][0]) or 'base'}) are the same config")
+    store = Path(out) if out else None
+    if store is not None:
+        check_out_dir(store, files=(), overwrite=overwrite)
+        if not overwrite:
+            _check_sweep_json(store / "sweep.json", ids)
+        if store.is_dir():               # left by a sweep killed mid-write: its files themselves are whole
+            remove_stale_temporaries(store, ("sweep.json",))
+            for vid in ids:
+                if (store / vid).is_dir():
+                    remove_stale_temporaries(store / vid, ("results.json", "variant.json"))
+    # variants finished earlier, all read (and checked) before any work
+    earlier = [_finished(store / vid / "results.json", cfg, overwrite) if store is not None else None
+               for (_, cfg), vid in zip(variants, ids)]
     datasets, clouds, rows = {}, {}, []
-    for i, (ov, cfg) in enumerate(variants):
-        key = cloud_key(cfg)
-        if key not in clouds:
-            datasets[key] = make_dataset(cfg)
-            clouds[key] = cloud_stage(cfg, datasets[key], show_progress=show_progress)
-        res = simulate(cfg, data=datasets[key], cloud=clouds[key], show_progress=show_progress)
-        summary = {"variant": i, "overrides": ov, "auc": {m: v["auc"] for m, v in res.methods.items()},
-                   "users": next(iter(res.methods.values()))["users"], "coda_minus": res.comparisons,
-                   "kept": res.augmentation.get("coda"), "device_seconds": res.timings.get("device_stage")}
+    for i, ((ov, cfg), vid, results) in enumerate(zip(variants, ids, earlier)):
+        folder = store / vid if store is not None else None
+        if results is not None:
+            print(f"coda-sim sweep: {folder}: finished earlier, read back", file=sys.stderr)
+        else:
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(folder / "variant.json", {"overrides": ov, "config": to_dict(cfg)})
+            key = cloud_key(cfg)
+            if key not in clouds:
+                datasets[key] = make_dataset(cfg)
+                clouds[key] = cloud_stage(cfg, datasets[key], show_progress=show_progress)
+            res = simulate(cfg, data=datasets[key], cloud=clouds[key], show_progress=show_progress)
+            if folder is not None:
+                res.save(folder)
+            results = strict_json(res.to_json())
+        summary = summarize(i, ov, results, vid)
         rows.append(summary)
         print(format_row(summary), flush=True)
-        if out:
-            res.save(Path(out) / f"variant_{i:03d}")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "sweep.json").write_text(json.dumps(rows, indent=1))
+        if store is not None:
+            write_json_atomic(store / "sweep.json", rows)
     return rows
 
 
+def _num(x, spec: str) -> str:
+    return "nan" if x is None else format(x, spec)
+
+
 def format_row(s: dict) -> str:
-    aucs = "  ".join(f"{m}={a:.4f}" for m, a in s["auc"].items())
+    aucs = "  ".join(f"{m}={_num(a, '.4f')}" for m, a in s["auc"].items())
     diff = s["coda_minus"].get("local")
-    d = "" if diff is None else f"  coda-local={diff['mean']:+.4f} [{diff['low']:+.4f},{diff['high']:+.4f}]"
+    d = "" if diff is None else (f"  coda-local={_num(diff['mean'], '+.4f')} "
+                                 f"[{_num(diff['low'], '+.4f')},{_num(diff['high'], '+.4f')}]")
     return f"[{s['variant']}] {' '.join(s['overrides']) or '(base)'}: {aucs}{d}"
 
 
@@ -80,5 +175,6 @@ def main(args) -> int:
 
     base = build_config(args)
     print(yaml.safe_dump({"grid": args.grid or []}, default_flow_style=True).strip(), file=sys.stderr)
-    run_sweep(base, args.grid or [], args.out, show_progress=not args.quiet)
+    run_sweep(base, args.grid or [], args.out, show_progress=not args.quiet,
+              overwrite=getattr(args, "overwrite", False))
     return 0

@@ -77,3 +77,86 @@ def test_cli_combine_prints_and_writes(tmp_path, capsys):
     assert json.loads(out.read_text())["comparisons"]["local"]["mean"] == pytest.approx(0.02)
     assert main(["combine", dirs[0], str(tmp_path / "nowhere")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def _run_dirs(tmp_path, seeds=(0, 1)) -> list:
+    dirs = []
+    for seed in seeds:
+        d = tmp_path / f"run{seed}"
+        d.mkdir()
+        pu = {str(u): 0.5 + 0.01 * u + 0.001 * seed for u in range(10)}
+        coda = {u: a + 0.02 for u, a in pu.items()}
+        (d / "results.json").write_text(json.dumps(_run(seed, {"local": pu, "coda": coda})))
+        dirs.append(d)
+    return dirs
+
+
+def test_cli_combine_refuses_a_truncated_results_json(tmp_path, capsys):
+    from sims.cli import main
+
+    a, b = _run_dirs(tmp_path)
+    text = (b / "results.json").read_text()
+    (b / "results.json").write_text(text[:len(text) // 2])                 # a write cut off half-way
+    assert main(["combine", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"coda-sim: error: {b / 'results.json'}: not valid JSON (")
+    assert "a truncated or unfinished results.json?" in err
+
+
+def test_cli_combine_refuses_a_results_json_without_config(tmp_path, capsys):
+    from sims.cli import main
+
+    a, b = _run_dirs(tmp_path)
+    run = json.loads((b / "results.json").read_text())
+    del run["config"]
+    (b / "results.json").write_text(json.dumps(run))
+    assert main(["combine", str(a), str(b)]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: {b / 'results.json'}: not a complete results.json: "
+                                       "no 'config' object\n")
+    run["config"] = {"finetune": {"stepz": 3}}                               # a config that does not load
+    (b / "results.json").write_text(json.dumps(run))
+    assert main(["combine", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"coda-sim: error: {b / 'results.json'}: config: ") and "stepz" in err
+
+
+def test_cli_combine_refuses_out_that_is_a_folder_or_exists(tmp_path, capsys):
+    from sims.cli import main
+
+    a, b = _run_dirs(tmp_path)
+    assert main(["combine", str(a), str(b), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: --out {tmp_path}: is a folder; give a file name, e.g. "
+                                       f"{tmp_path / 'combined.json'}\n")
+    out = tmp_path / "combined.json"
+    out.write_text("keep me")
+    assert main(["combine", str(a), str(b), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: --out {out}: already exists; give --overwrite to "
+                                       "replace it (or choose another --out)\n")
+    assert out.read_text() == "keep me"
+    assert main(["combine", str(a), str(b), "--out", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["seeds"] == [0, 1]
+
+
+def test_cli_combine_refuses_the_same_run_twice(tmp_path, capsys):
+    from sims.cli import main
+
+    a, b = _run_dirs(tmp_path)
+    same = tmp_path / "run0" / ".." / "run0" / "results.json"               # another spelling of run0
+    assert main(["combine", str(a), str(b), str(same)]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: {same}: the same results.json as {a / 'results.json'} "
+                                       "(each run may be given once)\n")
+    c = tmp_path / "copy-of-run1"                                           # a copy: same seed, other folder
+    c.mkdir()
+    (c / "results.json").write_text((b / "results.json").read_text())
+    assert main(["combine", str(a), str(b), str(c)]) == 2
+    assert capsys.readouterr().err == (f"coda-sim: error: combine_runs: {c / 'results.json'} has seed 1, as "
+                                       f"{b / 'results.json'} has: the same run twice? (combine runs of "
+                                       "different seeds)\n")
+
+
+def test_combine_runs_reads_a_null_auc_as_nan():
+    a = _run(0, {"coda": {"1": 0.6}, "local": {"1": 0.5}})
+    b = _run(1, {"coda": {"1": 0.7}, "local": {"1": 0.5}})
+    b["methods"]["local"]["auc"] = None                    # a NaN AUC written as strict JSON
+    out = combine_runs([a, b], num_samples=10)
+    assert out["methods"]["local"]["per_run_auc"][0] == 0.5 and np.isnan(out["methods"]["local"]["per_run_auc"][1])
