@@ -9,7 +9,9 @@ The public API, in pipeline order (each step usable on its own from research cod
     #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; rows.matched_users)
     chunk = cj.make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                           cfg.engine.min_bucket)        # pack a chunk of devices ([U, ...] pytree)
-    out = cj.device_stage(model, cj.StageSettings.from_config(cfg), params, chunk, key)   # vmapped, jitted
+    out = cj.device_stage(model, cj.StageSettings.from_config(cfg), params, chunk,
+                          cj.StageNumbers.stack([cfg]), keys)  # [U, P, R, M] AUCs: users x points x repeats
+    cj.register_method("my-method", augment)            # a method of your own (see coda_jax.methods)
     auc, valid = cj.masked_auc(scores, labels, mask)   # per-user AUC, one jitted call
     results = cj.simulate(cfg)                          # all of the above, every method, one results object
 """
@@ -25,17 +27,20 @@ from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
 from coda_jax.data.synthetic import generate as generate_synthetic
 from coda_jax.device.chunk import DeviceChunk, Rows, UserRows, make_chunk
-from coda_jax.device.train import (StageSettings, device_stage, finetune, mpda_finetune, train_classifier,
-                                   user_stage)
+from coda_jax import methods
+from coda_jax.device.settings import StageNumbers, StageSettings
+from coda_jax.device.stage import device_stage, user_stage
+from coda_jax.device.train import finetune, mpda_finetune, train_classifier
+from coda_jax.methods import AugmentInputs, register_method
 from coda_jax.models import make_model
-from coda_jax.simulate import Results, cloud_stage, run_device_stage, simulate
+from coda_jax.simulate import Results, cloud_stage, run_device_stage, simulate, simulate_points
 from kernels.auc import masked_auc
 from kernels.topk import exact_topk
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "ConfigError", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
+    "AugmentInputs", "Config", "ConfigError", "StageNumbers", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
     "SampleTable", "StageSettings", "UserRows", "build_samples", "candidates_from_users", "cloud_stage",
     "coarse_match", "device_stage", "exact_topk", "finetune", "generate_synthetic", "load_config",
     "load_interactions", "make_chunk", "make_dataset", "make_model", "make_searcher", "masked_auc", "match_users",

@@ -171,6 +171,7 @@ class EngineConfig:
     chunk_users: int = 64          # users per compiled chunk (the last chunk is padded): 64 was fastest per user
                                    # on a 2-core CPU (vs 32, 128, 256); raise it on a GPU (e.g. 1024)
     min_bucket: int = 16           # smallest padded row / vocabulary size; buckets are powers of two
+    max_shapes: int = 2            # local-row widths per run (chunk shapes, so compiled programs; see docs/engine.md)
     lockstep_users: int = 0        # users vmapped together inside a chunk, groups in turn (0 = auto: 8 on CPU,
                                    # the whole chunk on a GPU / TPU); results do not depend on it
 
@@ -323,6 +324,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("engine.chunk_users", e.chunk_users >= 1, f"must be >= 1, got {e.chunk_users}")
     ck("engine.min_bucket", e.min_bucket >= 1, f"must be >= 1, got {e.min_bucket}")
     ck("engine.lockstep_users", e.lockstep_users >= 0, f"must be >= 0, got {e.lockstep_users}")
+    ck("engine.max_shapes", e.max_shapes >= 1, f"must be >= 1, got {e.max_shapes}")
     v = cfg.eval
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from coda_jax import overhead
@@ -18,11 +19,11 @@ from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, ma
 from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.data.packing import csr_from_owner
-from coda_jax.device.chunk import UserRows, make_chunk
-from coda_jax.device.train import StageSettings, device_stage
-from coda_jax.evaluate import chunk_auc, paired_bootstrap
+from coda_jax.device.chunk import UserRows
+from coda_jax.device.engine import run_chunks
+from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, structure
+from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
-from coda_jax.progress import progress_bar
 
 
 @dataclasses.dataclass
@@ -66,11 +67,12 @@ class Results:
         """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
         differences with bootstrap intervals."""
         lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   coda - method [95% CI]"]
+        flag = {name: "  <- diverged" for name, m in self.methods.items() if m.get("diverged_users")}
         for name, m in self.methods.items():
             cmp = self.comparisons.get(name)
             diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
             lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
-                         f"{self.augmentation.get(name, 0.0):>10.1f}{diff}")
+                         f"{self.augmentation.get(name, 0.0):>10.1f}{diff}{flag.get(name, '')}")
         repeats = self.config.get("eval", {}).get("repeats", 1)
         if repeats > 1:
             lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "
@@ -80,7 +82,12 @@ class Results:
         if r.get("recall_at_k") is not None:
             lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
                          f"over {r['recall_queries']} queries")
-        lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        diverged = [f"{name} ({m['diverged_users']} users)" for name, m in self.methods.items()
+                    if m.get("diverged_users")]
+        if diverged:
+            lines.append("DIVERGED: non-finite test scores (those users are not scored): " + ", ".join(diverged))
+        lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in self.timings.items()))
         return "\n".join(lines)
 
 
@@ -176,58 +183,33 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
     return model, params, vectors, rows, report
 
 
-def run_device_stage(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-                     show_progress: bool = True) -> dict:
-    """Run the vmapped device stage over all simulated users in chunks of ``cfg.engine.chunk_users``.
-
-    Users are ordered by local row count so each chunk's bucketed shapes stay tight; the last chunk is padded
-    with empty devices. Each chunk runs ``cfg.eval.repeats`` (R) times with independent device keys (the
-    first is the key a single-repeat run uses), on the same compiled stage.
-
-    Returns ``auc_repeats`` float [R, M, S] and its mean over repeats ``auc`` [M, S], ``valid`` bool [S],
-    ``kept`` float [S] (mean over repeats; per simulated user, in ``data.users`` order), ``vocab_size`` /
-    ``user_rows`` int [S] (item / user rows in each device's model copy), ``mpda_rows`` float [S] (matched
-    users' rows mpda kept, mean over repeats) and ``compiles`` (distinct chunk shapes).
-    """
-    settings = StageSettings.from_config(cfg)
-    n_users = len(data.users)
-    size = min(cfg.engine.chunk_users, n_users)
-    order = np.argsort(-rows.counts("local"), kind="stable")
-    n_chunks = -(-n_users // size)
-    slots = np.full(n_chunks * size, -1)
-    slots[:n_users] = order
-    repeats = cfg.eval.repeats
-    auc = np.full((repeats, len(settings.methods), n_users), np.nan)
-    valid = np.zeros(n_users, dtype=bool)
-    kept = np.zeros(n_users)
-    vocab_size = np.zeros(n_users, dtype=np.int64)
-    user_rows = np.zeros(n_users, dtype=np.int64)
-    mpda_rows = np.zeros(n_users)
-    matched_rows = cfg.mpda.rows_per_user if "mpda" in settings.methods else 0
+def device_keys(cfg: Config) -> jax.Array:
+    """The device keys of a run, one per repeat: [R] (repeat 0 is the key a single-repeat run uses)."""
     key = jax.random.PRNGKey(cfg.seed + 2)
-    keys = [key] + [jax.random.fold_in(key, r) for r in range(1, repeats)]
-    shapes = set()
-    for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
-        owners = slots[c * size:(c + 1) * size]
-        chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                           cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows)
-        shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
-        real = owners >= 0
-        vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
-        uv = np.sort(chunk.user_vocab[:, 1:], axis=1)          # distinct users held (slot 0 is padding)
-        user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
-        if matched_rows:                                        # rows each matched user sent, [U, M]
-            sent = chunk.matched.mask.reshape(len(owners), settings.matched_users, -1).sum(axis=2)
-        for r, k in enumerate(keys):
-            out = device_stage(model, settings, params, chunk, k)
-            a, v = chunk_auc(np.asarray(out["logits"]), chunk.test.label, chunk.test.mask)
-            auc[r][:, owners[real]] = a[:, real]
-            valid[owners[real]] = v[real]                       # from the test labels: the same every repeat
-            kept[owners[real]] += np.asarray(out["kept"]).sum(axis=1)[real] / repeats
-            if matched_rows:
-                mpda_rows[owners[real]] += (sent * np.asarray(out["mpda_accepted"])).sum(axis=1)[real] / repeats
-    return {"auc": auc.mean(axis=0), "auc_repeats": auc, "valid": valid, "kept": kept, "vocab_size": vocab_size,
-            "user_rows": user_rows, "mpda_rows": mpda_rows, "compiles": len(shapes)}
+    return jnp.stack([key] + [jax.random.fold_in(key, r) for r in range(1, cfg.eval.repeats)])
+
+
+def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
+                     show_progress: bool = True, compiler=None) -> dict:
+    """Run the compiled device stage over all simulated users (see :func:`coda_jax.device.engine.run_chunks`).
+
+    ``cfg`` may be a list of P configs that differ only in traced numbers (:data:`~coda_jax.device.settings.
+    TRACED_FIELDS`): they run as the sweep-point lanes of one program. Each repeat (``eval.repeats``, R) uses
+    an independent device key.
+
+    Returns :func:`~coda_jax.device.engine.run_chunks`'s dict (arrays [P, R, M, S] over simulated users in
+    ``data.users`` order) plus ``auc_mean`` [P, M, S] (the mean over repeats).
+    """
+    cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+    base = structure(cfgs[0])
+    for i, c in enumerate(cfgs[1:], start=1):
+        if structure(c) != base:
+            raise ValueError(f"run_device_stage: config {i} differs from config 0 in more than the traced numbers "
+                             f"({', '.join(TRACED_FIELDS)})")
+    dev = run_chunks(cfgs[0], data, model, params, vectors, rows, StageNumbers.stack(cfgs), device_keys(cfgs[0]),
+                     show_progress, compiler)
+    dev["auc_mean"] = dev["auc"].mean(axis=1)
+    return dev
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
@@ -264,6 +246,18 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
       cloud: the output of :func:`cloud_stage` for this dataset and config, to reuse across runs that
         differ only in device-side settings (see :func:`cloud_key`).
     """
+    return simulate_points([cfg], data, show_progress, cloud)[0]
+
+
+def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progress: bool = True,
+                    cloud: tuple | None = None, compiler=None) -> list[Results]:
+    """Run several configs that differ only in traced numbers (learning rates, weights, keep fraction, ...)
+    as the lanes of one compiled device stage, on one dataset and cloud stage; one :class:`Results` each.
+
+    The shared stages' timings are reported in every result; ``timings["device_stage"]`` is the one
+    program's time for all points together.
+    """
+    cfg = cfgs[0]
     timer = _Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
@@ -274,34 +268,50 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
     retrieval = dict(retrieval)
     timer.timings.update(retrieval.pop("timings", {}))
     with timer("device_stage"):
-        dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress)
+        dev = run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
+    timer.timings.update({"device_stage_compile": dev["compile_seconds"], "device_stage_compiles": dev["compiles"],
+                          "device_stage_cache_hits": dev["cache_hits"]})
+    out = []
+    for p, c in enumerate(cfgs):
+        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept")}
+        out.append(assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev,
+                                    point))
+    return out
+
+
+def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: UserRows, retrieval: dict,
+                     timings: dict, dev: dict, point: dict) -> Results:
+    """The :class:`Results` of one config from its device-stage arrays ``point`` (``auc`` [R, M, S],
+    ``auc_mean`` / ``aug_rows`` [M, S] or [R, M, S], ``nonfinite`` [R, M, S], ``kept`` [R, S])."""
     methods_list = tuple(cfg.methods)
-    valid = dev["valid"]
+    has_labels = dev["valid"]
     user_ids = data.table.user_ids[data.users]
+    auc = point["auc_mean"]
+    valid = has_labels[None, :] & np.isfinite(auc)                     # [M, S]: a diverged user is not valid
     methods = {}
     for i, name in enumerate(methods_list):
-        a = dev["auc"][i]
-        methods[name] = {"auc": float(np.mean(a[valid])) if valid.any() else float("nan"),
-                         "users": int(valid.sum()),
-                         "per_user": {str(uid): float(x) for uid, x in zip(user_ids[valid], a[valid])}}
+        a, v = auc[i], valid[i]
+        methods[name] = {"auc": float(np.mean(a[v])) if v.any() else float("nan"), "users": int(v.sum()),
+                         "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], a[v])},
+                         "nonfinite_logits": int(point["nonfinite"][:, i].sum()),
+                         "diverged_users": int((has_labels & (point["nonfinite"][:, i] > 0).any(axis=0)).sum())}
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
-            methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid])) if valid.any() else float("nan")
-                                               for r in dev["auc_repeats"]]
+            methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid[i] & np.isfinite(r[i])]))
+                                               if (valid[i] & np.isfinite(r[i])).any() else float("nan")
+                                               for r in point["auc"]]
     comparisons = {}
     if "coda" in methods_list:
         ci = methods_list.index("coda")
         for i, name in enumerate(methods_list):
             if name != "coda":
-                comparisons[name] = paired_bootstrap(dev["auc"][ci][valid], dev["auc"][i][valid],
-                                                     cfg.eval.bootstrap, cfg.eval.confidence, cfg.seed)
-    kept = dev["kept"].astype(np.float64)
-    n_cand = rows.counts("candidates").astype(np.float64)
-    augmentation = {"local_rows": float(rows.counts("local").mean()), "global": 0.0, "local": 0.0,
-                    "local+random": float(np.minimum(kept, rows.counts("random")).mean()),
-                    "local+coarse": float(n_cand.mean()), "coda": float(kept.mean()),
-                    "mpda": float(dev["mpda_rows"].mean())}
-    retrieval["device_stage_compiles"] = dev["compiles"]
-    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, dev["kept"], dev["vocab_size"],
-                            dev["user_rows"])
+                both = valid[ci] & valid[i]
+                comparisons[name] = paired_bootstrap(auc[ci][both], auc[i][both], cfg.eval.bootstrap,
+                                                     cfg.eval.confidence, cfg.seed)
+    kept = point["kept"].mean(axis=0)
+    augmentation = {"local_rows": float(rows.counts("local").mean())}
+    augmentation.update({name: float(point["aug_rows"][:, i].mean()) for i, name in enumerate(methods_list)})
+    retrieval = dict(retrieval, device_stage_compiles=dev["compiles"], device_stage_shapes=dev["shapes"],
+                     lanes=dev["lanes"])
+    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, kept, dev["vocab_size"], dev["user_rows"])
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
-                   retrieval=retrieval, timings=timer.timings, overhead=ovh, data=data.info)
+                   retrieval=retrieval, timings=timings, overhead=ovh, data=data.info)

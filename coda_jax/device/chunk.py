@@ -138,7 +138,7 @@ def matched_index(rows: UserRows, owners: np.ndarray, per_user: int) -> tuple[np
 
 def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
                user_index: np.ndarray, num_candidates: int, min_bucket: int,
-               row_users: str = "own", matched_rows: int = 0) -> DeviceChunk:
+               row_users: str = "own", matched_rows: int = 0, widths: dict | None = None) -> DeviceChunk:
     """Pack a chunk of devices on the host.
 
     Args:
@@ -153,12 +153,17 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
         ``'original'``: augmented rows keep their original user (the device copy then holds those users'
         embedding rows too).
       matched_rows: rows per matched user in ``matched`` (0: no matched rows; needs ``rows.matched_users``).
+      widths: optional least widths ``{"local", "test", "vocab", "user_vocab"}`` (a missing or 0 entry: the
+        chunk's own bucket); a chunk pads up to them, so chunks of one shape class share a compiled program.
 
     Returns:
       A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
     """
     owners = np.asarray(owners)
+    least = widths or {}
     widths = chunk_shapes(rows, owners, num_candidates, min_bucket)
+    for field in ("local", "test"):
+        widths[field] = max(widths[field], int(least.get(field) or 0))
     parts = {}
     for field in ("local", "candidates", "random", "test"):
         offsets, flat = getattr(rows, field)
@@ -176,7 +181,8 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
     keys = ("item", "hist_pos", "hist_neg")
     ids = np.concatenate([parts[f]["features"][k].reshape(len(owners), -1) for f in parts for k in keys], axis=1)
     vocab, remapped, size = local_vocab(ids)
-    v_width = min(bucket_size(int(size.max()), min_bucket), table.num_items + 1)   # never wider than the table
+    v_width = min(max(bucket_size(int(size.max()), min_bucket), int(least.get("vocab") or 0)),
+                  table.num_items + 1)                                               # never wider than the table
     if vocab.shape[1] < v_width:
         vocab = np.pad(vocab, ((0, 0), (0, v_width - vocab.shape[1])))
     vocab = vocab[:, :v_width]
@@ -191,7 +197,7 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
     else:
         raise ValueError(f"row_users must be 'own' or 'original', got {row_users!r}")
     user_vocab, user_remapped, user_size = local_vocab(uids)
-    u_width = bucket_size(int(user_size.max()), 1)
+    u_width = max(bucket_size(int(user_size.max()), 1), int(least.get("user_vocab") or 0))
     user_vocab = np.pad(user_vocab, ((0, 0), (0, max(0, u_width - user_vocab.shape[1]))))[:, :u_width]
     user_vocab = np.maximum(user_vocab - 1, 0)
     start = ustart = 0

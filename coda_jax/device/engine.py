@@ -1,0 +1,216 @@
+"""Running the compiled device stage over every simulated user: shapes, compiles, chunks, devices.
+
+- **Shapes** (:func:`shape_plan`): users go in order of local row count, in chunks of ``engine.chunk_users``.
+  Candidate, random and test widths are one per run; local widths are grouped into at most
+  ``engine.max_shapes`` classes (the split that pads the fewest rows); a chunk's vocabulary widths are
+  padded up to the widest its class has compiled, so a run compiles about ``max_shapes`` programs.
+- **Compiles** (:class:`StageCompiler`): ahead of time, once per shape, timed; hits of JAX's persistent
+  compilation cache are counted apart, so ``results.json`` says how many programs were really compiled.
+- **Chunks**: dispatch is asynchronous: the host packs chunk ``c + 1`` while chunk ``c`` runs, and each chunk
+  is one host-to-device transfer; only ``[U, P, R, M]`` numbers come back.
+- **Devices**: the user axis of a chunk is split over every device JAX sees (a mesh axis ``"users"``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from coda_jax.data.packing import bucket_size
+from coda_jax.device.chunk import UserRows, make_chunk
+from coda_jax.device.settings import StageNumbers, StageSettings
+from coda_jax.device.stage import USERS, device_stage
+from coda_jax.progress import progress_bar
+
+
+def local_width_classes(widths: np.ndarray, max_shapes: int) -> np.ndarray:
+    """Group non-increasing chunk widths into at most ``max_shapes`` classes, padding the fewest rows.
+
+    Args:
+      widths: int [C] each chunk's own (bucketed) local width, non-increasing.
+      max_shapes: at most this many distinct widths.
+
+    Returns:
+      int [C] the width each chunk is padded to (the widest of its class): an optimal split of the
+      sequence into contiguous classes by a small dynamic programme (``C`` is the number of chunks).
+    """
+    widths = np.asarray(widths, np.int64)
+    c = len(widths)
+    k = max(1, min(max_shapes, len(np.unique(widths))))
+    inf = np.iinfo(np.int64).max // 4
+    # cost[j][i]: least padded rows covering chunks [0, i) with j classes; chunks in a class pad to its first.
+    cost = np.full((k + 1, c + 1), inf)
+    cut = np.zeros((k + 1, c + 1), np.int64)
+    cost[0, 0] = 0
+    for j in range(1, k + 1):
+        for i in range(1, c + 1):
+            for s in range(i):                       # class = chunks [s, i), padded to widths[s]
+                if cost[j - 1, s] < inf:
+                    v = cost[j - 1, s] + widths[s] * (i - s)
+                    if v < cost[j, i]:
+                        cost[j, i], cut[j, i] = v, s
+    j = int(np.argmin(cost[1:, c])) + 1
+    out, i = np.empty(c, np.int64), c
+    while i > 0:
+        s = cut[j, i]
+        out[s:i] = widths[s]
+        i, j = s, j - 1
+    return out
+
+
+def shape_plan(rows: UserRows, order: np.ndarray, chunk_users: int, min_bucket: int, max_shapes: int) -> dict:
+    """The padded widths of every chunk, from row counts alone (before any packing).
+
+    Args:
+      rows: the simulated users' row lists; order: int [C * chunk_users] simulated users by chunk slot
+        (``-1`` pads the last chunk).
+
+    Returns:
+      ``{"local": int [C], "test": int}``: each chunk's local width (see :func:`local_width_classes`) and the
+      run's test width.
+    """
+    n_local, n_test = rows.counts("local"), rows.counts("test")
+    slots = order.reshape(-1, chunk_users)
+    own = [bucket_size(int(n_local[s[s >= 0]].max(initial=1)), min_bucket) for s in slots]
+    return {"local": local_width_classes(np.asarray(own), max_shapes),
+            "test": bucket_size(int(n_test.max(initial=1)), min_bucket)}
+
+
+def user_mesh(devices: list | None = None) -> Mesh | None:
+    """A one-axis mesh (``"users"``) over ``devices`` (all JAX sees); None for a single device."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (USERS,)) if len(devices) > 1 else None
+
+
+class _CacheHits:
+    """Counts JAX persistent-compilation-cache hits while it is installed (a monitoring listener)."""
+
+    count = 0
+    _installed = False
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls._installed:
+            jax.monitoring.register_event_listener(cls._on_event)
+            cls._installed = True
+
+    @classmethod
+    def _on_event(cls, event: str, **_) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            cls.count += 1
+
+
+class StageCompiler:
+    """Compiles the device stage ahead of time, once per argument shape, and keeps the executables.
+
+    Attributes:
+      compiles: programs XLA really compiled (persistent-cache hits not counted).
+      cache_hits: programs loaded from JAX's persistent compilation cache.
+      seconds: time spent lowering and compiling (or loading).
+    """
+
+    def __init__(self, model, settings: StageSettings, mesh: Mesh | None = None):
+        self.model, self.settings, self.mesh = model, settings, mesh
+        self.executables: dict = {}
+        self.compiles = self.cache_hits = 0
+        self.seconds = 0.0
+        _CacheHits.install()
+
+    def __call__(self, params, chunk, numbers: StageNumbers, keys):
+        leaves, tree = jax.tree_util.tree_flatten((chunk, numbers, keys))
+        sig = tree, tuple((np.shape(x), np.result_type(x)) for x in leaves)
+        exe = self.executables.get(sig)
+        if exe is None:
+            t0, hits0 = time.perf_counter(), _CacheHits.count
+            exe = device_stage.lower(self.model, self.settings, params, chunk, numbers, keys,
+                                     mesh=self.mesh).compile()
+            self.seconds += time.perf_counter() - t0
+            hit = _CacheHits.count > hits0
+            self.cache_hits += int(hit)
+            self.compiles += int(not hit)
+            self.executables[sig] = exe
+        return exe(params, chunk, numbers, keys)
+
+
+def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, numbers: StageNumbers,
+               keys: jax.Array, show_progress: bool = True, compiler: StageCompiler | None = None) -> dict:
+    """Run the compiled device stage over every simulated user, chunk by chunk.
+
+    Args:
+      cfg: the run config (structure: chunking, buckets, methods); data: the dataset.
+      numbers: :class:`StageNumbers` of [P] vectors; keys: [R] device keys (one per repeat).
+      compiler: reuse compiled programs across calls (e.g. the variants of a sweep); a new one otherwise.
+
+    Returns (simulated users in ``data.users`` order, ``S`` of them): ``auc`` / ``aug_rows`` float
+    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``valid`` bool [S] (test rows
+    hold both classes), ``vocab_size`` / ``user_rows`` int [S] (item / user rows of each device's model copy),
+    ``compiles``, ``cache_hits``, ``compile_seconds``, ``shapes`` (distinct chunk shapes) and ``lanes``.
+    """
+    settings = StageSettings.from_config(cfg)
+    mesh = user_mesh()
+    compiler = compiler or StageCompiler(model, settings, mesh)
+    n_dev = 1 if mesh is None else mesh.size
+    n_users = len(data.users)
+    size = min(cfg.engine.chunk_users, n_users)
+    size = -(-size // n_dev) * n_dev                                   # every device gets as many users
+    order = np.argsort(-rows.counts("local"), kind="stable")
+    n_chunks = -(-n_users // size)
+    slots = np.full(n_chunks * size, -1)
+    slots[:n_users] = order
+    plan = shape_plan(rows, slots, size, cfg.engine.min_bucket, cfg.engine.max_shapes)
+    p, r, m = numbers.points, int(keys.shape[0]), len(settings.methods)
+    auc = np.full((p, r, m, n_users), np.nan)
+    aug_rows = np.zeros((p, r, m, n_users))
+    nonfinite = np.zeros((p, r, m, n_users), np.int64)
+    kept = np.zeros((p, r, n_users))
+    valid = np.zeros(n_users, dtype=bool)
+    vocab_size = np.zeros(n_users, dtype=np.int64)
+    user_rows = np.zeros(n_users, dtype=np.int64)
+    matched_rows = cfg.mpda.rows_per_user if any(m == "mpda" for m in settings.methods) else 0
+    sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
+    params = jax.device_put(params)
+    vocab_widths: dict[int, tuple[int, int]] = {}                       # local width -> widest vocabularies
+    shapes = set()
+
+    def collect(pending) -> None:
+        owners, out = pending
+        out = jax.device_get(out)
+        real = owners >= 0
+        o = owners[real]
+        auc[..., o] = np.moveaxis(out["auc"], 0, -1)[..., real]
+        aug_rows[..., o] = np.moveaxis(out["aug_rows"], 0, -1)[..., real]
+        nonfinite[..., o] = np.moveaxis(out["nonfinite"], 0, -1)[..., real]
+        kept[..., o] = np.moveaxis(out["kept"].sum(axis=-1), 0, -1)[..., real]
+
+    pending = None
+    for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
+        owners = slots[c * size:(c + 1) * size]
+        lw = int(plan["local"][c])
+        vw = vocab_widths.get(lw, (0, 0))
+        chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
+                           cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows,
+                           widths={"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]})
+        vocab_widths[lw] = (chunk.vocab.shape[1], chunk.user_vocab.shape[1])
+        shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
+        real = owners >= 0
+        vocab_size[owners[real]] = ((chunk.vocab > 0).sum(axis=1) + 1)[real]
+        uv = np.sort(chunk.user_vocab[:, 1:], axis=1)                  # distinct users held (slot 0 is padding)
+        user_rows[owners[real]] = (1 + (np.diff(uv, axis=1) != 0).sum(axis=1))[real]
+        t = chunk.test
+        valid[owners[real]] = ((t.mask & (t.label > 0.5)).any(axis=1) & (t.mask & (t.label <= 0.5)).any(axis=1))[real]
+        dev_chunk = jax.device_put(chunk, sharding)                    # one transfer per chunk
+        out = compiler(params, dev_chunk, numbers, keys)               # asynchronous: the next chunk packs meanwhile
+        if pending is not None:
+            collect(pending)
+        pending = (owners, out)
+    if pending is not None:
+        collect(pending)
+    lock = settings.lockstep_users or size // n_dev
+    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite, "kept": kept, "valid": valid,
+            "vocab_size": vocab_size, "user_rows": user_rows, "compiles": compiler.compiles,
+            "cache_hits": compiler.cache_hits, "compile_seconds": compiler.seconds, "shapes": len(shapes),
+            "lanes": {"sweep_points": p, "repeats": r, "methods": m, "users_in_lockstep": min(lock, size // n_dev),
+                      "devices": n_dev}}

@@ -1,0 +1,83 @@
+"""Fine-tuning minibatches drawn before the training scan: shuffled epochs without replacement.
+
+A device fine-tunes on ``S`` steps of ``B`` rows. Every index and loss weight of every step is drawn up
+front (:func:`epoch_batches`), so the step inside ``lax.scan`` is only gather, forward, backward, update.
+
+Rows come in strata: the local rows, and the augmented rows (``stratified``), or their union (``pooled``).
+Within a stratum the rows with a positive weight are visited as shuffled epochs: each epoch is a random
+permutation of those rows, and the stratum's ``S * B_s`` draws run through consecutive epochs. A row's
+weight enters the loss, not its chance of being drawn: a drawn row ``i`` of stratum ``s`` carries
+
+    w_i * n_s / (B_s * W),     n_s = rows of s with w > 0,  W = the total weight of every stratum,
+
+so over one epoch of each stratum the weighted per-row losses add up to the weighted mean loss
+``sum_i w_i loss_i / W`` over all rows (an unbiased step estimate of the fine-tuning objective).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def epoch_order(key: jax.Array, valid: jnp.ndarray, total: int) -> jnp.ndarray:
+    """``total`` row indices running through shuffled epochs of the ``valid`` rows.
+
+    Args:
+      key: PRNG key.
+      valid: bool [N], the rows to visit (padding and zero-weight rows False).
+      total: number of draws (static).
+
+    Returns:
+      int32 [total]: draw ``p`` is row ``perm_e[p % n]`` of epoch ``e = p // n`` (``n`` = valid rows), so
+      each valid row appears once per epoch and a row outside ``valid`` never does (if no row is valid,
+      every draw is row 0; the caller gives it zero weight). Epoch ``e`` uses permutation ``e % K`` of
+      ``K = ceil(total / N) + 1`` independent ones (``K`` >= the number of epochs whenever ``n = N``).
+    """
+    n_rows = valid.shape[0]
+    k = -(-total // n_rows) + 1
+    u = jax.random.uniform(key, (k, n_rows))
+    perms = jnp.argsort(jnp.where(valid, u, 2.0), axis=1)          # valid rows first, in random order
+    n = jnp.maximum(jnp.sum(valid, dtype=jnp.int32), 1)
+    p = jnp.arange(total, dtype=jnp.int32)
+    return perms[(p // n) % k, p % n].astype(jnp.int32)
+
+
+def epoch_batches(key: jax.Array, local_weights: jnp.ndarray, aug_weights: jnp.ndarray | None, steps: int,
+                  batch_size: int, aug_batch_size: int = 0, sampling: str = "pooled"):
+    """Every fine-tuning step's row indices and loss weights.
+
+    Args:
+      key: PRNG key of the fine-tuning run.
+      local_weights: float [Nl] (0 on padding and rows not to train on).
+      aug_weights: float [Na] or None; rows are indexed local first, then augmented (``Nl + j``).
+      steps, batch_size: S and B (static).
+      aug_batch_size: augmented rows per step with ``sampling == "stratified"`` (0 = ``batch_size``).
+      sampling: ``"pooled"`` (B rows of the union) or ``"stratified"`` (B local + ``aug_batch_size``
+        augmented rows). Without augmented rows both draw B local rows. The local stratum is always drawn
+        with ``split(key)[0]``: runs that share a key see the same local rows (common random numbers).
+
+    Returns:
+      ``(idx int32 [S, B_total], weight float32 [S, B_total])``; ``sum(weight[s] * loss[idx[s]])`` estimates
+      the weighted mean loss (see the module docstring).
+    """
+    w_local = jnp.maximum(jnp.asarray(local_weights, jnp.float32), 0.0)
+    k_local, k_aug = jax.random.split(key)
+    if aug_weights is None:
+        strata = [(w_local, 0, batch_size, k_local)]
+    else:
+        w_aug = jnp.maximum(jnp.asarray(aug_weights, jnp.float32), 0.0)
+        if sampling == "pooled":
+            strata = [(jnp.concatenate([w_local, w_aug]), 0, batch_size, k_local)]
+        else:
+            strata = [(w_local, 0, batch_size, k_local),
+                      (w_aug, w_local.shape[0], aug_batch_size or batch_size, k_aug)]
+    total_weight = jnp.maximum(sum(jnp.sum(w) for w, *_ in strata), 1e-12)
+    idx, weight = [], []
+    for w, offset, b, k in strata:
+        valid = w > 0
+        order = epoch_order(k, valid, steps * b).reshape(steps, b)
+        n = jnp.sum(valid, dtype=jnp.float32)
+        idx.append(order + offset)
+        weight.append(w[order] * (n / (b * total_weight)))
+    return jnp.concatenate(idx, axis=1), jnp.concatenate(weight, axis=1)
