@@ -13,13 +13,27 @@ from sklearn.metrics import roc_auc_score
 
 from coda_jax.config import ClassifierConfig, FinetuneConfig
 from coda_jax.device.submodel import local_model, localize_params
-from coda_jax.device.train import (StageSettings, classifier_inputs, classifier_scores, device_stage, finetune, keep_mask,
-                                   latest_rows, lockstep_users, minibatch_sampler, score, train_classifier,
-                                   user_stage)
+from coda_jax.device.sampler import epoch_batches, epoch_order
+from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
+from coda_jax.device.stage import device_stage, user_stage
+from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, latest_rows, score,
+                                   train_classifier)
 
 
 def _user(chunk, u):
     return jax.tree_util.tree_map(lambda x: x[u], chunk)
+
+
+def _numbers(cfg):
+    """The scalar traced numbers of a config (one sweep point)."""
+    return StageNumbers.from_config(cfg)
+
+
+def _stage(model, settings, params, chunk, cfg, key, **kw):
+    """device_stage for one sweep point and one repeat, with logits: outputs [U, ...] (points and repeats dropped)."""
+    out = device_stage(model, settings, params, chunk, StageNumbers.stack([cfg]), jnp.stack([key]), with_logits=True,
+                       **kw)
+    return jax.tree_util.tree_map(lambda x: x[:, 0, 0], out)
 
 
 @pytest.mark.parametrize("row_users", ["own", "original"])
@@ -186,12 +200,12 @@ def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk, lo
     settings = dataclasses.replace(StageSettings.from_config(cfg), lockstep_users=lockstep)
     chunk = make_tiny_chunk([0, 5, 9, -1])
     key = jax.random.PRNGKey(7)
-    out = device_stage(model, settings, params, chunk, key)
+    out = _stage(model, settings, params, chunk, cfg, key)
     assert out["logits"].shape == (4, len(cfg.methods), chunk.test.width)
-    one_user = jax.jit(user_stage, static_argnums=(0, 1))
+    one_user = jax.jit(user_stage, static_argnums=(0, 1, 6))
     for slot in range(3):
         c = _user(chunk, slot)
-        one = one_user(model, settings, params, c, jax.random.fold_in(key, c.user_index))
+        one = one_user(model, settings, params, c, _numbers(cfg), jax.random.fold_in(key, c.user_index), True)
         np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))
 
@@ -210,8 +224,8 @@ def test_result_does_not_depend_on_chunk_mates(tiny_cloud, make_tiny_chunk):
     if a.local.width != b.local.width or a.vocab.shape != b.vocab.shape or a.test.width != b.test.width:
         pytest.skip("chunks landed in different buckets")
     key = jax.random.PRNGKey(0)
-    la = np.asarray(device_stage(model, settings, params, a, key)["logits"][0])
-    lb = np.asarray(device_stage(model, settings, params, b, key)["logits"][2])
+    la = np.asarray(_stage(model, settings, params, a, cfg, key)["logits"][0])
+    lb = np.asarray(_stage(model, settings, params, b, cfg, key)["logits"][2])
     np.testing.assert_allclose(la, lb, rtol=2e-4, atol=2e-4)
 
 
@@ -234,19 +248,22 @@ def test_two_chunks_of_one_bucket_compile_once(tiny_cloud, make_tiny_chunk):
 
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def stage(params, chunk, key):
-        return device_stage.__wrapped__(model, settings, params, chunk, key)
+    def stage(params, chunk, numbers, keys):
+        return device_stage.__wrapped__(model, settings, params, chunk, numbers, keys)
 
-    key = jax.random.PRNGKey(0)
-    jax.block_until_ready(stage(params, c1, key))
-    jax.block_until_ready(stage(params, c2, jax.random.PRNGKey(1)))   # same bucket: no retrace
+    keys = jnp.stack([jax.random.PRNGKey(0)])
+    n1 = StageNumbers.stack([cfg])
+    other = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, learning_rate=0.05),
+                                classifier=dataclasses.replace(cfg.classifier, keep_fraction=0.7, l2=0.1))
+    jax.block_until_ready(stage(params, c1, n1, keys))
+    jax.block_until_ready(stage(params, c2, StageNumbers.stack([other]), keys + 1))   # same bucket, new numbers
     wider = jax.tree_util.tree_map(lambda x: np.concatenate([x, x]), c1)   # a different bucket: must retrace
     with pytest.raises(AssertionError):
-        stage(params, wider, key)
-    # the module-level jitted stage as the simulator calls it
+        stage(params, wider, n1, keys)
+    # the module-level jitted stage as the simulator calls it, settings built from two configs of other numbers
     before = device_stage._cache_size()
-    device_stage(model, settings, params, c1, key)
-    device_stage(model, settings, params, c2, key)
+    device_stage(model, settings, params, c1, n1, keys)
+    device_stage(model, StageSettings.from_config(other), params, c2, StageNumbers.stack([other]), keys)
     assert device_stage._cache_size() - before <= 1
 
 
@@ -258,24 +275,45 @@ def _sampler_setup(tiny_cloud, make_tiny_chunk, user=4):
     return c, m, p0
 
 
+@pytest.mark.parametrize("n, width, total", [(7, 10, 70), (7, 10, 75), (1, 4, 9), (10, 10, 30), (0, 5, 6)])
+def test_epoch_order_visits_every_valid_row_once_per_epoch(n, width, total):
+    valid = np.zeros(width, bool)
+    valid[np.random.default_rng(n).choice(width, n, replace=False)] = True
+    idx = np.asarray(epoch_order(jax.random.PRNGKey(3), jnp.asarray(valid), total))
+    assert idx.shape == (total,)
+    if n == 0:
+        assert (idx == idx[0]).all()                       # nothing to visit: a fixed row, given zero weight
+        return
+    assert valid[idx].all()                                # never a padding / zero-weight row
+    for e in range(total // n):                            # each full epoch is a permutation of the valid rows
+        np.testing.assert_array_equal(np.sort(idx[e * n:(e + 1) * n]), np.flatnonzero(valid))
+    counts = np.bincount(idx, minlength=width)[valid]
+    assert counts.max() - counts.min() <= 1                # without replacement: frequencies differ by <= 1
+
+
 @pytest.mark.parametrize("sampling", ["stratified", "pooled"])
-def test_minibatch_estimate_is_the_weighted_mean_loss(sampling):
-    """Averaged over many draws, sum(row_weight * loss[idx]) is the weighted mean loss over all rows."""
+def test_epoch_batches_weights_give_the_weighted_mean_loss_over_an_epoch(sampling):
+    """Over whole epochs sum(weight * loss[idx]) per step averages to the weighted mean loss over all rows,
+    exactly; zero-weight rows are never drawn; the local stratum's draws do not depend on the augmented rows."""
     rng = np.random.default_rng(0)
     loss = rng.uniform(0, 3, size=20).astype(np.float32)
     w_local = np.r_[np.ones(7), np.zeros(3)].astype(np.float32)          # 3 padding rows
     w_aug = np.r_[rng.uniform(0.5, 2.0, 6), np.zeros(4)].astype(np.float32)
-    cfg = FinetuneConfig(batch_size=8, aug_batch_size=5, sampling=sampling)
-    draw = jax.jit(jax.vmap(minibatch_sampler(jnp.asarray(w_local), jnp.asarray(w_aug), cfg)))
-    idx, row_weight = draw(jax.random.split(jax.random.PRNGKey(0), 20000))
-    idx = np.asarray(idx)
-    if row_weight is None:
-        est = loss[idx].mean(axis=1)
-    else:
-        est = (np.asarray(row_weight) * loss[idx]).sum(axis=1)
+    b, b_aug = (7, 6) if sampling == "stratified" else (13, 0)            # one epoch of every stratum per step
+    steps = 12
+    idx, weight = jax.jit(epoch_batches, static_argnums=(3, 4, 5, 6))(
+        jax.random.PRNGKey(0), jnp.asarray(w_local), jnp.asarray(w_aug), steps, b, b_aug, sampling)
+    idx, weight = np.asarray(idx), np.asarray(weight)
+    assert idx.shape == weight.shape == (steps, b + b_aug)
     w = np.r_[w_local, w_aug]
     assert not np.isin(idx, np.flatnonzero(w == 0)).any()
-    np.testing.assert_allclose(est.mean(), (w * loss).sum() / w.sum(), rtol=1e-2)
+    # a drawn row carries w * n_s / (B_s * W); here every stratum's batch is one epoch (n_s == B_s)
+    np.testing.assert_allclose(weight, w[idx] / w.sum(), rtol=1e-6)
+    est = (weight * loss[idx]).sum(axis=1)
+    np.testing.assert_allclose(est, (w * loss).sum() / w.sum(), rtol=1e-5)   # every step is a whole epoch
+    if sampling == "stratified":
+        alone, _ = epoch_batches(jax.random.PRNGKey(0), jnp.asarray(w_local), None, steps, b)
+        np.testing.assert_array_equal(np.asarray(alone), idx[:, :b])              # common random numbers
 
 
 def test_stratified_local_draws_are_shared_across_methods(tiny_cloud, make_tiny_chunk):
@@ -377,7 +415,8 @@ def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
     w = c.local.mask.astype(jnp.float32)
     key = jax.random.PRNGKey(2)
     got = _jit_finetune(m, p0, c.local, w, None, None, key, ft)
-    idx, _ = minibatch_sampler(w, None, ft)(jax.random.split(key, 1)[0])
+    idx = np.asarray(epoch_batches(key, w, None, 1, ft.batch_size)[0][0])
+    assert len(set(idx.tolist())) == min(ft.batch_size, int(w.sum()))     # one step: rows without replacement
     train, frozen = split_trainable(p0, ft.trainable)
     batch = jax.tree_util.tree_map(lambda x: x[idx], c.local.features)
     grads = jax.jit(jax.grad(lambda t: bce_loss(m, {**frozen, **t}, batch, c.local.label[idx], None)))(train)
@@ -393,7 +432,7 @@ def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, ma
     settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, methods=("coda",))
     c = _user(make_tiny_chunk([6]), 0)
     key = jax.random.PRNGKey(11)
-    out = jax.jit(user_stage, static_argnums=(0, 1))(model, settings, params, c, key)
+    out = jax.jit(user_stage, static_argnums=(0, 1, 6))(model, settings, params, c, _numbers(cfg), key, True)
     m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
     p = localize_params(params, c.vocab, c.user_vocab)
     k_cls, _ = jax.random.split(key)

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, PartitionSpec
 from coda_jax.device.chunk import DeviceChunk, Rows
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import (classifier_inputs, classifier_scores, concat_rows, finetune, keep_mask, score,
+from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
 from coda_jax.methods import AugmentInputs, get_method
 from kernels.auc import masked_auc
@@ -31,22 +31,24 @@ def _stack(trees: list):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, device: DeviceChunk,
-               numbers: StageNumbers, key: jax.Array, with_logits: bool = False) -> dict:
-    """The whole device stage for one user and one set of numbers: ``device`` is one user's slice of a
-    :class:`DeviceChunk` (no leading user axis); ``numbers`` scalars.
+def _lean(rows: Rows) -> Rows:
+    """Rows without their sample vectors (fine-tuning and scoring do not read them)."""
+    return rows.replace(vector=jnp.zeros(rows.mask.shape + (0,), jnp.float32))
 
-    Trains the sample classifier, keeps candidates, fine-tunes every method of ``settings.methods`` that
-    fine-tunes as one lane of one vmapped scan (lanes share the local-row draws), scores the test rows.
 
-    Returns a dict (``M`` = methods, in ``settings.methods`` order): ``auc`` float [M] test AUC (NaN where
-    undefined or where a test logit is not finite), ``nonfinite`` int32 [M] non-finite test logits,
-    ``aug_rows`` float [M] augmented rows each method trained on, ``kept`` bool [Nc] candidates the
-    classifier kept, ``mpda_accepted`` bool [matched users]; with ``with_logits`` also ``logits`` float
-    [M, Nt] and ``candidate_score`` float [Nc].
+def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict, device: DeviceChunk,
+                  numbers: StageNumbers, key: jax.Array) -> dict:
+    """One user's stage up to fine-tuning: its model copy, the sample classifier, the kept candidates, and
+    each fine-tuned method's lane inputs. ``device`` is one user's slice of a :class:`DeviceChunk`.
+
+    Returns a dict: ``params`` (the device's model copy), ``kept`` bool [Nc], ``candidate_score`` float [Nc],
+    ``mpda_accepted`` bool [matched users], ``key`` (the fine-tuning key, shared by every lane), and with a
+    leading lane axis [L] (the methods that fine-tune, in ``settings.methods`` order): ``start`` (trainable
+    parameters each lane starts from), ``aug`` (augmented :class:`Rows` [L, Nc]), ``aug_weight`` float
+    [L, Nc], ``aug_rows`` float [L] (rows each lane trains on beside the local ones).
     """
     cls_cfg, ft_cfg = settings.classifier_config(numbers), settings.finetune_config(numbers)
-    local, candidates, random, test = device.local, device.candidates, device.random, device.test
+    local, candidates, random = device.local, device.candidates, device.random
     params = localize_params(global_params, device.vocab, device.user_vocab)
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
@@ -58,46 +60,115 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     inputs = AugmentInputs(local=local, candidates=candidates, random=random, kept=kept,
                            candidate_score=cand_score, finetune=ft_cfg)
-
-    methods = [get_method(m) for m in settings.methods]
-    lanes = [m for m in methods if m.finetunes]
-    accepted = jnp.zeros(settings.matched_users, dtype=bool)
-    tuned_logits, lane_rows = {}, {}
-    if lanes:
-        starts, aug_rows, aug_w = [], [], []
-        for m in lanes:
-            rows, w = m.augment(inputs)
-            w = jnp.where(rows.mask, jnp.asarray(w, jnp.float32), 0.0)
-            start, extra_rows = params, jnp.float32(0.0)
-            if m.start is not None:
-                start, accepted, extra_rows = m.start(model, params, device, k_ft, ft_cfg, settings)
-            starts.append(split_trainable(start, tuple(ft_cfg.trainable))[0])
-            aug_rows.append(Rows(features=rows.features, label=rows.label, mask=rows.mask,
-                                 vector=jnp.zeros(rows.mask.shape[:1] + (0,), jnp.float32), row=rows.row))
-            aug_w.append(w)
-            lane_rows[m.name] = jnp.sum(w > 0).astype(jnp.float32) + extra_rows
-        frozen = split_trainable(params, tuple(ft_cfg.trainable))[1]
-        local_w = local.mask.astype(jnp.float32)
-        lean_local = local.replace(vector=jnp.zeros(local.mask.shape[:1] + (0,), jnp.float32))
-
-        def lane(start_train, rows, w):
-            # One fine-tuning key for every lane: common random numbers for the paired comparisons.
-            tuned = finetune(model, {**frozen, **start_train}, lean_local, local_w, rows, w, k_ft, ft_cfg)
-            return score(model, tuned, test)
-
-        logits = jax.vmap(lane)(_stack(starts), _stack(aug_rows), jnp.stack(aug_w))      # [lanes, Nt]
-        tuned_logits = {m.name: logits[i] for i, m in enumerate(lanes)}
-    global_logits = score(model, params, test)
-    logits = jnp.stack([tuned_logits.get(m.name, global_logits) for m in methods])       # [M, Nt]
-    m_count = len(methods)
-    auc, _ = masked_auc(logits, jnp.broadcast_to(test.label, logits.shape), jnp.broadcast_to(test.mask, logits.shape))
-    out = {"auc": auc,
-           "nonfinite": jnp.sum(test.mask & ~jnp.isfinite(logits), axis=1, dtype=jnp.int32),
-           "aug_rows": jnp.stack([lane_rows.get(m.name, jnp.float32(0.0)) for m in methods]).reshape(m_count),
-           "kept": kept, "mpda_accepted": accepted}
-    if with_logits:
-        out.update(logits=logits, candidate_score=cand_score)
+    out = {"params": params, "kept": kept, "candidate_score": cand_score, "key": k_ft,
+           "mpda_accepted": jnp.zeros(settings.matched_users, dtype=bool)}
+    starts, aug, aug_w, aug_rows = [], [], [], []
+    for name in settings.methods:
+        m = get_method(name)
+        if not m.finetunes:
+            continue
+        rows, w = m.augment(inputs)
+        w = jnp.where(rows.mask, jnp.asarray(w, jnp.float32), 0.0)
+        start, extra_rows = params, jnp.float32(0.0)
+        if m.start is not None:
+            start, out["mpda_accepted"], extra_rows = m.start(model, params, device, k_ft, ft_cfg, settings)
+        starts.append(split_trainable(start, tuple(ft_cfg.trainable))[0])
+        aug.append(_lean(rows))
+        aug_w.append(w)
+        aug_rows.append(jnp.sum(w > 0).astype(jnp.float32) + extra_rows)
+    if starts:
+        out.update(start=_stack(starts), aug=_stack(aug), aug_weight=jnp.stack(aug_w), aug_rows=jnp.stack(aug_rows))
     return out
+
+
+def run_lane(model: nn.Module, settings: StageSettings, local: Rows, test: Rows, numbers: StageNumbers,
+             frozen: dict, start: dict, aug: Rows, aug_weight: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
+    """One lane: fine-tune one user's model copy (``model`` sized to its vocabularies) from ``start`` (its
+    trainable parameters; ``frozen`` the rest) on its local rows [Nl] + ``aug`` [Nc] weighted by ``aug_weight``
+    [Nc], then score its test rows: float [Nt]. Every lane of a user gets the same ``key`` (common random
+    numbers)."""
+    ft_cfg = settings.finetune_config(numbers)
+    tuned = finetune(model, {**frozen, **start}, local, local.mask.astype(jnp.float32), aug, aug_weight, key, ft_cfg)
+    return score(model, tuned, test)
+
+
+def finish_user(model: nn.Module, settings: StageSettings, device: DeviceChunk, prep: dict,
+                lane_logits: jnp.ndarray | None, with_logits: bool = False) -> dict:
+    """One user's results from :func:`prepare_lanes` and its lanes' test logits [L, Nt]: see :func:`user_stage`."""
+    model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
+    test = device.test
+    global_logits = score(model, prep["params"], test)
+    logits, rows, lane = [], [], 0
+    for name in settings.methods:
+        if get_method(name).finetunes:
+            logits.append(lane_logits[lane])
+            rows.append(prep["aug_rows"][lane])
+            lane += 1
+        else:
+            logits.append(global_logits)
+            rows.append(jnp.float32(0.0))
+    logits = jnp.stack(logits)                                                            # [M, Nt]
+    auc, _ = masked_auc(logits, jnp.broadcast_to(test.label, logits.shape), jnp.broadcast_to(test.mask, logits.shape))
+    out = {"auc": auc, "nonfinite": jnp.sum(test.mask & ~jnp.isfinite(logits), axis=1, dtype=jnp.int32),
+           "aug_rows": jnp.stack(rows), "kept": prep["kept"], "mpda_accepted": prep["mpda_accepted"]}
+    if with_logits:
+        out.update(logits=logits, candidate_score=prep["candidate_score"])
+    return out
+
+
+def units_stage(model: nn.Module, settings: StageSettings, global_params: dict, devices: DeviceChunk,
+                numbers: StageNumbers, keys: jax.Array, with_logits: bool = False) -> dict:
+    """The device stage for a batch of ``W`` units (a user with one set of numbers and one key each):
+    ``devices`` [W, ...], ``numbers`` [W], ``keys`` [W].
+
+    The units' lanes (W x L fine-tuning runs) are vmapped over one flat axis: XLA's batched products stay on
+    their fast path with one batch dimension (a vmap of lanes inside a vmap of users halves the speed on a
+    CPU). Returns :func:`user_stage`'s dict with a leading [W] axis.
+    """
+    prep = jax.vmap(functools.partial(prepare_lanes, model, settings, global_params))(devices, numbers, keys)
+    lane_logits = None
+    if "start" in prep:
+        w, n_lanes = keys.shape[0], prep["aug_weight"].shape[1]
+
+        def flat(x):              # [W, L, ...] -> [W * L, ...]
+            return x.reshape((w * n_lanes,) + x.shape[2:])
+
+        def per_lane(x):          # [W, ...] -> [W * L, ...], each unit's value for each of its lanes
+            return jnp.repeat(x, n_lanes, axis=0)
+
+        trainable = tuple(settings.finetune.trainable)
+        frozen = jax.tree_util.tree_map(lambda x: x, split_trainable(prep["params"], trainable)[1])
+        lane_model = local_model(model, devices.vocab.shape[1], devices.user_vocab.shape[1])
+        one = functools.partial(run_lane, lane_model, settings)
+        per_unit = (_lean(devices.local), _lean(devices.test), numbers, frozen)
+        lane_logits = jax.vmap(one)(*jax.tree_util.tree_map(per_lane, per_unit),
+                                    *jax.tree_util.tree_map(flat, (prep["start"], prep["aug"], prep["aug_weight"])),
+                                    per_lane(prep["key"]))
+        lane_logits = lane_logits.reshape((w, n_lanes) + lane_logits.shape[1:])
+    finish = functools.partial(finish_user, model, settings, with_logits=with_logits)
+    if lane_logits is None:
+        return jax.vmap(lambda d, p: finish(d, p, None))(devices, prep)
+    return jax.vmap(finish)(devices, prep, lane_logits)
+
+
+def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, device: DeviceChunk,
+               numbers: StageNumbers, key: jax.Array, with_logits: bool = False) -> dict:
+    """The whole device stage for one user and one set of numbers: ``device`` is one user's slice of a
+    :class:`DeviceChunk` (no leading user axis); ``numbers`` scalars.
+
+    Trains the sample classifier, keeps candidates, fine-tunes every method of ``settings.methods`` that
+    fine-tunes as one lane (lanes share the fine-tuning key: the same local-row draws where the sampling
+    allows), scores the test rows.
+
+    Returns a dict (``M`` = methods, in ``settings.methods`` order): ``auc`` float [M] test AUC (NaN where
+    undefined or where a test logit is not finite), ``nonfinite`` int32 [M] non-finite test logits,
+    ``aug_rows`` float [M] augmented rows each method trained on, ``kept`` bool [Nc] candidates the
+    classifier kept, ``mpda_accepted`` bool [matched users]; with ``with_logits`` also ``logits`` float
+    [M, Nt] and ``candidate_score`` float [Nc].
+    """
+    batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], (device, numbers, key))
+    out = units_stage(model, settings, global_params, *batch, with_logits=with_logits)
+    return jax.tree_util.tree_map(lambda x: x[0], out)
 
 
 def _shard_map(fn, mesh: Mesh, n_in: int):
@@ -136,25 +207,31 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
     """
 
     def users(c: DeviceChunk, params, nums: StageNumbers, ks):
+        # Users x points x repeats run as one flat axis of units (and their lanes as one flat axis inside
+        # units_stage): one batch dimension keeps XLA's batched products on their fast path.
         n_users, n_points, n_keys = c.user_index.shape[0], nums.points, ks.shape[0]
-
-        def unit(device: DeviceChunk, p, r):
-            n = jax.tree_util.tree_map(lambda x: x[p], nums)
-            return user_stage(model, settings, params, device, n, jax.random.fold_in(ks[r], device.user_index),
-                              with_logits)
-
-        # Users x points x repeats run as one flat axis of units: one batch dimension (beside the methods'
-        # lanes) keeps XLA's batched products on their fast path; nested vmaps of size-1 axes halve the speed.
-        if n_points * n_keys == 1:
-            units, fn = c, lambda d: unit(d, 0, 0)
-        else:
-            i = jnp.arange(n_users * n_points * n_keys)
-            units = (i // (n_points * n_keys), (i // n_keys) % n_points, i % n_keys)
-            fn = lambda upr: unit(jax.tree_util.tree_map(lambda x: x[upr[0]], c), upr[1], upr[2])  # noqa: E731
-        width = settings.lockstep_users
         total = n_users * n_points * n_keys
-        out = (jax.lax.map(fn, units, batch_size=width) if 0 < width < total else jax.vmap(fn)(units))
-        return jax.tree_util.tree_map(lambda x: x.reshape((n_users, n_points, n_keys) + x.shape[1:]), out)
+        i = jnp.arange(total)
+        u, p, r = i // (n_points * n_keys), (i // n_keys) % n_points, i % n_keys
+        units = c if n_points * n_keys == 1 else jax.tree_util.tree_map(lambda x: x[u], c)
+        unit_numbers = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_points,))[p], nums)
+        unit_keys = jax.vmap(jax.random.fold_in)(ks[r], units.user_index)
+        width = settings.lockstep_users
+        width = width if 0 < width < total else total
+        groups = -(-total // width)
+        pad = groups * width - total
+
+        def grouped(x):           # [total, ...] -> [groups, width, ...] (the last group padded with unit 0)
+            x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])]) if pad else x
+            return x.reshape((groups, width) + x.shape[1:])
+
+        xs = jax.tree_util.tree_map(grouped, (units, unit_numbers, unit_keys))
+        stage = functools.partial(units_stage, model, settings, params, with_logits=with_logits)
+        out = jax.lax.map(lambda a: stage(*a), xs) if groups > 1 else jax.tree_util.tree_map(
+            lambda x: x[None], stage(*jax.tree_util.tree_map(lambda x: x[0], xs)))
+        return jax.tree_util.tree_map(
+            lambda x: x.reshape((groups * width,) + x.shape[2:])[:total].reshape((n_users, n_points, n_keys)
+                                                                                + x.shape[2:]), out)
 
     if mesh is not None and mesh.size > 1:
         users = _shard_map(users, mesh, 4)

@@ -161,7 +161,7 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
         held = latest_rows(local.mask, cfg.holdout_fraction)
         holdout = local.replace(mask=held)
         local_weights = jnp.where(held, 0.0, local_weights)
-    rows = local if aug is None else concat_rows(local, aug)
+    rows = jax.tree_util.tree_map(jnp.asarray, local if aug is None else concat_rows(local, aug))
     idx, row_weight = epoch_batches(key, local_weights, aug_weights if aug is not None else None, cfg.steps,
                                     cfg.batch_size, cfg.aug_batch_size, cfg.sampling)
     features, labels = rows.features, rows.label
