@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")
+METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.methods)
 DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
 MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
 MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
@@ -207,6 +207,13 @@ def _check(cond: bool, where: str, msg: str) -> None:
         raise ConfigError(f"{where}: {msg}")
 
 
+def _known_methods() -> tuple[str, ...]:
+    """The built-in methods and any a researcher registered (coda_jax.methods.register_method)."""
+    from coda_jax.methods import method_names  # noqa: PLC0415 - the registry imports the device code
+
+    return method_names()
+
+
 def validate(cfg: Config, source: str = "config") -> Config:
     """Check every value's range; raise :class:`ConfigError` naming ``source`` and the dotted key."""
 
@@ -218,7 +225,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
     ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
-        ck("methods", m in METHODS, f"unknown method {m!r}; known: {', '.join(METHODS)}")
+        known = _known_methods()
+        ck("methods", m in known, f"unknown method {m!r}; known: {', '.join(known)}")
     d = cfg.data
     ck("data.source", d.source in DATA_SOURCES, f"unknown source {d.source!r}; known: {', '.join(DATA_SOURCES)}")
     ck("data.history_len", 1 <= d.history_len <= 200, f"must be in [1, 200], got {d.history_len}")

@@ -1,20 +1,22 @@
-"""Benchmark: the vmapped device stage vs a plain per-user loop over a jitted per-minibatch step.
+"""Benchmark: the compiled device stage vs a per-user loop doing the same work.
 
-Both run the same work for the same users: train the sample classifier (full-batch Adam steps), keep the
-top fraction of candidates, fine-tune the model copy on local + kept rows (minibatch Adam steps, drawn as
-finetune.sampling says), score the test rows. The loop version is how per-user research code is usually
-written: one user at a time, one jitted step call per step, minibatches drawn on the host.
+Both sides run the ``coda`` method for the same users with the same random draws: train the sample
+classifier (full-batch Adam), keep the top fraction of candidates, fine-tune the model copy on local + kept
+rows (the minibatches of :func:`~coda_jax.device.sampler.epoch_batches`), score the test rows, AUC. The
+loop is how per-user research code is usually written: one user at a time, one jitted step call per
+optimizer step. Both sides are warmed up (compiled) before they are timed; compile and execute times are
+reported apart, with the spread over ``--repeats`` timed runs, and the two sides' per-user AUCs compared.
 
   python -m sims.bench_engine --users 1024 --steps 50      (or: coda-sim bench engine)
-
-Prints the device, both times (the engine with and without its one compilation) and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
+import re
 import time
 
 import jax
@@ -25,144 +27,194 @@ import optax
 from coda_jax.config import Config
 from coda_jax.data.dataset import make_dataset
 from coda_jax.device.chunk import DeviceChunk, make_chunk
+from coda_jax.device.engine import StageCompiler, plan_chunks, run_chunks, user_mesh
+from coda_jax.device.sampler import epoch_batches
+from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.cloud.pretrain import bce_loss
-from coda_jax.device.train import StageSettings, classifier_loss, classifier_scores, device_stage, keep_mask
+from coda_jax.device.train import (classifier_inputs, classifier_loss, classifier_scores, keep_mask, make_optimizer,
+                                   score, weighted_loss)
 from coda_jax.models.classifier import SampleClassifier
-from coda_jax.simulate import cloud_stage
+from coda_jax.simulate import cloud_stage, device_keys
+from kernels.auc import masked_auc
 
 
-def bench_config(users: int, steps: int) -> Config:
+def bench_config(users: int, steps: int, chunk_users: int = 0, lockstep: int = -1) -> Config:
     """The benchmark's config: the default model and device settings, ``users`` synthetic users, coda only."""
     cfg = Config()
+    engine = cfg.engine
+    if chunk_users:
+        engine = dataclasses.replace(engine, chunk_users=chunk_users)
+    if lockstep >= 0:
+        engine = dataclasses.replace(engine, lockstep_users=lockstep)
     return dataclasses.replace(
-        cfg, methods=("coda",),
+        cfg, methods=("coda",), engine=engine,
         synthetic=dataclasses.replace(cfg.synthetic, num_users=users),
         cloud=dataclasses.replace(cfg.cloud, epochs=1),
-        retrieval=dataclasses.replace(cfg.retrieval, recall_queries=0),
+        retrieval=dataclasses.replace(cfg.retrieval, recall_queries=0, backend="exact"),
         finetune=dataclasses.replace(cfg.finetune, steps=steps))
 
 
-def per_user_loop(model, params, chunk: DeviceChunk, cfg: Config, seed: int = 0) -> np.ndarray:
-    """The same device stage, one user at a time; returns test logits [U, Nt] of the coda method."""
-    cls_cfg, ft_cfg = cfg.classifier, cfg.finetune
-    clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
-    m = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
-    cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), optax.adam(ft_cfg.learning_rate)
+class PerUserLoop:
+    """The same device stage for one user at a time, one jitted call per optimizer step (compiled once for
+    the chunk's shapes). ``run(chunk, u, key)`` returns user ``u``'s test logits [Nt]."""
 
-    @jax.jit
-    def cls_step(p, s, x, y, w):
-        u, s = cls_opt.update(jax.grad(lambda q: classifier_loss(clf, q, x, y, w, cls_cfg.l2))(p), s, p)
-        return optax.apply_updates(p, u), s
+    def __init__(self, model, params, chunk: DeviceChunk, cfg: Config):
+        self.cfg, self.params = cfg, params
+        cls_cfg, ft_cfg = cfg.classifier, cfg.finetune
+        self.clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
+        self.model = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
+        cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), make_optimizer(ft_cfg)
+        m, clf = self.model, self.clf
 
-    cls_score = jax.jit(lambda p, x: classifier_scores(p, x, cls_cfg))
+        @jax.jit
+        def cls_step(p, s, x, y, w):
+            u, s = cls_opt.update(jax.grad(lambda q: classifier_loss(clf, q, x, y, w, cls_cfg.l2))(p), s, p)
+            return optax.apply_updates(p, u), s
 
-    @jax.jit
-    def ft_step(tr, fr, s, batch, labels, weights):
-        u, s = ft_opt.update(jax.grad(lambda t: bce_loss(m, {**fr, **t}, batch, labels, weights))(tr), s, tr)
-        return optax.apply_updates(tr, u), s
+        @jax.jit
+        def ft_step(tr, fr, s, batch, labels, weights):
+            u, s = ft_opt.update(jax.grad(lambda t: weighted_loss(m, {**fr, **t}, batch, labels, weights))(tr), s, tr)
+            return optax.apply_updates(tr, u), s
 
-    @jax.jit
-    def predict(p, feats):
-        return m.apply({"params": p}, feats)[0]
+        self.cls_step, self.ft_step = cls_step, ft_step
+        self.cls_init = jax.jit(lambda k, x: clf.init(k, x[:1])["params"])
+        self.cls_opt_init, self.ft_opt_init = jax.jit(cls_opt.init), jax.jit(ft_opt.init)
+        self.features = jax.jit(lambda p, r: classifier_inputs(m, p, r, cls_cfg))
+        self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(p, x, cls_cfg), mask, cls_cfg))
+        self.batches = jax.jit(lambda k, wl, wa: epoch_batches(k, wl, wa, ft_cfg.steps, ft_cfg.batch_size,
+                                                               ft_cfg.aug_batch_size, ft_cfg.sampling))
+        self.localize = jax.jit(localize_params)
+        self.predict = jax.jit(lambda p, r: score(m, p, r))
 
-    c = jax.tree_util.tree_map(np.asarray, chunk)
-    rng = np.random.default_rng(seed)
-    out = []
-    for u in range(c.user_mask.shape[0]):
-        # (a) classifier: local rows vs candidates, class-balanced, full batch
-        x = np.concatenate([c.local.vector[u], c.candidates.vector[u]])
-        y = np.concatenate([np.ones(c.local.width), np.zeros(c.candidates.width)]).astype(np.float32)
-        pm, nm = c.local.mask[u], c.candidates.mask[u]
-        w = np.concatenate([pm / max(pm.sum(), 1), nm / max(nm.sum(), 1)]).astype(np.float32)
-        p = clf.init(jax.random.PRNGKey(u), x[:1])["params"]
-        s = cls_opt.init(p)
-        for _ in range(cls_cfg.steps):
-            p, s = cls_step(p, s, x, y, w)
-        kept = np.asarray(keep_mask(cls_score(p, c.candidates.vector[u]), jnp.asarray(nm), cls_cfg))
-        # (b) fine-tune on local + kept rows, minibatches drawn on the host
-        local_rows, kept_rows = np.flatnonzero(pm), c.local.width + np.flatnonzero(kept)
-        feats = {k: np.concatenate([c.local.features[k][u], c.candidates.features[k][u]]) for k in c.local.features}
-        labels = np.concatenate([c.local.label[u], c.candidates.label[u]])
-        local_p = localize_params(params, jnp.asarray(c.vocab[u]), jnp.asarray(c.user_vocab[u]))
-        tr, fr = split_trainable(local_p, tuple(ft_cfg.trainable))
-        s = ft_opt.init(tr)
-        b, b_aug = ft_cfg.batch_size, ft_cfg.aug_batch_size or ft_cfg.batch_size
-        pool = np.concatenate([local_rows, kept_rows])
-        share = len(kept_rows) / max(len(pool), 1)           # stratified: the augmented stratum's weight
-        weights = (np.concatenate([np.full(b, (1 - share) / b), np.full(b_aug, share / b_aug)]).astype(np.float32)
-                   if ft_cfg.sampling == "stratified" else np.full(b, 1.0 / b, np.float32))
-        for _ in range(ft_cfg.steps):
-            if ft_cfg.sampling == "stratified":
-                idx = np.concatenate([rng.choice(local_rows, b), rng.choice(kept_rows if len(kept_rows) else local_rows, b_aug)])
-            else:
-                idx = rng.choice(pool, b)
-            tr, s = ft_step(tr, fr, s, {k: v[idx] for k, v in feats.items()}, labels[idx], weights)
-        out.append(np.asarray(predict({**fr, **tr}, {k: v[u] for k, v in c.test.features.items()})))
-    return np.stack(out)
+    def run(self, c: DeviceChunk, u: int, key: jax.Array) -> np.ndarray:
+        cfg = self.cfg
+        d = jax.tree_util.tree_map(lambda x: jnp.asarray(x[u]), c)
+        k_cls, k_ft = jax.random.split(jax.random.fold_in(key, d.user_index))
+        p = self.localize(self.params, d.vocab, d.user_vocab)
+        local_x, cand_x = self.features(p, d.local), self.features(p, d.candidates)
+        x = jnp.concatenate([local_x, cand_x])
+        y = jnp.concatenate([jnp.ones(d.local.width), jnp.zeros(d.candidates.width)])
+        pm, nm = d.local.mask, d.candidates.mask
+        w = jnp.concatenate([pm / jnp.maximum(pm.sum(), 1), nm / jnp.maximum(nm.sum(), 1)])
+        cp = self.cls_init(k_cls, x)
+        s = self.cls_opt_init(cp)
+        for _ in range(cfg.classifier.steps):
+            cp, s = self.cls_step(cp, s, x, y, w)
+        kept = self.kept(cp, cand_x, nm)
+        aug_w = (kept * cfg.finetune.aug_weight).astype(jnp.float32)
+        idx, row_w = self.batches(k_ft, pm.astype(jnp.float32), aug_w)
+        idx, row_w = np.asarray(idx), np.asarray(row_w)
+        feats = {k: np.concatenate([np.asarray(d.local.features[k]), np.asarray(d.candidates.features[k])])
+                 for k in d.local.features}
+        labels = np.concatenate([np.asarray(d.local.label), np.asarray(d.candidates.label)])
+        tr, fr = split_trainable(p, tuple(cfg.finetune.trainable))
+        s = self.ft_opt_init(tr)
+        for i, rw in zip(idx, row_w):
+            tr, s = self.ft_step(tr, fr, s, {k: v[i] for k, v in feats.items()}, labels[i], rw)
+        return np.asarray(self.predict({**fr, **tr}, d.test))
+
+
+def step_hlo_ops(loop: PerUserLoop, c: DeviceChunk) -> dict:
+    """Instructions of one compiled fine-tuning step (gather, forward, backward, update) for one user: the
+    optimized HLO's instructions by opcode (fusions count once)."""
+    d = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0]), c)
+    p = localize_params(loop.params, d.vocab, d.user_vocab)
+    tr, fr = split_trainable(p, tuple(loop.cfg.finetune.trainable))
+    b = loop.cfg.finetune.batch_size
+    batch = jax.tree_util.tree_map(lambda x: x[:b], d.local.features)
+    text = loop.ft_step.lower(tr, fr, loop.ft_opt_init(tr), batch, d.local.label[:b], jnp.ones(b)).compile().as_text()
+    ops = collections.Counter(m.group(1) for m in re.finditer(r"= \S+ ([a-z][\w\-]*)\(", text))
+    skip = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
+    return {"ops": int(sum(v for k, v in ops.items() if k not in skip)), "fusions": int(ops.get("fusion", 0)),
+            "dots": int(ops.get("dot", 0))}
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=50, help="fine-tuning steps per user")
-    parser.add_argument("--loop-users", type=int, default=0,
+    parser.add_argument("--loop-users", type=int, default=64,
                         help="time the loop on this many users and scale to --users (0 = all users)")
-    parser.add_argument("--chunk-users", type=int, default=0, help="users per vmapped chunk (0 = the config's)")
+    parser.add_argument("--chunk-users", type=int, default=0, help="users per compiled chunk (0 = the config's)")
     parser.add_argument("--lockstep-users", type=int, default=-1,
-                        help="users vmapped together inside a chunk (0 = the whole chunk; default: the config's)")
+                        help="units vmapped together inside a chunk (0 = the whole chunk; default: the config's)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (after a warm-up)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    cfg = bench_config(args.users, args.steps)
+    cfg = bench_config(args.users, args.steps, args.chunk_users, args.lockstep_users)
     data = make_dataset(cfg)
     model, params, vectors, rows, _ = cloud_stage(cfg, data, show_progress=False)
-    owners = np.arange(len(data.users))
-    chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket, cfg.finetune.row_users)
-    settings = StageSettings.from_config(cfg)
-    if args.lockstep_users >= 0:
-        settings = dataclasses.replace(settings, lockstep_users=args.lockstep_users)
-    size = args.chunk_users or cfg.engine.chunk_users
-    # The engine as the simulator runs it: chunks of `size` users, one compiled shape.
-    chunks = [jax.device_put(jax.tree_util.tree_map(lambda x, s=s: x[s:s + size], chunk))
-              for s in range(0, len(owners), size)]
-    if len(chunks) > 1 and chunks[-1].user_mask.shape[0] != size:
-        raise SystemExit(f"--users ({len(owners)}) must be a multiple of the chunk size ({size})")
+    numbers, keys = StageNumbers.stack([cfg]), device_keys(cfg)
+    compiler = StageCompiler(model, StageSettings.from_config(cfg), user_mesh())
 
-    def engine(key):
-        for i, c in enumerate(chunks):     # one chunk at a time, as the simulator runs them (it reads each back)
-            jax.block_until_ready(device_stage(model, settings, params, c, jax.random.fold_in(key, i)))
+    def engine():
+        return run_chunks(cfg, data, model, params, vectors, rows, numbers, keys, False, compiler)
 
     t0 = time.perf_counter()
-    engine(jax.random.PRNGKey(0))
+    engine_out = engine()                                                 # warm-up: compiles
     engine_cold = time.perf_counter() - t0
+    engine_times = _timed(engine, args.repeats)
+    # The loop, on the first loop_users users (in the engine's order), packed as one chunk of their shapes.
+    # Packed at the widths of the engine's first chunk, so both sides draw the same minibatches.
+    size, slots, plan = plan_chunks(cfg, rows, 1 if compiler.mesh is None else compiler.mesh.size)
+    n_loop = min(args.loop_users or len(data.users), len(data.users))
+    owners = slots[:n_loop]
+    chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
+                       cfg.engine.min_bucket, cfg.finetune.row_users,
+                       widths={"local": int(plan["local"][0]), "test": plan["test"]})
+    loop = PerUserLoop(model, params, chunk, cfg)
     t0 = time.perf_counter()
-    engine(jax.random.PRNGKey(1))
-    engine_warm = time.perf_counter() - t0
-    n_loop = args.loop_users or len(owners)
-    sub = jax.tree_util.tree_map(lambda x: x[:n_loop], chunk)
-    t0 = time.perf_counter()
-    per_user_loop(model, params, sub, cfg)
-    loop = (time.perf_counter() - t0) * len(owners) / n_loop
+    loop.run(chunk, 0, keys[0])                                           # warm-up: compiles every jitted step
+    loop_compile = time.perf_counter() - t0
+    logits = []
+    loop_times = _timed(lambda: logits.__setitem__(slice(None), [loop.run(chunk, u, keys[0]) for u in range(n_loop)]),
+                        args.repeats)
+    scale = len(data.users) / n_loop
+    loop_auc, loop_valid = masked_auc(np.stack(logits), chunk.test.label, chunk.test.mask)
+    engine_auc = engine_out["auc"][0, 0, 0, owners]
+    both = np.asarray(loop_valid) & np.isfinite(engine_auc)
+    agreement = float(np.max(np.abs(np.asarray(loop_auc)[both] - engine_auc[both]))) if both.any() else float("nan")
+    engine_warm, loop_warm = float(np.median(engine_times)), float(np.median(loop_times)) * scale
+    engine_compile = engine_out["compile_seconds"]
+    hlo = step_hlo_ops(loop, chunk)
     figures = {
-        "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "users": int(len(owners)),
-        "chunk_users": size, "lockstep_users": min(settings.lockstep_users or size, size),
+        "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "devices": len(jax.devices()),
+        "users": int(len(data.users)), "chunk_users": cfg.engine.chunk_users, "lanes": engine_out["lanes"],
         "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
-        "shapes": {"local": chunk.local.width, "candidates": chunk.candidates.width, "test": chunk.test.width,
-                   "vocab": int(chunk.vocab.shape[1])},
-        "engine_seconds_with_compile": engine_cold, "engine_seconds": engine_warm,
-        "loop_seconds": loop, "loop_users_timed": n_loop,
-        "speedup": loop / engine_warm, "speedup_with_compile": loop / engine_cold,
+        "engine_seconds": engine_warm, "engine_seconds_spread": [min(engine_times), max(engine_times)],
+        "engine_compile_seconds": engine_compile, "engine_compiles": engine_out["compiles"],
+        "engine_seconds_first_run": engine_cold,
+        "loop_seconds": loop_warm, "loop_seconds_spread": [min(loop_times) * scale, max(loop_times) * scale],
+        "loop_compile_seconds": loop_compile, "loop_users_timed": n_loop,
+        "speedup": loop_warm / engine_warm,
+        "speedup_with_compile": (loop_warm + loop_compile) / (engine_warm + engine_compile),
+        "auc_max_abs_difference": agreement, "auc_users_compared": int(both.sum()),
+        "step_hlo": hlo,
     }
-    print(f"device: {figures['device']} ({figures['platform']})")
-    print(f"users: {figures['users']} in chunks of {size} ({figures['lockstep_users']} in lockstep)  classifier steps: {cfg.classifier.steps}  fine-tune steps: {cfg.finetune.steps}"
-          f"  batch: {cfg.finetune.batch_size}  shapes: {figures['shapes']}")
-    print(f"vmapped engine: {engine_warm:.2f} s ({engine_cold:.2f} s with its compilation)")
-    print(f"per-user loop:  {loop:.2f} s" + ("" if n_loop == len(owners) else f" (timed on {n_loop} users, scaled)"))
-    print(f"speedup: {figures['speedup']:.1f}x ({figures['speedup_with_compile']:.1f}x counting compilation)")
+    print(f"device: {figures['device']} ({figures['platform']}, {figures['devices']} device(s))")
+    print(f"users: {figures['users']} in chunks of {cfg.engine.chunk_users}, lanes {figures['lanes']}; classifier "
+          f"steps {cfg.classifier.steps}, fine-tune steps {cfg.finetune.steps}, batch {cfg.finetune.batch_size}")
+    print(f"engine:        {engine_warm:.2f} s (spread {min(engine_times):.2f}-{max(engine_times):.2f} over "
+          f"{args.repeats} runs), compile {engine_compile:.2f} s ({engine_out['compiles']} program(s))")
+    print(f"per-user loop: {loop_warm:.2f} s (spread {figures['loop_seconds_spread'][0]:.2f}-"
+          f"{figures['loop_seconds_spread'][1]:.2f}; timed on {n_loop} users, scaled), compile {loop_compile:.2f} s")
+    print(f"speedup: {figures['speedup']:.1f}x executing, {figures['speedup_with_compile']:.1f}x counting each "
+          f"side's compilation")
+    print(f"AUC agreement: max |engine - loop| = {agreement:.2e} over {both.sum()} users")
+    print(f"one fine-tuning step: {hlo['ops']} HLO ops ({hlo['fusions']} fusions, {hlo['dots']} dots)")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(figures, f, indent=1)
+        from coda_jax.results_io import write_json_atomic  # noqa: PLC0415
+
+        write_json_atomic(args.out, figures)
     return 0
 
 

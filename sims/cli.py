@@ -31,6 +31,28 @@ def build_config(args: argparse.Namespace) -> Config:
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
+def compile_cache_dir() -> str:
+    """Where the CLI keeps JAX's persistent compilation cache: ``$CODA_JAX_CACHE``, else
+    ``$XDG_CACHE_HOME/coda-jax/xla`` (``~/.cache/coda-jax/xla``)."""
+    import os  # noqa: PLC0415
+
+    if os.environ.get("CODA_JAX_CACHE"):
+        return os.environ["CODA_JAX_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "coda-jax", "xla")
+
+
+def use_compile_cache(args: argparse.Namespace) -> None:
+    """Turn on JAX's persistent compilation cache unless ``--no-compile-cache``: compiled device stages are
+    kept on disk, so a second run (or sweep) of the same structure loads them instead of compiling."""
+    if getattr(args, "no_compile_cache", False):
+        return
+    import jax  # noqa: PLC0415
+
+    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from coda_jax.results_io import check_out_dir  # noqa: PLC0415
 
@@ -39,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_out_dir(args.out, ("results.json",), overwrite=args.overwrite)
 
     import jax  # noqa: PLC0415 - keep `--help` fast
+
+    use_compile_cache(args)
 
     from coda_jax.simulate import simulate  # noqa: PLC0415
 
@@ -55,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from sims.sweep import main as sweep  # noqa: PLC0415
 
+    use_compile_cache(args)
     return sweep(args)
 
 
@@ -119,6 +144,9 @@ def make_parser() -> argparse.ArgumentParser:
                             "float() (1e-3); true/false, yes/no or 1/0; lists as [a, b] or a,b; an empty "
                             "value unsets an optional path")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--no-compile-cache", action="store_true",
+                       help="do not use JAX's persistent compilation cache (on by default, in $CODA_JAX_CACHE or "
+                            "~/.cache/coda-jax/xla: a second run of the same config compiles nothing)")
 
     run = sub.add_parser(
         "run", help="simulate CoDA and the baselines, print the results table",

@@ -111,7 +111,8 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
     again. ``overwrite`` runs every variant again. ``out`` is checked before any work.
     """
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
-    from coda_jax.simulate import cloud_key, cloud_stage, simulate  # noqa: PLC0415
+    from coda_jax.device.settings import structure  # noqa: PLC0415
+    from coda_jax.simulate import cloud_key, cloud_stage, simulate_points  # noqa: PLC0415
 
     variants = [(ov, with_overrides(base, ov) if ov else base) for ov in grid_overrides(grid)]
     ids = [variant_id(cfg) for _, cfg in variants]
@@ -130,31 +131,48 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
             for vid in ids:
                 if (store / vid).is_dir():
                     remove_stale_temporaries(store / vid, ("results.json", "variant.json"))
-    # variants finished earlier, all read (and checked) before any work
+    # variants finished earlier, all read (and checked) before any work (a rerun skips them)
     earlier = [_finished(store / vid / "results.json", cfg, overwrite) if store is not None else None
                for (_, cfg), vid in zip(variants, ids)]
+    # Variants that differ only in traced numbers (learning rates, weights, keep fraction, ...) and share the
+    # dataset and cloud stage run together: the sweep points of one compiled device stage (lanes).
+    results_of = {i: r for i, r in enumerate(earlier) if r is not None}
+    for i in results_of:
+        print(f"coda-sim sweep: {store / ids[i]}: finished earlier, read back", file=sys.stderr)
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, cfg) in enumerate(variants):
+        if i not in results_of:
+            groups.setdefault((cloud_key(cfg), json.dumps(to_dict(structure(cfg)), sort_keys=True)), []).append(i)
     datasets, clouds, rows = {}, {}, []
-    for i, ((ov, cfg), vid, results) in enumerate(zip(variants, ids, earlier)):
-        folder = store / vid if store is not None else None
-        if results is not None:
-            print(f"coda-sim sweep: {folder}: finished earlier, read back", file=sys.stderr)
-        else:
-            if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(folder / "variant.json", {"overrides": ov, "config": to_dict(cfg)})
-            key = cloud_key(cfg)
-            if key not in clouds:
-                datasets[key] = make_dataset(cfg)
-                clouds[key] = cloud_stage(cfg, datasets[key], show_progress=show_progress)
-            res = simulate(cfg, data=datasets[key], cloud=clouds[key], show_progress=show_progress)
-            if folder is not None:
-                res.save(folder)
-            results = strict_json(res.to_json())
-        summary = summarize(i, ov, results, vid)
-        rows.append(summary)
-        print(format_row(summary), flush=True)
+    printed = 0
+    for (key, _), members in groups.items():
+        cfgs = [variants[i][1] for i in members]
+        for i in members:
+            if store is not None:
+                (store / ids[i]).mkdir(parents=True, exist_ok=True)
+                write_json_atomic(store / ids[i] / "variant.json", {"overrides": variants[i][0],
+                                                                    "config": to_dict(variants[i][1])})
+        if key not in clouds:
+            datasets[key] = make_dataset(cfgs[0])
+            clouds[key] = cloud_stage(cfgs[0], datasets[key], show_progress=show_progress)
+        for i, res in zip(members, simulate_points(cfgs, data=datasets[key], cloud=clouds[key],
+                                                   show_progress=show_progress)):
+            if store is not None:
+                res.save(store / ids[i])
+            results_of[i] = strict_json(res.to_json())
+        # rows in grid order, as far as every earlier variant is done
+        rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants)) if i in results_of]
         if store is not None:
             write_json_atomic(store / "sweep.json", rows)
+        while printed < len(variants) and printed in results_of:
+            print(format_row(summarize(printed, variants[printed][0], results_of[printed], ids[printed])), flush=True)
+            printed += 1
+    rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants))]
+    while printed < len(variants):
+        print(format_row(rows[printed]), flush=True)
+        printed += 1
+    if store is not None:
+        write_json_atomic(store / "sweep.json", rows)
     return rows
 
 

@@ -7,22 +7,22 @@ import json
 import pytest
 
 
-def test_bench_engine_reports_both_times_and_their_ratio(tmp_path, capsys):
+def test_bench_engine_reports_both_times_their_ratio_and_agreement(tmp_path, capsys):
     from sims.cli import main    # through `coda-sim bench engine`, which hands its options to the benchmark
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "engine", "--users", "16", "--steps", "2", "--chunk-users", "8", "--lockstep-users", "4", "--out", str(out)]) == 0
+    assert main(["bench", "engine", "--users", "12", "--steps", "2", "--chunk-users", "8", "--lockstep-users", "4",
+                 "--loop-users", "5", "--repeats", "2", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
-    assert figures["users"] == 16 and figures["chunk_users"] == 8 and figures["loop_users_timed"] == 16
-    assert figures["lockstep_users"] == 4
+    assert figures["users"] == 12 and figures["chunk_users"] == 8 and figures["loop_users_timed"] == 5
+    assert figures["lanes"]["users_in_lockstep"] == 4 and figures["lanes"]["methods"] == 1
     assert figures["engine_seconds"] > 0 and figures["loop_seconds"] > 0
+    assert figures["engine_compiles"] >= 1 and figures["engine_compile_seconds"] > 0
     assert figures["speedup"] == pytest.approx(figures["loop_seconds"] / figures["engine_seconds"])
+    lo, hi = figures["engine_seconds_spread"]
+    assert lo <= figures["engine_seconds"] <= hi
+    # same draws on both sides: the loop's per-user AUCs are the engine's
+    assert figures["auc_users_compared"] >= 1 and figures["auc_max_abs_difference"] < 1e-4
+    assert figures["step_hlo"]["ops"] > 0 and figures["step_hlo"]["dots"] >= 1
     printed = capsys.readouterr().out
-    assert "device:" in printed and "speedup:" in printed
-
-
-def test_bench_engine_rejects_a_ragged_last_chunk():
-    from sims.bench_engine import main
-
-    with pytest.raises(SystemExit, match="multiple of the chunk size"):
-        main(["--users", "12", "--steps", "1", "--chunk-users", "8"])
+    assert "device:" in printed and "speedup:" in printed and "HLO ops" in printed

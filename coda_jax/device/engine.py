@@ -79,35 +79,56 @@ def shape_plan(rows: UserRows, order: np.ndarray, chunk_users: int, min_bucket: 
             "test": bucket_size(int(n_test.max(initial=1)), min_bucket)}
 
 
+def plan_chunks(cfg, rows: UserRows, n_devices: int = 1) -> tuple[int, np.ndarray, dict]:
+    """How a run's users go into chunks: ``(size, slots, plan)``: users per chunk (a multiple of
+    ``n_devices``), int [C * size] simulated users by chunk slot (most local rows first; ``-1`` pads the last
+    chunk) and :func:`shape_plan`'s widths."""
+    n_users = len(rows.counts("local"))
+    size = min(cfg.engine.chunk_users, n_users)
+    size = -(-size // n_devices) * n_devices                          # every device gets as many users
+    order = np.argsort(-rows.counts("local"), kind="stable")
+    slots = np.full(-(-n_users // size) * size, -1)
+    slots[:n_users] = order
+    return size, slots, shape_plan(rows, slots, size, cfg.engine.min_bucket, cfg.engine.max_shapes)
+
+
 def user_mesh(devices: list | None = None) -> Mesh | None:
     """A one-axis mesh (``"users"``) over ``devices`` (all JAX sees); None for a single device."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (USERS,)) if len(devices) > 1 else None
 
 
-class _CacheHits:
-    """Counts JAX persistent-compilation-cache hits while it is installed (a monitoring listener)."""
+class _CompileEvents:
+    """Counts XLA compilations and persistent-cache hits (JAX monitoring listeners, installed once). A
+    compilation request that JAX answers from its in-memory cache fires neither."""
 
-    count = 0
+    requests = 0       # programs compiled or loaded from the persistent cache
+    cache_hits = 0
     _installed = False
 
     @classmethod
     def install(cls) -> None:
         if not cls._installed:
             jax.monitoring.register_event_listener(cls._on_event)
+            jax.monitoring.register_event_duration_secs_listener(cls._on_duration)
             cls._installed = True
 
     @classmethod
     def _on_event(cls, event: str, **_) -> None:
         if event == "/jax/compilation_cache/cache_hits":
-            cls.count += 1
+            cls.cache_hits += 1
+
+    @classmethod
+    def _on_duration(cls, event: str, duration: float, **_) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            cls.requests += 1
 
 
 class StageCompiler:
     """Compiles the device stage ahead of time, once per argument shape, and keeps the executables.
 
     Attributes:
-      compiles: programs XLA really compiled (persistent-cache hits not counted).
+      compiles: programs XLA really compiled (persistent-cache hits and in-memory reuse not counted).
       cache_hits: programs loaded from JAX's persistent compilation cache.
       seconds: time spent lowering and compiling (or loading).
     """
@@ -117,32 +138,34 @@ class StageCompiler:
         self.executables: dict = {}
         self.compiles = self.cache_hits = 0
         self.seconds = 0.0
-        _CacheHits.install()
+        _CompileEvents.install()
 
     def __call__(self, params, chunk, numbers: StageNumbers, keys):
         leaves, tree = jax.tree_util.tree_flatten((chunk, numbers, keys))
-        sig = tree, tuple((np.shape(x), np.result_type(x)) for x in leaves)
+        sig = tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
         exe = self.executables.get(sig)
         if exe is None:
-            t0, hits0 = time.perf_counter(), _CacheHits.count
+            t0, requests0, hits0 = time.perf_counter(), _CompileEvents.requests, _CompileEvents.cache_hits
             exe = device_stage.lower(self.model, self.settings, params, chunk, numbers, keys,
                                      mesh=self.mesh).compile()
             self.seconds += time.perf_counter() - t0
-            hit = _CacheHits.count > hits0
-            self.cache_hits += int(hit)
-            self.compiles += int(not hit)
+            hits = _CompileEvents.cache_hits - hits0
+            self.cache_hits += hits
+            self.compiles += max(_CompileEvents.requests - requests0 - hits, 0)
             self.executables[sig] = exe
         return exe(params, chunk, numbers, keys)
 
 
 def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, numbers: StageNumbers,
-               keys: jax.Array, show_progress: bool = True, compiler: StageCompiler | None = None) -> dict:
+               keys: jax.Array, show_progress: bool = True, compiler: StageCompiler | None = None,
+               devices: list | None = None) -> dict:
     """Run the compiled device stage over every simulated user, chunk by chunk.
 
     Args:
       cfg: the run config (structure: chunking, buckets, methods); data: the dataset.
       numbers: :class:`StageNumbers` of [P] vectors; keys: [R] device keys (one per repeat).
       compiler: reuse compiled programs across calls (e.g. the variants of a sweep); a new one otherwise.
+      devices: the devices the user axis is split over (default: every device JAX sees).
 
     Returns (simulated users in ``data.users`` order, ``S`` of them): ``auc`` / ``aug_rows`` float
     [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``valid`` bool [S] (test rows
@@ -150,17 +173,12 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     ``compiles``, ``cache_hits``, ``compile_seconds``, ``shapes`` (distinct chunk shapes) and ``lanes``.
     """
     settings = StageSettings.from_config(cfg)
-    mesh = user_mesh()
-    compiler = compiler or StageCompiler(model, settings, mesh)
+    compiler = compiler or StageCompiler(model, settings, user_mesh(devices))
+    mesh = compiler.mesh
     n_dev = 1 if mesh is None else mesh.size
     n_users = len(data.users)
-    size = min(cfg.engine.chunk_users, n_users)
-    size = -(-size // n_dev) * n_dev                                   # every device gets as many users
-    order = np.argsort(-rows.counts("local"), kind="stable")
-    n_chunks = -(-n_users // size)
-    slots = np.full(n_chunks * size, -1)
-    slots[:n_users] = order
-    plan = shape_plan(rows, slots, size, cfg.engine.min_bucket, cfg.engine.max_shapes)
+    size, slots, plan = plan_chunks(cfg, rows, n_dev)
+    n_chunks = len(slots) // size
     p, r, m = numbers.points, int(keys.shape[0]), len(settings.methods)
     auc = np.full((p, r, m, n_users), np.nan)
     aug_rows = np.zeros((p, r, m, n_users))

@@ -208,27 +208,24 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
 
     def users(c: DeviceChunk, params, nums: StageNumbers, ks):
         # Users x points x repeats run as one flat axis of units (and their lanes as one flat axis inside
-        # units_stage): one batch dimension keeps XLA's batched products on their fast path.
+        # units_stage): one batch dimension keeps XLA's batched products on their fast path. Units go in
+        # groups of the lockstep width; each group gathers its own users' rows (never all units at once).
         n_users, n_points, n_keys = c.user_index.shape[0], nums.points, ks.shape[0]
         total = n_users * n_points * n_keys
-        i = jnp.arange(total)
-        u, p, r = i // (n_points * n_keys), (i // n_keys) % n_points, i % n_keys
-        units = c if n_points * n_keys == 1 else jax.tree_util.tree_map(lambda x: x[u], c)
-        unit_numbers = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_points,))[p], nums)
-        unit_keys = jax.vmap(jax.random.fold_in)(ks[r], units.user_index)
         width = settings.lockstep_users
         width = width if 0 < width < total else total
         groups = -(-total // width)
-        pad = groups * width - total
+        i = jnp.minimum(jnp.arange(groups * width), total - 1).reshape(groups, width)   # the last group repeats
+        flat_numbers = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_points,)), nums)
 
-        def grouped(x):           # [total, ...] -> [groups, width, ...] (the last group padded with unit 0)
-            x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])]) if pad else x
-            return x.reshape((groups, width) + x.shape[1:])
+        def group(unit):
+            u, p, r = unit // (n_points * n_keys), (unit // n_keys) % n_points, unit % n_keys
+            devices = jax.tree_util.tree_map(lambda x: x[u], c)
+            keys = jax.vmap(jax.random.fold_in)(ks[r], devices.user_index)
+            numbers = jax.tree_util.tree_map(lambda x: x[p], flat_numbers)
+            return units_stage(model, settings, params, devices, numbers, keys, with_logits=with_logits)
 
-        xs = jax.tree_util.tree_map(grouped, (units, unit_numbers, unit_keys))
-        stage = functools.partial(units_stage, model, settings, params, with_logits=with_logits)
-        out = jax.lax.map(lambda a: stage(*a), xs) if groups > 1 else jax.tree_util.tree_map(
-            lambda x: x[None], stage(*jax.tree_util.tree_map(lambda x: x[0], xs)))
+        out = jax.lax.map(group, i) if groups > 1 else jax.tree_util.tree_map(lambda x: x[None], group(i[0]))
         return jax.tree_util.tree_map(
             lambda x: x.reshape((groups * width,) + x.shape[2:])[:total].reshape((n_users, n_points, n_keys)
                                                                                 + x.shape[2:]), out)
