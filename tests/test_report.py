@@ -171,3 +171,22 @@ def test_missing_inputs_and_broken_sweeps_name_the_file(tmp_path, capsys):
 def test_run_plot_needs_out(capsys):
     assert main(["run", "--plot", "--quiet"]) == 2
     assert "--plot: needs --out" in capsys.readouterr().err
+
+
+def test_run_plot_writes_the_runs_figures_next_to_results_json(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    simulate_module = importlib.import_module("coda_jax.simulate")
+    fake = fake_results()
+
+    def simulate(cfg, show_progress=True):          # the engine is not what this test is about
+        return simulate_module.Results(**{k: fake[k] for k in ("config", "methods", "comparisons", "augmentation",
+                                                               "retrieval", "timings", "overhead", "data")})
+
+    monkeypatch.setattr(simulate_module, "simulate", simulate)
+    fake["augmentation"] = {"local_rows": 10.0}
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--plot", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"results.json", "auc.png", "coda_differences.png",
+                                               "per_user_scatter.png", "per_user.csv"}
+    assert "figures written to" in capsys.readouterr().out
