@@ -197,7 +197,7 @@ def make_parser() -> argparse.ArgumentParser:
     combine.set_defaults(func=cmd_combine)
     report = sub.add_parser(
         "report", help="figures (PNG) and a per-user CSV of runs and sweeps",
-        description="Draw, for each run: every method's user-averaged AUC with 95%% bootstrap intervals over "
+        description="Draw, for each run: every method's user-averaged AUC with 95% bootstrap intervals over "
                     "users (auc.png), coda's paired differences to every other method (coda_differences.png), "
                     "each user's AUC, coda vs global and vs local (per_user_scatter.png); for each sweep "
                     "folder (holding sweep.json): every method's AUC against each swept field "

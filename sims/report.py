@@ -148,15 +148,15 @@ def _eval_settings(results: dict) -> tuple[int, float]:
 
 
 def method_intervals(results: dict) -> dict[str, dict]:
-    """Per method: ``{"auc", "low", "high", "users", "reference"}``; the interval is a bootstrap over users of
-    the method's per-user AUCs (NaN where it has none). ``auc`` is the results' own user-averaged AUC."""
+    """Per method: ``{"auc", "low", "high", "users", "reference"}``: the mean of the method's per-user AUCs (in a
+    results.json, its user-averaged ``auc``) with a bootstrap interval over users; a method without per-user
+    AUCs keeps its ``auc`` and no interval."""
     n, conf = _eval_settings(results)
     out = {}
     for name, m in results["methods"].items():
         pu = np.array([_num(a) for a in m.get("per_user", {}).values()], np.float64)
         mean, low, high = bootstrap_mean(pu, n, conf)
-        auc = _num(m["auc"])
-        out[name] = {"auc": auc if math.isfinite(auc) else mean, "low": low, "high": high,
+        out[name] = {"auc": mean if math.isfinite(mean) else _num(m["auc"]), "low": low, "high": high,
                      "users": int(np.isfinite(pu).sum()), "reference": bool(m.get("reference", False))}
     return out
 
@@ -232,7 +232,7 @@ def _errorbar_rows(ax, names, values, lows, highs, colors, labels, fmt: str) -> 
         if not math.isfinite(v):
             continue
         if math.isfinite(lo) and math.isfinite(hi):
-            ax.errorbar(v, y, xerr=[[v - lo], [hi - v]], fmt="o", color=c, ecolor=c, elinewidth=2,
+            ax.errorbar(v, y, xerr=[[max(v - lo, 0.0)], [max(hi - v, 0.0)]], fmt="o", color=c, ecolor=c, elinewidth=2,
                         capsize=4, markersize=7)
         else:
             ax.plot(v, y, "o", color=c, markersize=7)
@@ -246,7 +246,7 @@ def _errorbar_rows(ax, names, values, lows, highs, colors, labels, fmt: str) -> 
     if finite:
         lo, hi = min(finite), max(finite)
         pad = (hi - lo) or abs(hi) * 0.05 or 0.01
-        ax.set_xlim(lo - 0.08 * pad, hi + 0.75 * pad)
+        ax.set_xlim(lo - 0.08 * pad, hi + 0.9 * pad)
     for y, v, lo_, hi_, c in zip(ys, values, lows, highs, colors):
         text = "n/a (no users)" if not math.isfinite(v) else (
             f"{v:{fmt}} [{lo_:{fmt}}, {hi_:{fmt}}]" if math.isfinite(lo_) and math.isfinite(hi_) else f"{v:{fmt}}")
@@ -403,7 +403,7 @@ def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str) -> 
         shift = (j - (len(names) - 1) / 2) * 0.012 * spread     # side by side, so intervals do not overlap
         x = xs * 10 ** shift if log else xs + shift
         auc, low, high = (np.array(p[k], np.float64) for k in ("auc", "low", "high"))
-        err = np.where(np.isfinite(low) & np.isfinite(high), [auc - low, high - auc], 0.0)
+        err = np.where(np.isfinite(low) & np.isfinite(high), np.maximum([auc - low, high - auc], 0.0), 0.0)
         ax.errorbar(x, auc, yerr=err, marker="o", color=color, capsize=3, linewidth=2.2 if m == CODA else 1.3,
                     linestyle=("--" if p["reference"] else "-") if len(xs) > 1 else "none",
                     markersize=5, label=_label(m, p["reference"]))
