@@ -400,17 +400,18 @@ def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str) -> 
     for j, m in enumerate(names):
         p = points[m]
         color = REFERENCE_COLOR if p["reference"] else CODA_COLOR if m == CODA else next(palette)
-        shift = (j - (len(names) - 1) / 2) * 0.012 * spread     # side by side, so intervals do not overlap
+        shift = (j - (len(names) - 1) / 2) * (0.012 * spread if numeric else 0.06)   # intervals side by side
         x = xs * 10 ** shift if log else xs + shift
         auc, low, high = (np.array(p[k], np.float64) for k in ("auc", "low", "high"))
         err = np.where(np.isfinite(low) & np.isfinite(high), np.maximum([auc - low, high - auc], 0.0), 0.0)
         ax.errorbar(x, auc, yerr=err, marker="o", color=color, capsize=3, linewidth=2.2 if m == CODA else 1.3,
-                    linestyle=("--" if p["reference"] else "-") if len(xs) > 1 else "none",
+                    linestyle=("--" if p["reference"] else "-") if numeric and len(xs) > 1 else "none",
                     markersize=5, label=_label(m, p["reference"]))
     if log:
         ax.set_xscale("log")
-    if not numeric:
+    if not numeric:                               # categories: points side by side, no lines between them
         ax.set_xticks(xs, [str(list(v)) if isinstance(v, tuple) else str(v) for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
     elif len(values) <= 8:
         ax.set_xticks(xs, [f"{v:g}" for v in values])
         ax.minorticks_off()
