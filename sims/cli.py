@@ -4,6 +4,7 @@
   coda-sim sweep [--config FILE] [--data-dir DIR] --grid KEY=V1,V2 [--grid ...] [--out DIR]
   coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--lockstep-users N] [--out FILE]
   coda-sim combine RUN_DIR RUN_DIR [...] [--out FILE]
+  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -57,8 +58,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from coda_jax.results_io import check_out_dir  # noqa: PLC0415
 
     cfg = build_config(args)
+    if args.plot and not args.out:
+        raise ConfigError("--plot: needs --out DIR (the figures go next to results.json)")
     if args.out:                     # before any work: a bad --out found after an hour of simulation loses it
         check_out_dir(args.out, ("results.json",), overwrite=args.overwrite)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401, PLC0415 - before the run, not after it
+        except ImportError as err:
+            raise ConfigError(f"--plot: needs matplotlib ({err}); pip install 'matplotlib>=3.7'") from None
 
     import jax  # noqa: PLC0415 - keep `--help` fast
 
@@ -73,6 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         path = results.save(args.out)
         print(f"results written to {path}")
+    if args.plot:
+        from sims.report import report  # noqa: PLC0415
+
+        figures = report([args.out], args.out)
+        print(f"figures written to {args.out}: {', '.join(p.name for p in figures)}")
     return 0
 
 
@@ -128,6 +141,12 @@ def cmd_combine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from sims.report import main as report  # noqa: PLC0415
+
+    return report(args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coda-sim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +186,8 @@ def make_parser() -> argparse.ArgumentParser:
                           "kept (error) unless --overwrite is given; the file is replaced atomically, so a "
                           "failed write never leaves a truncated one. NaN figures are written as null")
     run.add_argument("--overwrite", action="store_true", help="replace an existing results.json in --out")
+    run.add_argument("--plot", action="store_true",
+                     help="also write the run's figures and per_user.csv into --out (as coda-sim report does)")
     run.set_defaults(func=cmd_run)
     sweep = sub.add_parser(
         "sweep", help="run a grid of config values (dataset and cloud stage shared where possible)",
@@ -202,6 +223,22 @@ def make_parser() -> argparse.ArgumentParser:
                               "FILE is kept (error) unless --overwrite is given")
     combine.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     combine.set_defaults(func=cmd_combine)
+    report = sub.add_parser(
+        "report", help="figures (PNG) and a per-user CSV of runs and sweeps",
+        description="Draw, for each run: every method's user-averaged AUC with 95% bootstrap intervals over "
+                    "users (auc.png), coda's paired differences to every other method (coda_differences.png), "
+                    "each user's AUC, coda vs global and vs local (per_user_scatter.png); for each sweep "
+                    "folder (holding sweep.json): every method's AUC against each swept field "
+                    "(sweep_<field>.png); and per_user.csv (run, user_id, method, auc, rows) for pandas. With "
+                    "several inputs the figures are prefixed with each input's folder name. Existing figures "
+                    "are replaced.")
+    report.add_argument("inputs", nargs="+", metavar="RUN_DIR",
+                        help="run folders (holding results.json), results.json files or sweep folders "
+                             "(holding sweep.json)")
+    report.add_argument("--out", metavar="DIR",
+                        help="folder for the figures and per_user.csv (created if needed); default: the input's "
+                             "own folder (required with several inputs)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
