@@ -190,12 +190,13 @@ def device_keys(cfg: Config) -> jax.Array:
 
 
 def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-                     show_progress: bool = True, compiler=None) -> dict:
+                     show_progress: bool = True, compiler=None, devices: list | None = None) -> dict:
     """Run the compiled device stage over all simulated users (see :func:`coda_jax.device.engine.run_chunks`).
 
     ``cfg`` may be a list of P configs that differ only in traced numbers (:data:`~coda_jax.device.settings.
     TRACED_FIELDS`): they run as the sweep-point lanes of one program. Each repeat (``eval.repeats``, R) uses
-    an independent device key.
+    an independent device key. ``devices``: the devices the user axis is split over (default: all JAX sees;
+    ``jax.local_devices()`` for one process of a multi-host run).
 
     Returns :func:`~coda_jax.device.engine.run_chunks`'s dict (arrays [P, R, M, S] over simulated users in
     ``data.users`` order) plus ``auc_mean`` [P, M, S] (the mean over repeats).
@@ -207,7 +208,7 @@ def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, v
             raise ValueError(f"run_device_stage: config {i} differs from config 0 in more than the traced numbers "
                              f"({', '.join(TRACED_FIELDS)})")
     dev = run_chunks(cfgs[0], data, model, params, vectors, rows, StageNumbers.stack(cfgs), device_keys(cfgs[0]),
-                     show_progress, compiler)
+                     show_progress, compiler, devices)
     dev["auc_mean"] = dev["auc"].mean(axis=1)
     return dev
 

@@ -289,6 +289,10 @@ def test_epoch_order_visits_every_valid_row_once_per_epoch(n, width, total):
         np.testing.assert_array_equal(np.sort(idx[e * n:(e + 1) * n]), np.flatnonzero(valid))
     counts = np.bincount(idx, minlength=width)[valid]
     assert counts.max() - counts.min() <= 1                # without replacement: frequencies differ by <= 1
+    padded = np.r_[valid, np.zeros(37, bool)]               # more padding (a wider chunk): the same draws
+    np.testing.assert_array_equal(np.asarray(epoch_order(jax.random.PRNGKey(3), jnp.asarray(padded), total)), idx)
+    other = np.asarray(epoch_order(jax.random.PRNGKey(4), jnp.asarray(valid), total))
+    assert n < 3 or not np.array_equal(other, idx)          # another key, another order
 
 
 @pytest.mark.parametrize("sampling", ["stratified", "pooled"])

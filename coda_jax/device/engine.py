@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -90,6 +91,18 @@ def plan_chunks(cfg, rows: UserRows, n_devices: int = 1) -> tuple[int, np.ndarra
     slots = np.full(-(-n_users // size) * size, -1)
     slots[:n_users] = order
     return size, slots, shape_plan(rows, slots, size, cfg.engine.min_bucket, cfg.engine.max_shapes)
+
+
+def share_of_users(data, rows: UserRows, index: int, count: int):
+    """Process ``index`` of ``count``'s share of the simulated users, for runs over several hosts (see
+    docs/engine.md): ``(data, rows)`` restricted to a contiguous block of the users (every row of the
+    dataset and the pool stay; only which users this process simulates changes). Per-user results do not
+    depend on which process runs a user: each user's keys come from its global user index."""
+    if not 0 <= index < count:
+        raise ValueError(f"share_of_users: index must be in [0, {count}), got {index}")
+    bounds = np.linspace(0, len(data.users), count + 1).round().astype(np.int64)
+    mine = np.arange(bounds[index], bounds[index + 1])
+    return dataclasses.replace(data, users=data.users[mine]), rows.subset(mine)
 
 
 def user_mesh(devices: list | None = None) -> Mesh | None:

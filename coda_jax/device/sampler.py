@@ -20,6 +20,36 @@ import jax
 import jax.numpy as jnp
 
 
+def _mix(x: jnp.ndarray) -> jnp.ndarray:
+    """A uint32 avalanche (MurmurHash3's finalizer): every output bit depends on every input bit."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def random_bijection(i: jnp.ndarray, n: jnp.ndarray, round_keys: jnp.ndarray) -> jnp.ndarray:
+    """A keyed pseudo-random permutation of ``[0, n)`` applied to ``i`` (uint32 [...] < n): a four-round
+    Feistel network over the smallest even number of bits covering ``n``, cycle-walked back into range.
+
+    ``n`` may be traced; ``round_keys`` uint32 [..., 4] (broadcast against ``i``). The value depends only on
+    ``(i, n, round_keys)``, never on array shapes, so draws do not change with padding.
+    """
+    bits = 2 * ((32 - jax.lax.clz(jnp.maximum(n, 2).astype(jnp.uint32) - 1) + 1) // 2)    # even, 2^bits >= n
+    half = (bits // 2).astype(jnp.uint32)
+    low = (jnp.uint32(1) << half) - jnp.uint32(1)
+
+    def feistel(x):
+        left, right = x >> half, x & low
+        for k in range(4):
+            left, right = right, left ^ (_mix(right ^ round_keys[..., k]) & low)
+        return (left << half) | right
+
+    first = feistel(i.astype(jnp.uint32))
+    return jax.lax.while_loop(lambda y: jnp.any(y >= n), lambda y: jnp.where(y >= n, feistel(y), y), first)
+
+
 def epoch_order(key: jax.Array, valid: jnp.ndarray, total: int) -> jnp.ndarray:
     """``total`` row indices running through shuffled epochs of the ``valid`` rows.
 
@@ -29,18 +59,20 @@ def epoch_order(key: jax.Array, valid: jnp.ndarray, total: int) -> jnp.ndarray:
       total: number of draws (static).
 
     Returns:
-      int32 [total]: draw ``p`` is row ``perm_e[p % n]`` of epoch ``e = p // n`` (``n`` = valid rows), so
-      each valid row appears once per epoch and a row outside ``valid`` never does (if no row is valid,
-      every draw is row 0; the caller gives it zero weight). Epoch ``e`` uses permutation ``e % K`` of
-      ``K = ceil(total / N) + 1`` independent ones (``K`` >= the number of epochs whenever ``n = N``).
+      int32 [total]: draw ``p`` is the valid row of rank ``perm_e(p % n)`` (in row order) of epoch
+      ``e = p // n`` (``n`` = valid rows), ``perm_e`` a keyed random permutation (:func:`random_bijection`),
+      so each valid row appears once per epoch and a row outside ``valid`` never does (if no row is valid,
+      every draw is row 0; the caller gives it zero weight). The draws depend on the key and the valid rows
+      only, not on how much padding ``valid`` has: a user's result does not change with its chunk's shapes.
     """
-    n_rows = valid.shape[0]
-    k = -(-total // n_rows) + 1
-    u = jax.random.uniform(key, (k, n_rows))
-    perms = jnp.argsort(jnp.where(valid, u, 2.0), axis=1)          # valid rows first, in random order
-    n = jnp.maximum(jnp.sum(valid, dtype=jnp.int32), 1)
-    p = jnp.arange(total, dtype=jnp.int32)
-    return perms[(p // n) % k, p % n].astype(jnp.int32)
+    n = jnp.sum(valid, dtype=jnp.int32)
+    n1 = jnp.maximum(n, 1).astype(jnp.uint32)
+    rows = jnp.nonzero(valid, size=valid.shape[0], fill_value=0)[0]         # rank -> row
+    base = jax.random.bits(key, (4,), jnp.uint32)
+    p = jnp.arange(total, dtype=jnp.uint32)
+    epoch, rank = p // n1, p % n1
+    round_keys = _mix(base[None, :] ^ _mix(epoch[:, None] * jnp.uint32(0x9E3779B9) + jnp.arange(4, dtype=jnp.uint32)))
+    return rows[random_bijection(rank, n1, round_keys)].astype(jnp.int32)
 
 
 def epoch_batches(key: jax.Array, local_weights: jnp.ndarray, aug_weights: jnp.ndarray | None, steps: int,
