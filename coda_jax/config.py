@@ -65,7 +65,7 @@ class SyntheticConfig:
     personal_scale: float = 0.3    # spread of each user's own deviation from its group
     shift_scale: float = 1.5       # planted: spread of each group's taste shift, switched on at shift_time
     shift_time: float = 0.6        # planted: T_s in [0, 1] (the two-cutoff split's T0 by default)
-    exposure: float = 0.5          # planted: exposure ~ exp(exposure * taste + b_item) (Gumbel top-k)
+    exposure: float = 1.0          # planted: exposure ~ exp(exposure * taste + b_item) (Gumbel top-k)
     item_scale: float = 0.5        # spread of item popularity
     drift: float = 0.5             # groups world: how much a user's taste moves from its first to its last row
     base_logit: float = 0.0
@@ -100,10 +100,10 @@ class DataConfig:
     meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
     skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
     label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # taobao: behaviors labelled 1 (the rest 0)
-    # Readers without explicit ratings (taobao): "behaviors" labels rows by label_behaviors; "sampled_negatives"
-    # makes every interaction a positive and adds `negatives` items the user never touched, at the same time,
-    # as negatives (as MPDA does for Amazon).
-    implicit_labels: str = "behaviors"
+    # Readers without explicit ratings (taobao): "sampled_negatives" makes every interaction a positive and adds
+    # `negatives` items the user never touched, at the same time, as negatives (as MPDA does for Amazon; see
+    # coda_jax/data/implicit.py); "behaviors" labels rows by label_behaviors (close to unlearnable on samples).
+    implicit_labels: str = "sampled_negatives"
     negatives: int = 4
     columns: tuple[str, ...] = ()  # csv: user, item, rating (or label), time [, genres] column names
                                    # (0-based numbers as strings, e.g. "0", without a header)
@@ -114,7 +114,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "din"
+    name: str = "deepfm"           # the planted default (its user x genre term can hold a stale group taste)
     embed_dim: int = 16
     hidden: tuple[int, ...] = (64, 32)
     attention_hidden: int = 32     # DIN only (its attention unit's width)
@@ -140,7 +140,7 @@ class RetrievalConfig:
     scann_reorder: int = 100
     # "sample": nearest pool samples of each local sample (ScaNN / exact); user-level: "user_embedding",
     # "item_overlap", "random_users" (candidates = the matched users' rows). See coda_jax.cloud.matching.
-    matching: str = "sample"
+    matching: str = "item_overlap"
     matched_users: int = 10        # users matched per user (user-level matching; the users mpda goes through)
 
 
@@ -162,15 +162,15 @@ class ClassifierConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int = 50
+    steps: int = 100
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.03
     optimizer: str = "adam"        # "adam" or "sgd" (plain gradient steps: a parameter moves with its gradient,
                                    # so weights the few local rows say little about stay near the cloud's)
-    trainable: tuple[str, ...] = ("dense", "user")   # groups (dense, user, item, genre) or parameter names
+    trainable: tuple[str, ...] = ("user",)   # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
-    row_users: str = "original"    # augmented rows keep their own users ("original") or act as the device's ("own")
+    row_users: str = "own"         # augmented rows keep their own users ("original") or act as the device's ("own")
     # "pooled": each step draws batch_size rows from local + augmented rows by weight. "stratified": batch_size
     # local rows and aug_batch_size augmented rows, weighted so the objective is the same weighted mean; every
     # method then draws the same local rows (common random numbers). Pooled did better on the MovieLens

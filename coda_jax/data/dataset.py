@@ -9,6 +9,7 @@ import numpy as np
 
 from coda_jax.config import Config, ConfigError
 from coda_jax.data.features import build_samples
+from coda_jax.data.implicit import sampled_negatives
 from coda_jax.data import formats
 from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
@@ -101,6 +102,8 @@ def load_interactions(cfg: Config) -> Interactions:
         elif d.source == "taobao":
             rule = {b: int(b in d.label_behaviors) for b in formats.TAOBAO_LABEL_RULE}
             inter, report = formats.read_taobao(path, rule, skip_bad_rows=d.skip_bad_rows)
+            if d.implicit_labels == "sampled_negatives":   # every interaction a positive, k sampled negatives
+                inter = sampled_negatives(inter, d.negatives, cfg.seed)
         else:
             keys = ("user", "item", d.csv_target, "time", "genre")
             columns = {k: (int(c) if not d.has_header else c) for k, c in zip(keys, d.columns)}
