@@ -114,7 +114,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "deepfm"           # the planted default (its user x genre term can hold a stale group taste)
+    name: str = "lr"               # the planted default: a model without user x genre terms, fine-tuned per device
     embed_dim: int = 16
     hidden: tuple[int, ...] = (64, 32)
     attention_hidden: int = 32     # DIN only (its attention unit's width)
@@ -156,7 +156,7 @@ class ClassifierConfig:
     steps: int = 100
     learning_rate: float = 0.05
     l2: float = 1e-3
-    keep_fraction: float = 0.3
+    keep_fraction: float = 0.7
     threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
 
 
@@ -164,10 +164,10 @@ class ClassifierConfig:
 class FinetuneConfig:
     steps: int = 100
     batch_size: int = 32
-    learning_rate: float = 0.03
+    learning_rate: float = 0.1
     optimizer: str = "adam"        # "adam" or "sgd" (plain gradient steps: a parameter moves with its gradient,
                                    # so weights the few local rows say little about stay near the cloud's)
-    trainable: tuple[str, ...] = ("user",)   # groups (dense, user, item, genre) or parameter names
+    trainable: tuple[str, ...] = ("genre",)  # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
     row_users: str = "own"         # augmented rows keep their own users ("original") or act as the device's ("own")
