@@ -156,7 +156,7 @@ class ClassifierConfig:
     steps: int = 100
     learning_rate: float = 0.05
     l2: float = 1e-3
-    keep_fraction: float = 0.7
+    keep_fraction: float = 0.9
     threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
 
 

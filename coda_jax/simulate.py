@@ -90,7 +90,7 @@ class Results:
         if share:
             lines.append("own-group share of augmented rows: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in share.items()))
-        if "gap_closed" in self.diagnostics:
+        if self.diagnostics.get("gap_closed") is not None:
             lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
         r = self.retrieval
         if r.get("recall_at_k") is not None:
