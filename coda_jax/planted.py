@@ -160,6 +160,20 @@ def own_group_shares(cfg: Config, data: Dataset, vectors: np.ndarray, rows, mode
 
 # ----------------------------------------------------------------------------- the hook
 
+_LAST: dict = {}
+
+
+def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, show_progress: bool) -> dict:
+    """:func:`reference_scores`, computed once for the sweep points of one dataset and cloud stage (the points of
+    :func:`coda_jax.simulate.simulate_points` share both; ``global-fresh`` retrains a cloud model)."""
+    from coda_jax.simulate import cloud_key  # noqa: PLC0415
+
+    key = (cloud_key(cfg), len(test_rows))
+    if _LAST.get("data") is not data or _LAST.get("key") != key:
+        _LAST.clear()
+        _LAST.update(data=data, key=key, scores=reference_scores(cfg, data, model, test_rows, show_progress))
+    return _LAST["scores"]
+
 
 def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows, valid: np.ndarray,
                    methods: dict, comparisons: dict, show_progress: bool = False) -> dict:
@@ -173,7 +187,7 @@ def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarra
     t = time.perf_counter()
     test_rows = rows.test[1]
     user_ids = table.user_ids[data.users]
-    scores = reference_scores(cfg, data, model, test_rows, show_progress)
+    scores = _cached_scores(cfg, data, model, test_rows, show_progress)
     per_user = {}
     for name, s in scores.items():
         auc = per_user_auc(s, table, rows.test)

@@ -154,3 +154,25 @@ def test_sampled_negatives():
     assert negs_time <= set(zip(out.user[pos].tolist(), out.time[pos].tolist()))   # same timestamps
     again = sampled_negatives(inter, 3, 0)
     np.testing.assert_array_equal(again.item, out.item)
+
+
+def test_tiny_planted_run_adds_flagged_reference_rows_and_shares():
+    from coda_jax.simulate import simulate  # noqa: PLC0415
+
+    cfg = with_overrides(Config(), [
+        "synthetic.num_users=48", "synthetic.num_items=80", "synthetic.num_item_clusters=6", "synthetic.num_genres=6",
+        "synthetic.num_user_groups=3", "synthetic.min_rows_per_user=30", "synthetic.max_rows_per_user=40",
+        "data.history_len=3", "cloud.epochs=1", "retrieval.max_candidates=24", "retrieval.matched_users=3",
+        "classifier.steps=5", "finetune.steps=4", "finetune.batch_size=8", "engine.chunk_users=16",
+        "engine.min_bucket=8", "eval.bootstrap=50", "methods=[global,local+random,coda]"])
+    res = simulate(cfg, show_progress=False)
+    for name in ("oracle", "group-oracle", "stale-oracle", "mixture", "popularity", "global-fresh"):
+        m = res.methods[name]
+        assert m["reference"] is True and m["users"] == res.methods["coda"]["users"]
+        assert set(m["per_user"]) == set(res.methods["coda"]["per_user"])         # the same users
+        assert name in res.comparisons
+    assert not res.methods["coda"].get("reference")
+    share = res.diagnostics["own_group_share"]
+    assert share["chance"] == pytest.approx(1 / 3) and {"random", "candidates", "kept"} <= set(share)
+    assert "reference" in res.table() and "own-group share" in res.table()
+    assert res.data["split"] == "two_cutoff"
