@@ -4,7 +4,8 @@ Planted world (``synthetic.world: planted``, :func:`generate_planted`): the stru
 row's true click logit stored, so a run can add reference rows (``oracle``, ``group-oracle``, ``stale-oracle``,
 ``mixture``, ``popularity``; :func:`reference_logits`) computed on the same test rows as the methods.
 
-Groups world (``synthetic.world: groups``, the generator before the planted world). Generative story (all sizes from :class:`coda_jax.config.SyntheticConfig`):
+Groups world (``synthetic.world: groups``, the generator before the planted world). Generative story (all
+sizes from :class:`coda_jax.config.SyntheticConfig`):
 
 * every item belongs to one of ``C`` clusters; a cluster has a main genre, and an item adds one random
   genre; items have a popularity offset;
