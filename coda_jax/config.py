@@ -28,6 +28,10 @@ DATA_SOURCES = ("synthetic", "movielens100k", "movielens1m", "movielens_csv", "a
 DIR_SOURCES = ("movielens100k", "movielens1m", "movielens_csv")  # read from data.data_dir
 FILE_SOURCES = ("amazon", "taobao", "csv")                        # read from data.path
 TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
+SPLITS = ("auto", "user_fraction", "global_time", "two_cutoff")
+MATCH_FROM = ("before_t0", "before_t1", "fresh")
+WORLDS = ("planted", "groups")
+IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
@@ -40,20 +44,31 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
-    """Synthetic dataset with user groups whose tastes over item clusters differ."""
+    """Synthetic dataset with user groups whose tastes over item clusters differ.
 
+    ``world: planted`` (the default; :mod:`coda_jax.data.synthetic`) plants a known answer: click logit =
+    ``base_logit + b_item + theta[group, cluster] + delta[user, cluster] + shift[group, cluster] * [t >= shift_time]``
+    with ``b ~ N(0, item_scale^2)``, ``theta ~ N(0, taste_scale^2)``, ``delta ~ N(0, personal_scale^2)``,
+    ``shift ~ N(0, shift_scale^2)``; every row's true logit is stored, and the run adds reference rows
+    (oracle, group-oracle, ...). ``world: groups`` is the older generator (``drift`` applies there only).
+    """
+
+    world: str = "planted"
     num_users: int = 2000
     num_items: int = 1000
-    num_genres: int = 12
+    num_genres: int = 20           # planted: cluster c has genre c % num_genres + 1 (one genre per cluster)
     num_user_groups: int = 8
-    num_item_clusters: int = 16
-    min_rows_per_user: int = 20
-    max_rows_per_user: int = 80
-    taste_scale: float = 2.0       # spread of group tastes over clusters (logit units)
-    personal_scale: float = 1.0    # spread of each user's own deviation from its group
+    num_item_clusters: int = 20
+    min_rows_per_user: int = 60    # planted: times uniform on [0, 1), so ~60% before T0 = 0.6, ~20% local, ~20% test
+    max_rows_per_user: int = 100
+    taste_scale: float = 1.0       # spread of group tastes over clusters (logit units)
+    personal_scale: float = 0.3    # spread of each user's own deviation from its group
+    shift_scale: float = 1.5       # planted: spread of each group's taste shift, switched on at shift_time
+    shift_time: float = 0.6        # planted: T_s in [0, 1] (the two-cutoff split's T0 by default)
+    exposure: float = 1.0          # planted: exposure ~ exp(exposure * taste + b_item) (Gumbel top-k)
     item_scale: float = 0.5        # spread of item popularity
-    drift: float = 0.5             # how much a user's taste moves from its first to its last row
-    base_logit: float = -1.0
+    drift: float = 0.5             # groups world: how much a user's taste moves from its first to its last row
+    base_logit: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +78,17 @@ class DataConfig:
     like_threshold: float = 4.0    # explicit ratings: label = rating >= like_threshold
     history_len: int = 10
     test_fraction: float = 0.2
-    split: str = "user_fraction"   # "user_fraction": each user's latest rows; "global_time": one global timestamp
+    # "user_fraction": each user's latest rows; "global_time": one global timestamp; "two_cutoff": the cloud model
+    # trains on rows before T0, a device's local rows are its rows in [T0, T1), its test rows those after T1;
+    # "auto": two_cutoff on the planted synthetic world, user_fraction elsewhere.
+    split: str = "auto"
+    cutoff_t0: float = 0.6         # two_cutoff: T0, a global time quantile in (0, 1) or a timestamp (cutoff_by)
+    cutoff_t1: float = 0.8         # two_cutoff: T1 > T0
+    cutoff_by: str = "quantile"    # "quantile" of all rows' timestamps, or "timestamp" (the data's time unit,
+                                   # e.g. unix seconds for MovieLens: a date)
+    match_from: str = "before_t1"  # two_cutoff: what the cloud matches from: "before_t0" (its own rows), "before_t1"
+                                   # (also the fresh rows devices uploaded before T1) or "fresh" (only those)
+    fresh_reference: bool = True   # two_cutoff: also report global-fresh, a cloud model retrained on rows before T1
     min_rows_per_user: int = 5
     min_test_rows: int = 1         # simulate only users with at least this many held-out rows (others stay in the pool)
     eval_on: str = "test"          # "test", or "validation": hold out the last rows of each user's training rows
@@ -75,6 +100,11 @@ class DataConfig:
     meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
     skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
     label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # taobao: behaviors labelled 1 (the rest 0)
+    # Readers without explicit ratings (taobao): "sampled_negatives" makes every interaction a positive and adds
+    # `negatives` items the user never touched, at the same time, as negatives (as MPDA does for Amazon; see
+    # coda_jax/data/implicit.py); "behaviors" labels rows by label_behaviors (close to unlearnable on samples).
+    implicit_labels: str = "sampled_negatives"
+    negatives: int = 4
     columns: tuple[str, ...] = ()  # csv: user, item, rating (or label), time [, genres] column names
                                    # (0-based numbers as strings, e.g. "0", without a header)
     csv_target: str = "rating"     # csv: the third column is a "rating" (>= like_threshold) or a 0/1 "label"
@@ -84,7 +114,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    name: str = "din"
+    name: str = "lr"               # the planted default: a model without user x genre terms, fine-tuned per device
     embed_dim: int = 16
     hidden: tuple[int, ...] = (64, 32)
     attention_hidden: int = 32     # DIN only (its attention unit's width)
@@ -110,7 +140,7 @@ class RetrievalConfig:
     scann_reorder: int = 100
     # "sample": nearest pool samples of each local sample (ScaNN / exact); user-level: "user_embedding",
     # "item_overlap", "random_users" (candidates = the matched users' rows). See coda_jax.cloud.matching.
-    matching: str = "sample"
+    matching: str = "item_overlap"
     matched_users: int = 10        # users matched per user (user-level matching; the users mpda goes through)
 
 
@@ -126,21 +156,21 @@ class ClassifierConfig:
     steps: int = 100
     learning_rate: float = 0.05
     l2: float = 1e-3
-    keep_fraction: float = 0.3
+    keep_fraction: float = 0.9
     threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int = 50
+    steps: int = 100
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.1
     optimizer: str = "adam"        # "adam" or "sgd" (plain gradient steps: a parameter moves with its gradient,
                                    # so weights the few local rows say little about stay near the cloud's)
-    trainable: tuple[str, ...] = ("dense", "user")   # groups (dense, user, item, genre) or parameter names
+    trainable: tuple[str, ...] = ("genre",)  # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
     weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
-    row_users: str = "original"    # augmented rows keep their own users ("original") or act as the device's ("own")
+    row_users: str = "own"         # augmented rows keep their own users ("original") or act as the device's ("own")
     # "pooled": each step draws batch_size rows from local + augmented rows by weight. "stratified": batch_size
     # local rows and aug_batch_size augmented rows, weighted so the objective is the same weighted mean; every
     # method then draws the same local rows (common random numbers). Pooled did better on the MovieLens
@@ -238,8 +268,17 @@ def validate(cfg: Config, source: str = "config") -> Config:
     ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
     ck("data.min_test_rows", d.min_test_rows >= 1, f"must be >= 1, got {d.min_test_rows}")
     ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
-    ck("data.split", d.split in ("user_fraction", "global_time"),
-       f"must be 'user_fraction' or 'global_time', got {d.split!r}")
+    ck("data.split", d.split in SPLITS, f"must be one of {', '.join(SPLITS)}, got {d.split!r}")
+    ck("data.cutoff_by", d.cutoff_by in ("quantile", "timestamp"),
+       f"must be 'quantile' or 'timestamp', got {d.cutoff_by!r}")
+    if d.cutoff_by == "quantile":
+        ck("data.cutoff_t0", 0.0 < d.cutoff_t0 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t0}")
+        ck("data.cutoff_t1", 0.0 < d.cutoff_t1 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t1}")
+    ck("data.cutoff_t1", d.cutoff_t1 > d.cutoff_t0, f"must be > data.cutoff_t0 ({d.cutoff_t0}), got {d.cutoff_t1}")
+    ck("data.match_from", d.match_from in MATCH_FROM, f"must be one of {', '.join(MATCH_FROM)}, got {d.match_from!r}")
+    ck("data.implicit_labels", d.implicit_labels in IMPLICIT_LABELS,
+       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {d.implicit_labels!r}")
+    ck("data.negatives", 1 <= d.negatives <= 100, f"must be in [1, 100], got {d.negatives}")
     ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
     for b in d.label_behaviors:
         ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
@@ -261,6 +300,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         ck("data.delimiter", len(d.columns) < 5 or d.delimiter != "|",
            "must not be '|' with a genres column (genres are '|'-separated)")
     s = cfg.synthetic
+    ck("synthetic.world", s.world in WORLDS, f"must be one of {', '.join(WORLDS)}, got {s.world!r}")
     for key in ("num_users", "num_items", "num_genres", "num_user_groups", "num_item_clusters"):
         ck(f"synthetic.{key}", getattr(s, key) >= 1, f"must be >= 1, got {getattr(s, key)}")
     ck("synthetic.min_rows_per_user", s.min_rows_per_user >= 2, f"must be >= 2, got {s.min_rows_per_user}")
@@ -268,8 +308,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
        f"must be >= synthetic.min_rows_per_user ({s.min_rows_per_user}), got {s.max_rows_per_user}")
     ck("synthetic.max_rows_per_user", s.max_rows_per_user <= s.num_items,
        f"must be <= synthetic.num_items ({s.num_items}), got {s.max_rows_per_user}")
-    for key in ("taste_scale", "personal_scale", "item_scale", "drift"):
+    for key in ("taste_scale", "personal_scale", "item_scale", "drift", "shift_scale", "exposure"):
         ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
+    ck("synthetic.shift_time", 0.0 <= s.shift_time <= 1.0, f"must be in [0, 1], got {s.shift_time}")
     m = cfg.model
     ck("model.name", m.name in MODEL_NAMES, f"unknown model {m.name!r}; known: {', '.join(MODEL_NAMES)}")
     ck("model.embed_dim", 1 <= m.embed_dim <= 1024, f"must be in [1, 1024], got {m.embed_dim}")

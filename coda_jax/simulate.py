@@ -24,6 +24,7 @@ from coda_jax.device.engine import run_chunks
 from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, structure
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
+from coda_jax.planted import add_references
 
 
 @dataclasses.dataclass
@@ -40,6 +41,9 @@ class Results:
       timings: stage name -> seconds.
       overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
       data: dataset counts.
+      diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see
+        :mod:`coda_jax.planted`): own-group shares of augmented rows, the share of the global-to-group-oracle gap
+        coda closes. Reference rows (``"reference": True``) are in ``methods``.
     """
 
     config: dict
@@ -50,6 +54,7 @@ class Results:
     timings: dict
     overhead: dict
     data: dict
+    diagnostics: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -71,6 +76,9 @@ class Results:
         for name, m in self.methods.items():
             cmp = self.comparisons.get(name)
             diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+            if m.get("reference"):
+                lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{'reference':>22}{diff}")
+                continue
             lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
                          f"{self.augmentation.get(name, 0.0):>10.1f}{diff}{flag.get(name, '')}")
         repeats = self.config.get("eval", {}).get("repeats", 1)
@@ -78,6 +86,12 @@ class Results:
             lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "
                          "repeat: " + "; ".join(f"{name} {min(m['per_repeat_auc']):.4f}-{max(m['per_repeat_auc']):.4f}"
                                                for name, m in self.methods.items()))
+        share = self.diagnostics.get("own_group_share")
+        if share:
+            lines.append("own-group share of augmented rows: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in share.items()))
+        if self.diagnostics.get("gap_closed") is not None:
+            lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
         r = self.retrieval
         if r.get("recall_at_k") is not None:
             lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
@@ -138,7 +152,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
     model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
     pool = np.flatnonzero(data.pool)
     with timer("cloud_pretrain"):
-        params, losses = pretrain(model, table, pool, cfg.cloud, cfg.seed, show_progress)
+        params, losses = pretrain(model, table, np.flatnonzero(data.cloud_rows), cfg.cloud, cfg.seed, show_progress)
     with timer("sample_vectors"):
         vectors = sample_vectors(model, params, table, center_rows=pool)
     sim_index = np.full(table.num_users, -1)
@@ -314,5 +328,7 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
     retrieval = dict(retrieval, device_stage_compiles=dev["compiles"], device_stage_shapes=dev["shapes"],
                      lanes=dev["lanes"])
     ovh = overhead.estimate(cfg, data, model, params, vectors, rows, kept, dev["vocab_size"], dev["user_rows"])
+    # Known answers (planted world / two-cutoff split): reference rows and diagnostics, see coda_jax.planted.
+    diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons)
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
-                   retrieval=retrieval, timings=timings, overhead=ovh, data=data.info)
+                   retrieval=retrieval, timings=timings, overhead=ovh, data=data.info, diagnostics=diagnostics)

@@ -172,13 +172,16 @@ def make_parser() -> argparse.ArgumentParser:
         description="Simulate CoDA and the baselines (global, local, local+random, local+coarse, coda; mpda "
                     "where methods lists it) and "
                     "print per-method user-averaged AUC with coda's paired bootstrap differences. Without "
-                    "--config it runs the embedded default: a synthetic dataset, no download. Real data: "
+                    "--config it runs the embedded default: the planted synthetic world's stale-cloud variant "
+                    "(a known answer: reference rows oracle, group-oracle, ... in the table; other variants: "
+                    "configs/planted_*.yaml), no download. Real data: "
                     "--config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding u.data, "
                     "u.item, u.user as downloaded); likewise configs/movielens1m.yaml and movielens20m.yaml "
                     "with --data-dir; configs/amazon.yaml, taobao.yaml, csv_example.yaml with --data-path FILE. "
                     "model.name picks din, lr, deepfm, wide_deep or pnn (configs/movielens100k_<model>.yaml, or "
                     "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
-                    "random_users; data.split picks user_fraction or global_time.")
+                    "random_users; data.split picks user_fraction, global_time or two_cutoff (the cloud trains "
+                    "before T0, devices hold [T0, T1), tests after T1; configs/movielens100k_two_cutoff.yaml).")
     add_config_args(run)
     run.add_argument("--out", metavar="DIR",
                      help="write results.json (config, per-method and per-user AUC, timings) into this folder "

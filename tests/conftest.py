@@ -13,16 +13,21 @@ from coda_jax.config import Config
 def tiny_config(**overrides) -> Config:
     """A config small enough for unit tests on a 2-core CPU."""
     cfg = Config()
+    # The groups world, user-fraction split, DIN, sample matching and the device settings the default had before
+    # the planted world became the default (the unit tests were written against them).
     cfg = dataclasses.replace(
         cfg,
-        synthetic=dataclasses.replace(cfg.synthetic, num_users=40, num_items=80, min_rows_per_user=10,
-                                      max_rows_per_user=24, num_user_groups=3, num_item_clusters=6),
-        data=dataclasses.replace(cfg.data, history_len=4),
-        model=dataclasses.replace(cfg.model, embed_dim=8, hidden=(16, 8), attention_hidden=8),
+        synthetic=dataclasses.replace(cfg.synthetic, world="groups", num_users=40, num_items=80, min_rows_per_user=10,
+                                      max_rows_per_user=24, num_user_groups=3, num_item_clusters=6, num_genres=12,
+                                      taste_scale=2.0, personal_scale=1.0, base_logit=-1.0),
+        data=dataclasses.replace(cfg.data, history_len=4, split="user_fraction"),
+        model=dataclasses.replace(cfg.model, name="din", embed_dim=8, hidden=(16, 8), attention_hidden=8),
         cloud=dataclasses.replace(cfg.cloud, epochs=2, batch_size=64),
-        retrieval=dataclasses.replace(cfg.retrieval, neighbors=5, max_candidates=20, recall_queries=50),
+        retrieval=dataclasses.replace(cfg.retrieval, neighbors=5, max_candidates=20, recall_queries=50,
+                                      matching="sample"),
         classifier=dataclasses.replace(cfg.classifier, steps=20),
-        finetune=dataclasses.replace(cfg.finetune, steps=8, batch_size=8),
+        finetune=dataclasses.replace(cfg.finetune, steps=8, batch_size=8, learning_rate=1e-3,
+                                     trainable=("dense", "user"), row_users="original"),
         engine=dataclasses.replace(cfg.engine, chunk_users=8, min_bucket=8),
         eval=dataclasses.replace(cfg.eval, bootstrap=200),
     )

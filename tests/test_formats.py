@@ -670,11 +670,12 @@ def test_dispatch_records_dropped_rows(tmp_path):
             for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv", "pv", "cart", "fav", "pv", "buy", "pv"])]
     rows.insert(5, b"1,1,1,click,5")
     p = _write(tmp_path, "UserBehavior.csv", rows)
-    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",))
+    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",),
+                     implicit_labels="behaviors")
     with _raises(p, 6, "'click'"):
         load_interactions(cfg)
     cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",),
-                     skip_bad_rows=True)
+                     skip_bad_rows=True, implicit_labels="behaviors")
     data = make_dataset(cfg)
     assert data.info["dropped_rows"] == {"unknown_behavior": 1}
     assert data.info["rows"] == 36

@@ -9,6 +9,7 @@ import numpy as np
 
 from coda_jax.config import Config, ConfigError
 from coda_jax.data.features import build_samples
+from coda_jax.data.implicit import sampled_negatives
 from coda_jax.data import formats
 from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
@@ -29,6 +30,8 @@ class Dataset:
         the training rows when ``data.eval_on`` is ``validation``; then test rows are in neither mask).
       users: int [S] the simulated users (global user index), those with training and held-out rows.
       info: counts for the report (rows, users, dropped users).
+      cloud_train: bool [N], the rows the cloud model trains on when they differ from ``pool`` (the two-cutoff
+        split: rows before T0); None means ``pool``.
     """
 
     table: SampleTable
@@ -37,6 +40,12 @@ class Dataset:
     heldout: np.ndarray
     users: np.ndarray
     info: dict
+    cloud_train: np.ndarray | None = None
+
+    @property
+    def cloud_rows(self) -> np.ndarray:
+        """bool [N], the rows the cloud model trains on."""
+        return self.pool if self.cloud_train is None else self.cloud_train
 
 
 def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]:
@@ -54,7 +63,8 @@ def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]
         raise DataError(f"{inter.name}: no user has at least {min_rows} interactions "
                         f"(data.min_rows_per_user)")
     out = dataclasses.replace(inter, user=new_index[inter.user[rows]].astype(np.int32), item=inter.item[rows],
-                              label=inter.label[rows], time=inter.time[rows], user_ids=inter.user_ids[keep_user])
+                              label=inter.label[rows], time=inter.time[rows], user_ids=inter.user_ids[keep_user],
+                              logit=None if inter.logit is None else inter.logit[rows])
     return out, int((~keep_user).sum())
 
 
@@ -92,6 +102,8 @@ def load_interactions(cfg: Config) -> Interactions:
         elif d.source == "taobao":
             rule = {b: int(b in d.label_behaviors) for b in formats.TAOBAO_LABEL_RULE}
             inter, report = formats.read_taobao(path, rule, skip_bad_rows=d.skip_bad_rows)
+            if d.implicit_labels == "sampled_negatives":   # every interaction a positive, k sampled negatives
+                inter = sampled_negatives(inter, d.negatives, cfg.seed)
         else:
             keys = ("user", "item", d.csv_target, "time", "genre")
             columns = {k: (int(c) if not d.has_header else c) for k, c in zip(keys, d.columns)}
@@ -126,6 +138,44 @@ def _check_both_classes(name: str, table: SampleTable, heldout: np.ndarray, user
         f"column) or hold out more rows per user (data.test_fraction / data.validation_fraction)")
 
 
+def cutoff_times(time: np.ndarray, cfg: Config) -> tuple[int, int]:
+    """The two-cutoff split's ``(T0, T1)`` in the data's time unit: global time quantiles of every row
+    (``data.cutoff_by: quantile``; the lowest timestamp at or above the quantile) or the values themselves."""
+    d = cfg.data
+    if d.cutoff_by == "timestamp":
+        return int(np.ceil(d.cutoff_t0)), int(np.ceil(d.cutoff_t1))
+    t0, t1 = np.quantile(time, [d.cutoff_t0, d.cutoff_t1], method="higher")
+    return int(t0), int(t1)
+
+
+def resolved_split(cfg: Config, table: SampleTable) -> str:
+    """``data.split`` with ``auto`` resolved: two_cutoff on a planted world, user_fraction otherwise."""
+    if cfg.data.split != "auto":
+        return cfg.data.split
+    return "two_cutoff" if table.planted is not None else "user_fraction"
+
+
+def two_cutoff_split(cfg: Config, table: SampleTable) -> dict:
+    """Masks of the two-cutoff split (bool [N] each): ``cloud`` rows before T0 (the cloud model's training
+    data), ``train`` each user's local rows in [T0, T1) (less its validation rows with ``data.eval_on:
+    validation``), ``heldout`` rows at or after T1 (or the validation rows: each user's latest
+    ``validation_fraction`` of its local rows), ``pool`` what the cloud matches from (``data.match_from``).
+    Also ``cutoffs`` (T0, T1)."""
+    d = cfg.data
+    t0, t1 = cutoff_times(table.time, cfg)
+    cloud = table.time < t0
+    train = (table.time >= t0) & (table.time < t1)
+    heldout = table.time >= t1
+    if d.eval_on == "validation":
+        heldout = temporal_split(table, d.validation_fraction, rows=train)
+        train = train & ~heldout
+    fresh = train
+    if d.device_only_fraction > 0:                    # the latest local rows stay on the device: not uploaded
+        fresh = train & ~temporal_split(table, d.device_only_fraction, rows=train)
+    pool = {"before_t0": cloud, "before_t1": cloud | fresh, "fresh": fresh}[d.match_from]
+    return {"cloud": cloud, "train": train, "heldout": heldout, "pool": pool, "cutoffs": (t0, t1)}
+
+
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     """Build and split the dataset of a run (``inter`` overrides the configured source).
 
@@ -144,16 +194,24 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     n_raw_users = inter.num_users
     inter, dropped = filter_users(inter, cfg.data.min_rows_per_user)
     table = build_samples(inter, cfg.data.history_len)
-    split = global_time_split if cfg.data.split == "global_time" else temporal_split
-    test = split(table, cfg.data.test_fraction)
-    train = ~test
-    heldout = test
-    if cfg.data.eval_on == "validation":
-        heldout = split(table, cfg.data.validation_fraction, rows=train)
-        train = train & ~heldout
-    pool = train
-    if cfg.data.device_only_fraction > 0:
-        pool = train & ~split(table, cfg.data.device_only_fraction, rows=train)
+    split_name = resolved_split(cfg, table)
+    cloud_train, extra_info = None, {}
+    if split_name == "two_cutoff":
+        parts = two_cutoff_split(cfg, table)
+        train, heldout, pool, cloud_train = parts["train"], parts["heldout"], parts["pool"], parts["cloud"]
+        extra_info = {"cutoffs": [int(c) for c in parts["cutoffs"]], "cloud_rows": int(cloud_train.sum()),
+                      "match_from": cfg.data.match_from}
+    else:
+        split = global_time_split if split_name == "global_time" else temporal_split
+        test = split(table, cfg.data.test_fraction)
+        train = ~test
+        heldout = test
+        if cfg.data.eval_on == "validation":
+            heldout = split(table, cfg.data.validation_fraction, rows=train)
+            train = train & ~heldout
+        pool = train
+        if cfg.data.device_only_fraction > 0:
+            pool = train & ~split(table, cfg.data.device_only_fraction, rows=train)
     has_train = np.bincount(table.user[train], minlength=table.num_users) > 0
     n_heldout = np.bincount(table.user[heldout], minlength=table.num_users)
     has_heldout = n_heldout >= cfg.data.min_test_rows
@@ -168,6 +226,7 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
             "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,
             "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "pool_rows": int(pool.sum()), "heldout_rows": int(heldout.sum()),
-            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": cfg.data.split,
-            "dropped_rows": dict(inter.dropped_rows)}
-    return Dataset(table=table, train=train, pool=pool, heldout=heldout, users=users, info=info)
+            "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": split_name,
+            "dropped_rows": dict(inter.dropped_rows), **extra_info}
+    return Dataset(table=table, train=train, pool=pool, heldout=heldout, users=users, info=info,
+                   cloud_train=cloud_train)

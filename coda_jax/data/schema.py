@@ -36,6 +36,8 @@ class Interactions:
       num_genres: number of distinct genres (ids ``1..num_genres``).
       name: where the data came from (file path or generator name), used in error messages and results.
       dropped_rows: rows the reader dropped, by reason (only with ``data.skip_bad_rows``; else empty).
+      logit: float64 [N] the true click logit of every row (planted synthetic world only; else None).
+      planted: the planted world's parameters (:class:`coda_jax.data.synthetic.PlantedWorld`; else None).
     """
 
     user: np.ndarray
@@ -47,6 +49,8 @@ class Interactions:
     num_genres: int
     name: str
     dropped_rows: dict = dataclasses.field(default_factory=dict)
+    logit: np.ndarray | None = None
+    planted: object | None = None
 
     @property
     def num_users(self) -> int:
@@ -76,6 +80,8 @@ class SampleTable:
       num_items: number of real items (tables have ``num_items + 1`` rows).
       num_genres: number of real genres (tables have ``num_genres + 1`` rows).
       name: dataset name.
+      logit: float64 [N] the true click logit (planted synthetic world only; else None).
+      planted: the planted world's parameters (planted synthetic world only; else None).
     """
 
     user: np.ndarray
@@ -89,6 +95,8 @@ class SampleTable:
     num_items: int
     num_genres: int
     name: str
+    logit: np.ndarray | None = None
+    planted: object | None = None
 
     @property
     def num_users(self) -> int:

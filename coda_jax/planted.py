@@ -1,0 +1,211 @@
+"""Reference rows and diagnostics of a run whose answer is (partly) known.
+
+* Planted synthetic world (:mod:`coda_jax.data.synthetic`): per-user AUC of the reference scorers ``oracle``,
+  ``group-oracle``, ``stale-oracle``, ``mixture``, ``popularity`` on the same held-out rows and users as the
+  methods, and the share of each user's augmented rows that come from its own group, for random rows, coarse
+  candidates and the candidates the sample classifier kept (this checks the classifier directly).
+* Two-cutoff split (any dataset): ``global-fresh``, a cloud model retrained on every row before T1 (a ceiling a
+  real system cannot have at that moment; ``global`` is the stale, deployed model).
+
+Every reference row in ``Results.methods`` carries ``"reference": True``; it is not a method a device can run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coda_jax.cloud.pretrain import predict, pretrain
+from coda_jax.config import Config
+from coda_jax.data.dataset import Dataset
+from coda_jax.data.packing import pad_rows
+from coda_jax.data.synthetic import REFERENCES, reference_logits
+from coda_jax.device.train import classifier_scores, keep_mask, train_classifier
+from coda_jax.evaluate import paired_bootstrap
+from kernels.auc import masked_auc
+
+
+def per_user_auc(scores: np.ndarray, table, test: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per-user AUC of ``scores`` (float [N] over table rows) on each simulated user's test rows (CSR):
+    float [S], NaN where undefined."""
+    offsets, flat = test
+    n_users = len(offsets) - 1
+    width = max(int(np.diff(offsets).max()) if n_users else 1, 1)
+    index, mask = pad_rows(offsets, flat, np.arange(n_users), width)
+    s = np.where(mask, scores[index], 0.0).astype(np.float32)
+    y = np.where(mask, table.label[index], 0.0).astype(np.float32)
+    auc, _ = masked_auc(jnp.asarray(s), jnp.asarray(y), jnp.asarray(mask))
+    return np.asarray(auc, np.float64)
+
+
+def _reference_entry(auc: np.ndarray, valid: np.ndarray, user_ids: np.ndarray, what: str) -> dict:
+    v = valid & np.isfinite(auc)
+    return {"auc": float(np.mean(auc[v])) if v.any() else float("nan"), "users": int(v.sum()),
+            "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], auc[v])},
+            "reference": True, "what": what}
+
+
+REFERENCE_WHAT = {
+    "oracle": "the true click logit",
+    "group-oracle": "the true logit without the personal offset (the best a group-level model can know)",
+    "stale-oracle": "the group model before the shift (the best a cloud model trained before it can know)",
+    "mixture": "the mean click probability over groups (a model that cannot tell groups apart)",
+    "popularity": "item popularity only",
+    "global-fresh": "the cloud model retrained on every row before T1 (not available to a real system then)",
+}
+
+
+def reference_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, show_progress: bool = False) -> dict:
+    """Scores of every reference that applies, on ``test_rows`` (int [n]): ``{name: float [N]}`` over table
+    rows (rows outside ``test_rows`` hold 0)."""
+    table = data.table
+    out = {}
+    if table.planted is not None:
+        refs = reference_logits(table.planted, table.user_ids[table.user[test_rows]], table.item[test_rows],
+                                table.time[test_rows])
+        for name in REFERENCES:
+            full = np.zeros(len(table))
+            full[test_rows] = refs[name]
+            out[name] = full
+    if data.cloud_train is not None and cfg.data.fresh_reference:
+        fresh_rows = np.flatnonzero(data.cloud_train | data.train)
+        params, _ = pretrain(model, table, fresh_rows, cfg.cloud, cfg.seed, show_progress)
+        logits, _ = predict(model, params, table.features(test_rows))
+        full = np.zeros(len(table))
+        full[test_rows] = logits
+        out["global-fresh"] = full
+    return out
+
+
+# ----------------------------------------------------------------------------- own-group shares
+
+
+def _padded(csr: tuple[np.ndarray, np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    offsets, flat = csr
+    n = len(offsets) - 1
+    w = width or max(int(np.diff(offsets).max()) if n else 1, 1)
+    return pad_rows(offsets, flat, np.arange(n), w)
+
+
+def kept_candidates(cfg: Config, data: Dataset, vectors: np.ndarray, rows, model=None, params=None,
+                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates each simulated user's sample classifier keeps, recomputed as the device stage does (same
+    per-user key: ``split(fold_in(device_keys[0], user))[0]``, same classifier inputs, training and keep rule):
+    ``(index int [S, Wc] candidate table rows, kept bool [S, Wc])``."""
+    from coda_jax.simulate import device_keys  # noqa: PLC0415
+
+    k = cfg.classifier
+    table = data.table
+    l_idx, l_mask = _padded(rows.local)
+    c_idx, c_mask = _padded(rows.candidates)
+    r_idx, r_mask = _padded(rows.random)
+    extra = None
+    if k.features == "vector+residual":
+        logits, _ = predict(model, params, table.features())
+        extra = table.label - 1.0 / (1.0 + np.exp(-logits))
+    elif k.features == "vector+label":
+        extra = 2.0 * table.label - 1.0
+
+    def inputs(idx, mask):
+        x = np.where(mask[..., None], vectors[idx], 0.0).astype(np.float32)
+        if extra is not None:
+            x = np.concatenate([x, np.where(mask, extra[idx], 0.0)[..., None].astype(np.float32)], axis=-1)
+        return x
+
+    key = device_keys(cfg)[0]
+
+    @jax.jit
+    def run(users, lx, lm, cx, cm, nx, nm):
+        def one(u, lx, lm, cx, cm, nx, nm):
+            k_cls, _ = jax.random.split(jax.random.fold_in(key, u))
+            p = train_classifier(lx, lm, nx, nm, k_cls, k)
+            return keep_mask(classifier_scores(p, cx, k), cm, k)
+        return jax.vmap(one)(users, lx, lm, cx, cm, nx, nm)
+
+    kept = np.zeros(c_mask.shape, bool)
+    for s in range(0, len(data.users), chunk):
+        sl = slice(s, s + chunk)
+        lx, cx = inputs(l_idx[sl], l_mask[sl]), inputs(c_idx[sl], c_mask[sl])
+        nx, nm = (cx, c_mask[sl]) if k.negatives == "candidates" else (inputs(r_idx[sl], r_mask[sl]), r_mask[sl])
+        kept[sl] = np.asarray(run(jnp.asarray(data.users[sl], jnp.int32), lx, l_mask[sl], cx, c_mask[sl], nx, nm))
+    return c_idx, kept
+
+
+def own_group_shares(cfg: Config, data: Dataset, vectors: np.ndarray, rows, model=None, params=None) -> dict:
+    """Mean over simulated users of the share of their random rows, coarse candidates and kept candidates whose
+    owners are in the user's own planted group (users with none of a kind are skipped). ``1 / groups`` is
+    chance."""
+    table = data.table
+    world = table.planted
+    group_of_row = world.group[table.user_ids[table.user]]
+    own_group = world.group[table.user_ids[data.users]]
+
+    def share(index, mask):
+        same = (group_of_row[index] == own_group[:, None]) & mask
+        n = mask.sum(axis=1)
+        ok = n > 0
+        return float(np.mean(same.sum(axis=1)[ok] / n[ok])) if ok.any() else float("nan")
+
+    r_idx, r_mask = _padded(rows.random)
+    c_idx, c_mask = _padded(rows.candidates)
+    out = {"chance": 1.0 / world.num_groups, "random": share(r_idx, r_mask), "candidates": share(c_idx, c_mask)}
+    if "coda" in cfg.methods:
+        k_idx, kept = kept_candidates(cfg, data, vectors, rows, model, params)
+        out["kept"] = share(k_idx, kept)
+    return out
+
+
+# ----------------------------------------------------------------------------- the hook
+
+_LAST: dict = {}
+
+
+def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, show_progress: bool) -> dict:
+    """:func:`reference_scores`, computed once for the sweep points of one dataset and cloud stage (the points of
+    :func:`coda_jax.simulate.simulate_points` share both; ``global-fresh`` retrains a cloud model)."""
+    from coda_jax.simulate import cloud_key  # noqa: PLC0415
+
+    key = (cloud_key(cfg), len(test_rows))
+    if _LAST.get("data") is not data or _LAST.get("key") != key:
+        _LAST.clear()
+        _LAST.update(data=data, key=key, scores=reference_scores(cfg, data, model, test_rows, show_progress))
+    return _LAST["scores"]
+
+
+def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows, valid: np.ndarray,
+                   methods: dict, comparisons: dict, show_progress: bool = False) -> dict:
+    """Add the reference rows that apply to ``methods`` (in place; paired ``coda - reference`` differences to
+    ``comparisons`` when coda ran) and return the diagnostics (``{}`` when nothing applies).
+
+    ``valid`` bool [S]: the simulated users whose held-out rows hold both classes (the methods' users)."""
+    table = data.table
+    if table.planted is None and data.cloud_train is None:
+        return {}
+    t = time.perf_counter()
+    test_rows = rows.test[1]
+    user_ids = table.user_ids[data.users]
+    scores = _cached_scores(cfg, data, model, test_rows, show_progress)
+    per_user = {}
+    for name, s in scores.items():
+        auc = per_user_auc(s, table, rows.test)
+        per_user[name] = auc
+        methods[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
+    diagnostics: dict = {}
+    if "coda" in methods and "per_user" in methods["coda"]:
+        coda = methods["coda"]["per_user"]
+        coda_auc = np.array([coda.get(str(u), np.nan) for u in user_ids])
+        for name, auc in per_user.items():
+            both = np.isfinite(coda_auc) & np.isfinite(auc) & valid
+            comparisons[name] = paired_bootstrap(coda_auc[both], auc[both], cfg.eval.bootstrap, cfg.eval.confidence,
+                                                 cfg.seed)
+        if "global" in methods and "group-oracle" in methods:
+            g, o, c = methods["global"]["auc"], methods["group-oracle"]["auc"], methods["coda"]["auc"]
+            # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
+            diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
+    if table.planted is not None:
+        diagnostics["own_group_share"] = own_group_shares(cfg, data, vectors, rows, model, params)
+    diagnostics["references_seconds"] = time.perf_counter() - t
+    return diagnostics
