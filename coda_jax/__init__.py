@@ -9,9 +9,12 @@ The public API, in pipeline order (each step usable on its own from research cod
     #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; rows.matched_users)
     chunk = cj.make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                           cfg.engine.min_bucket)        # pack a chunk of devices ([U, ...] pytree)
+    keys = cj.device_keys(cfg)                          # [R] device keys, one per eval.repeats
     out = cj.device_stage(model, cj.StageSettings.from_config(cfg), params, chunk,
-                          cj.StageNumbers.stack([cfg]), keys)  # [U, P, R, M] AUCs: users x points x repeats
+                          cj.StageNumbers.stack([cfg]), keys)  # out["auc"]: [U, P, R, M] users x points x repeats
+    dev = cj.run_device_stage(cfg, data, model, params, vectors, rows)   # every chunk, compiled once per shape
     cj.register_method("my-method", augment)            # a method of your own (see coda_jax.methods)
+    results = cj.simulate_points([cfg_a, cfg_b], data)  # configs differing in numbers: lanes of one program
     auc, valid = cj.masked_auc(scores, labels, mask)   # per-user AUC, one jitted call
     results = cj.simulate(cfg)                          # all of the above, every method, one results object
 """
@@ -33,14 +36,14 @@ from coda_jax.device.stage import device_stage, user_stage
 from coda_jax.device.train import finetune, mpda_finetune, train_classifier
 from coda_jax.methods import AugmentInputs, register_method
 from coda_jax.models import make_model
-from coda_jax.simulate import Results, cloud_stage, run_device_stage, simulate, simulate_points
+from coda_jax.simulate import Results, cloud_stage, device_keys, run_device_stage, simulate, simulate_points
 from kernels.auc import masked_auc
 from kernels.topk import exact_topk
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AugmentInputs", "Config", "ConfigError", "StageNumbers", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
+    "AugmentInputs", "Config", "ConfigError", "StageNumbers", "device_keys", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
     "SampleTable", "StageSettings", "UserRows", "build_samples", "candidates_from_users", "cloud_stage",
     "coarse_match", "device_stage", "exact_topk", "finetune", "generate_synthetic", "load_config",
     "load_interactions", "make_chunk", "make_dataset", "make_model", "make_searcher", "masked_auc", "match_users",

@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from coda_jax.simulate import simulate  # noqa: PLC0415
 
-    print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} devices on {jax.devices()[0].platform}",
+    print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} {len(jax.devices())} device(s) on {jax.devices()[0].platform}",
           file=sys.stderr)
     results = simulate(cfg, show_progress=not args.quiet)
     print(results.table())
@@ -289,10 +289,28 @@ def _interrupted_exit() -> None:
     os._exit(INTERRUPTED)         # no interpreter teardown: JAX's can crash with work in flight
 
 
+def host_devices(environ=None) -> None:
+    """Give JAX one CPU device per core (``--xla_force_host_platform_device_count``), so the device stage's
+    user axis is split over every core (on the 2-core machine its execution ran 1.4x faster than on one CPU
+    device, whose small batched products keep about one core busy). Only before JAX starts; a count already
+    in ``XLA_FLAGS`` or ``CODA_JAX_HOST_DEVICES`` (e.g. 1) wins; accelerators are not affected."""
+    import os  # noqa: PLC0415
+
+    env = os.environ if environ is None else environ
+    if "xla_force_host_platform_device_count" in env.get("XLA_FLAGS", ""):      # read when JAX's backend starts
+        return
+    count = env.get("CODA_JAX_HOST_DEVICES") or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                    else os.cpu_count() or 1)
+    if count.isdigit() and int(count) > 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}").strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``coda-sim`` command: returns its exit status (2: a config, data or ``--out`` problem, reported on
     stderr as ``coda-sim: error: ...``; 130: interrupted)."""
     from_command_line = argv is None
+    if from_command_line:
+        host_devices()
     if from_command_line:
         _exit_on_sigint()
     args = make_parser().parse_args(argv)

@@ -146,3 +146,21 @@ def test_a_second_run_loads_the_device_stage_from_the_persistent_cache(tmp_path)
     assert first["device_stage_compiles"] >= 1 and first["device_stage_cache_hits"] == 0
     assert second["device_stage_compiles"] == 0 and second["device_stage_cache_hits"] == first["device_stage_compiles"]
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_cli_gives_jax_one_cpu_device_per_core_unless_told_otherwise():
+    from sims.cli import host_devices
+
+    env = {"XLA_FLAGS": "--xla_cpu_foo", "CODA_JAX_HOST_DEVICES": "3"}
+    host_devices(env)
+    assert env["XLA_FLAGS"] == "--xla_cpu_foo --xla_force_host_platform_device_count=3"
+    kept = {"XLA_FLAGS": "--xla_force_host_platform_device_count=5", "CODA_JAX_HOST_DEVICES": "3"}
+    host_devices(kept)
+    assert kept["XLA_FLAGS"] == "--xla_force_host_platform_device_count=5"
+    one = {"CODA_JAX_HOST_DEVICES": "1"}
+    host_devices(one)
+    assert "XLA_FLAGS" not in one
+    auto = {}
+    host_devices(auto)
+    cores = len(os.sched_getaffinity(0))
+    assert (f"--xla_force_host_platform_device_count={cores}" in auto.get("XLA_FLAGS", "")) == (cores > 1)
