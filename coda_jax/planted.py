@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,7 +22,6 @@ from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
 from coda_jax.data.synthetic import REFERENCES, reference_logits
-from coda_jax.device.train import classifier_scores, keep_mask, train_classifier
 from coda_jax.evaluate import paired_bootstrap
 from kernels.auc import masked_auc
 
@@ -90,54 +88,11 @@ def _padded(csr: tuple[np.ndarray, np.ndarray], width: int | None = None) -> tup
     return pad_rows(offsets, flat, np.arange(n), w)
 
 
-def kept_candidates(cfg: Config, data: Dataset, vectors: np.ndarray, rows, model=None, params=None,
-                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates each simulated user's sample classifier keeps, recomputed as the device stage does (same
-    per-user key: ``split(fold_in(device_keys[0], user))[0]``, same classifier inputs, training and keep rule):
-    ``(index int [S, Wc] candidate table rows, kept bool [S, Wc])``."""
-    from coda_jax.simulate import device_keys  # noqa: PLC0415
-
-    k = cfg.classifier
-    table = data.table
-    l_idx, l_mask = _padded(rows.local)
-    c_idx, c_mask = _padded(rows.candidates)
-    r_idx, r_mask = _padded(rows.random)
-    extra = None
-    if k.features == "vector+residual":
-        logits, _ = predict(model, params, table.features())
-        extra = table.label - 1.0 / (1.0 + np.exp(-logits))
-    elif k.features == "vector+label":
-        extra = 2.0 * table.label - 1.0
-
-    def inputs(idx, mask):
-        x = np.where(mask[..., None], vectors[idx], 0.0).astype(np.float32)
-        if extra is not None:
-            x = np.concatenate([x, np.where(mask, extra[idx], 0.0)[..., None].astype(np.float32)], axis=-1)
-        return x
-
-    key = device_keys(cfg)[0]
-
-    @jax.jit
-    def run(users, lx, lm, cx, cm, nx, nm):
-        def one(u, lx, lm, cx, cm, nx, nm):
-            k_cls, _ = jax.random.split(jax.random.fold_in(key, u))
-            p = train_classifier(lx, lm, nx, nm, k_cls, k)
-            return keep_mask(classifier_scores(p, cx, k), cm, k)
-        return jax.vmap(one)(users, lx, lm, cx, cm, nx, nm)
-
-    kept = np.zeros(c_mask.shape, bool)
-    for s in range(0, len(data.users), chunk):
-        sl = slice(s, s + chunk)
-        lx, cx = inputs(l_idx[sl], l_mask[sl]), inputs(c_idx[sl], c_mask[sl])
-        nx, nm = (cx, c_mask[sl]) if k.negatives == "candidates" else (inputs(r_idx[sl], r_mask[sl]), r_mask[sl])
-        kept[sl] = np.asarray(run(jnp.asarray(data.users[sl], jnp.int32), lx, l_mask[sl], cx, c_mask[sl], nx, nm))
-    return c_idx, kept
-
-
-def own_group_shares(cfg: Config, data: Dataset, vectors: np.ndarray, rows, model=None, params=None) -> dict:
+def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None = None) -> dict:
     """Mean over simulated users of the share of their random rows, coarse candidates and kept candidates whose
     owners are in the user's own planted group (users with none of a kind are skipped). ``1 / groups`` is
-    chance."""
+    chance. ``kept``: bool [S, >= candidate width], which candidates (in ``rows.candidates`` order) each
+    user's classifier kept in the device stage (repeat 0)."""
     table = data.table
     world = table.planted
     group_of_row = world.group[table.user_ids[table.user]]
@@ -152,9 +107,8 @@ def own_group_shares(cfg: Config, data: Dataset, vectors: np.ndarray, rows, mode
     r_idx, r_mask = _padded(rows.random)
     c_idx, c_mask = _padded(rows.candidates)
     out = {"chance": 1.0 / world.num_groups, "random": share(r_idx, r_mask), "candidates": share(c_idx, c_mask)}
-    if "coda" in cfg.methods:
-        k_idx, kept = kept_candidates(cfg, data, vectors, rows, model, params)
-        out["kept"] = share(k_idx, kept)
+    if kept is not None and "coda" in cfg.methods:
+        out["kept"] = share(c_idx, c_mask & kept[:, :c_idx.shape[1]])
     return out
 
 
@@ -176,7 +130,7 @@ def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, sho
 
 
 def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows, valid: np.ndarray,
-                   methods: dict, comparisons: dict, show_progress: bool = False) -> dict:
+                   methods: dict, comparisons: dict, show_progress: bool = False, kept: np.ndarray | None = None) -> dict:
     """Add the reference rows that apply to ``methods`` (in place; paired ``coda - reference`` differences to
     ``comparisons`` when coda ran) and return the diagnostics (``{}`` when nothing applies).
 
@@ -206,6 +160,6 @@ def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarra
             # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
             diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
     if table.planted is not None:
-        diagnostics["own_group_share"] = own_group_shares(cfg, data, vectors, rows, model, params)
+        diagnostics["own_group_share"] = own_group_shares(cfg, data, rows, kept)
     diagnostics["references_seconds"] = time.perf_counter() - t
     return diagnostics

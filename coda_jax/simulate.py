@@ -288,7 +288,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
                           "device_stage_cache_hits": dev["cache_hits"]})
     out = []
     for p, c in enumerate(cfgs):
-        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept")}
+        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept", "kept_mask")}
         out.append(assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev,
                                     point))
     return out
@@ -329,6 +329,7 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
                      lanes=dev["lanes"])
     ovh = overhead.estimate(cfg, data, model, params, vectors, rows, kept, dev["vocab_size"], dev["user_rows"])
     # Known answers (planted world / two-cutoff split): reference rows and diagnostics, see coda_jax.planted.
-    diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons)
+    diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons,
+                                 kept=point["kept_mask"][0])
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
                    retrieval=retrieval, timings=timings, overhead=ovh, data=data.info, diagnostics=diagnostics)

@@ -38,8 +38,10 @@ from coda_jax.simulate import cloud_stage, device_keys
 from kernels.auc import masked_auc
 
 
-def bench_config(users: int, steps: int, chunk_users: int = 0, lockstep: int = -1) -> Config:
-    """The benchmark's config: the default model and device settings, ``users`` synthetic users, coda only."""
+def bench_config(users: int, steps: int, chunk_users: int = 0, lockstep: int = -1, model: str = "din") -> Config:
+    """The benchmark's config: ``users`` users of the synthetic default world, coda only, ``model`` (DIN by
+    default: the MovieLens configs' model) fine-tuned as the MovieLens configs do (dense layers and user
+    embeddings, augmented rows keeping their users) with Adam at 1e-3, matched by exact sample search."""
     cfg = Config()
     engine = cfg.engine
     if chunk_users:
@@ -49,9 +51,12 @@ def bench_config(users: int, steps: int, chunk_users: int = 0, lockstep: int = -
     return dataclasses.replace(
         cfg, methods=("coda",), engine=engine,
         synthetic=dataclasses.replace(cfg.synthetic, num_users=users),
+        model=dataclasses.replace(cfg.model, name=model),
         cloud=dataclasses.replace(cfg.cloud, epochs=1),
-        retrieval=dataclasses.replace(cfg.retrieval, recall_queries=0, backend="exact"),
-        finetune=dataclasses.replace(cfg.finetune, steps=steps))
+        retrieval=dataclasses.replace(cfg.retrieval, recall_queries=0, backend="exact", matching="sample"),
+        classifier=dataclasses.replace(cfg.classifier, keep_fraction=0.3),
+        finetune=dataclasses.replace(cfg.finetune, steps=steps, learning_rate=1e-3, optimizer="adam",
+                                     trainable=("dense", "user"), row_users="original"))
 
 
 class PerUserLoop:
@@ -148,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lockstep-users", type=int, default=-1,
                         help="units vmapped together inside a chunk (0 = the whole chunk; default: the config's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (after a warm-up)")
+    parser.add_argument("--model", default="din", help="the CTR model (din, lr, deepfm, wide_deep, pnn)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    cfg = bench_config(args.users, args.steps, args.chunk_users, args.lockstep_users)
+    cfg = bench_config(args.users, args.steps, args.chunk_users, args.lockstep_users, args.model)
     data = make_dataset(cfg)
     model, params, vectors, rows, _ = cloud_stage(cfg, data, show_progress=False)
     numbers, keys = StageNumbers.stack([cfg]), device_keys(cfg)
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     hlo = step_hlo_ops(loop, chunk)
     figures = {
         "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "devices": len(jax.devices()),
-        "users": int(len(data.users)), "chunk_users": cfg.engine.chunk_users, "lanes": engine_out["lanes"],
+        "users": int(len(data.users)), "model": cfg.model.name, "chunk_users": cfg.engine.chunk_users,
+        "lanes": engine_out["lanes"],
         "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
         "engine_seconds": engine_warm, "engine_seconds_spread": [min(engine_times), max(engine_times)],
         "engine_compile_seconds": engine_compile, "engine_compiles": engine_out["compiles"],
@@ -201,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "step_hlo": hlo,
     }
     print(f"device: {figures['device']} ({figures['platform']}, {figures['devices']} device(s))")
-    print(f"users: {figures['users']} in chunks of {cfg.engine.chunk_users}, lanes {figures['lanes']}; classifier "
+    print(f"model: {cfg.model.name}; users: {figures['users']} in chunks of {cfg.engine.chunk_users}, lanes "
+          f"{figures['lanes']}; classifier "
           f"steps {cfg.classifier.steps}, fine-tune steps {cfg.finetune.steps}, batch {cfg.finetune.batch_size}")
     print(f"engine:        {engine_warm:.2f} s (spread {min(engine_times):.2f}-{max(engine_times):.2f} over "
           f"{args.repeats} runs), compile {engine_compile:.2f} s ({engine_out['compiles']} program(s))")

@@ -181,7 +181,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
       devices: the devices the user axis is split over (default: every device JAX sees).
 
     Returns (simulated users in ``data.users`` order, ``S`` of them): ``auc`` / ``aug_rows`` float
-    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``valid`` bool [S] (test rows
+    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``kept_mask`` bool [P, R, S, Nc]
+    (which of each user's candidates, in ``rows.candidates`` order, its classifier kept), ``valid`` bool [S] (test rows
     hold both classes), ``vocab_size`` / ``user_rows`` int [S] (item / user rows of each device's model copy),
     ``compiles``, ``cache_hits``, ``compile_seconds``, ``shapes`` (distinct chunk shapes) and ``lanes``.
     """
@@ -197,6 +198,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     aug_rows = np.zeros((p, r, m, n_users))
     nonfinite = np.zeros((p, r, m, n_users), np.int64)
     kept = np.zeros((p, r, n_users))
+    kept_mask = np.zeros((p, r, n_users, -(-max(cfg.retrieval.max_candidates, 1) // cfg.engine.min_bucket)
+                          * cfg.engine.min_bucket), bool)
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
@@ -215,6 +218,7 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
         aug_rows[..., o] = np.moveaxis(out["aug_rows"], 0, -1)[..., real]
         nonfinite[..., o] = np.moveaxis(out["nonfinite"], 0, -1)[..., real]
         kept[..., o] = np.moveaxis(out["kept"].sum(axis=-1), 0, -1)[..., real]
+        kept_mask[:, :, o] = np.moveaxis(out["kept"], 0, 2)[:, :, real]
 
     pending = None
     for c in progress_bar(range(n_chunks), desc="device stage", unit="chunk", disable=not show_progress):
@@ -240,7 +244,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     if pending is not None:
         collect(pending)
     lock = settings.lockstep_users or size // n_dev
-    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite, "kept": kept, "valid": valid,
+    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite, "kept": kept, "kept_mask": kept_mask,
+            "valid": valid,
             "vocab_size": vocab_size, "user_rows": user_rows, "compiles": compiler.compiles,
             "cache_hits": compiler.cache_hits, "compile_seconds": compiler.seconds, "shapes": len(shapes),
             "lanes": {"sweep_points": p, "repeats": r, "methods": m, "users_in_lockstep": min(lock, size // n_dev),
