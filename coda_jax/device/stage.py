@@ -1,9 +1,11 @@
 """The compiled device stage: every user of a chunk, every method, repeat and sweep point in one program.
 
-Lanes: inside one user's stage every fine-tuned method is one lane of a single vmapped fine-tuning scan
-(:func:`user_stage`); around it, repeats (device keys) and sweep points (:class:`StageNumbers` vectors) are
-vmapped too, and the users of a chunk go through in lockstep groups (:func:`device_stage`). The per-user
-test AUC is computed inside the program, so a chunk returns only ``[U, P, R, M]`` numbers.
+A *unit* is one user with one set of numbers (a sweep point) and one device key (a repeat). Per unit
+:func:`prepare_lanes` trains the sample classifier and builds one *lane* per fine-tuned method;
+:func:`units_stage` runs the lanes of a group of units as one vmapped fine-tuning scan over a single flat axis
+(:func:`run_lane`), and :func:`finish_user` scores and computes each method's test AUC inside the program.
+:func:`device_stage` walks a chunk's units in lockstep groups, split over devices, so a chunk returns only
+``[U, P, R, M]`` numbers. :func:`user_stage` is the same for one user (tests, research code).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def units_stage(model: nn.Module, settings: StageSettings, global_params: dict, 
             return jnp.repeat(x, n_lanes, axis=0)
 
         trainable = tuple(settings.finetune.trainable)
-        frozen = jax.tree_util.tree_map(lambda x: x, split_trainable(prep["params"], trainable)[1])
+        frozen = split_trainable(prep["params"], trainable)[1]
         lane_model = local_model(model, devices.vocab.shape[1], devices.user_vocab.shape[1])
         one = functools.partial(run_lane, lane_model, settings)
         per_unit = (_lean(devices.local), _lean(devices.test), numbers, frozen)
