@@ -1,29 +1,11 @@
-"""Evaluation: per-user AUC of every method on a chunk, and paired bootstrap intervals over users."""
+"""Evaluation: paired bootstrap intervals over users, and combining runs of different seeds. (Per-user AUCs
+are computed inside the compiled device stage: :func:`coda_jax.device.stage.finish_user`.)"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from coda_jax.config import from_dict, to_dict
-from kernels.auc import masked_auc
-
-
-def chunk_auc(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user test AUC of each method.
-
-    Args:
-      logits: float [U, M, T] test logits per user and method.
-      labels: float [U, T]; mask: bool [U, T].
-
-    Returns:
-      ``(auc float [M, U], valid bool [U])``; a user is valid when its test rows hold both classes.
-    """
-    u, m, t = logits.shape
-    flat_scores = np.swapaxes(logits, 0, 1).reshape(m * u, t)
-    flat_labels = np.broadcast_to(labels, (m, u, t)).reshape(m * u, t)
-    flat_mask = np.broadcast_to(mask, (m, u, t)).reshape(m * u, t)
-    auc, valid = masked_auc(flat_scores, flat_labels, flat_mask)
-    return np.asarray(auc).reshape(m, u), np.asarray(valid).reshape(m, u)[0]
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence: float,
