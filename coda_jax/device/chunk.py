@@ -114,6 +114,11 @@ def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mas
     }
 
 
+def candidate_width(num_candidates: int, min_bucket: int) -> int:
+    """The run's one candidate (and random-row) width: its cap rounded up to a multiple of ``min_bucket``."""
+    return -(-max(int(num_candidates), 1) // min_bucket) * min_bucket
+
+
 def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bucket: int) -> dict[str, int]:
     """Padded widths ``{local, candidates, test}`` for a chunk of owners (``-1`` = padding device): local and
     test rows in power-of-two buckets, candidates (and random rows) at the run's cap rounded up to a
@@ -126,7 +131,7 @@ def chunk_shapes(rows: UserRows, owners: np.ndarray, num_candidates: int, min_bu
 
     return {"local": bucket_size(widest("local"), min_bucket),
             # one width per run (the cap), so a multiple of min_bucket, not a power of two: no padding to spare
-            "candidates": -(-max(int(num_candidates), 1) // min_bucket) * min_bucket,
+            "candidates": candidate_width(num_candidates, min_bucket),
             "test": bucket_size(widest("test"), min_bucket)}
 
 

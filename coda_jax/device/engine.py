@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from coda_jax.data.packing import bucket_size
-from coda_jax.device.chunk import UserRows, make_chunk
+from coda_jax.device.chunk import UserRows, candidate_width, make_chunk
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.stage import USERS, device_stage
 from coda_jax.progress import progress_bar
@@ -197,9 +197,7 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     auc = np.full((p, r, m, n_users), np.nan)
     aug_rows = np.zeros((p, r, m, n_users))
     nonfinite = np.zeros((p, r, m, n_users), np.int64)
-    kept = np.zeros((p, r, n_users))
-    kept_mask = np.zeros((p, r, n_users, -(-max(cfg.retrieval.max_candidates, 1) // cfg.engine.min_bucket)
-                          * cfg.engine.min_bucket), bool)
+    kept_mask = np.zeros((p, r, n_users, candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket)), bool)
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
@@ -217,7 +215,6 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
         auc[..., o] = np.moveaxis(out["auc"], 0, -1)[..., real]
         aug_rows[..., o] = np.moveaxis(out["aug_rows"], 0, -1)[..., real]
         nonfinite[..., o] = np.moveaxis(out["nonfinite"], 0, -1)[..., real]
-        kept[..., o] = np.moveaxis(out["kept"].sum(axis=-1), 0, -1)[..., real]
         kept_mask[:, :, o] = np.moveaxis(out["kept"], 0, 2)[:, :, real]
 
     pending = None
@@ -244,7 +241,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     if pending is not None:
         collect(pending)
     lock = settings.lockstep_users or size // n_dev
-    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite, "kept": kept, "kept_mask": kept_mask,
+    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite,
+            "kept": kept_mask.sum(axis=-1).astype(np.float64), "kept_mask": kept_mask,
             "valid": valid,
             "vocab_size": vocab_size, "user_rows": user_rows, "compiles": compiler.compiles,
             "cache_hits": compiler.cache_hits, "compile_seconds": compiler.seconds, "shapes": len(shapes),
