@@ -61,6 +61,9 @@ class SyntheticConfig:
     num_item_clusters: int = 20
     min_rows_per_user: int = 60    # planted: times uniform on [0, 1), so ~60% before T0 = 0.6, ~20% local, ~20% test
     max_rows_per_user: int = 100
+    rows_per_user: str = "uniform"  # "uniform" on [min, max], or "lognormal" (heavy-tailed; planted world only)
+    median_rows_per_user: int = 68  # lognormal: median and mean (MovieLens 20M: 68 and 144), clipped to [min, max]
+    mean_rows_per_user: int = 144
     taste_scale: float = 1.0       # spread of group tastes over clusters (logit units)
     personal_scale: float = 0.3    # spread of each user's own deviation from its group
     shift_scale: float = 1.5       # planted: spread of each group's taste shift, switched on at shift_time
@@ -308,6 +311,13 @@ def validate(cfg: Config, source: str = "config") -> Config:
        f"must be >= synthetic.min_rows_per_user ({s.min_rows_per_user}), got {s.max_rows_per_user}")
     ck("synthetic.max_rows_per_user", s.max_rows_per_user <= s.num_items,
        f"must be <= synthetic.num_items ({s.num_items}), got {s.max_rows_per_user}")
+    ck("synthetic.rows_per_user", s.rows_per_user in ("uniform", "lognormal"),
+       f"must be 'uniform' or 'lognormal', got {s.rows_per_user!r}")
+    ck("synthetic.rows_per_user", s.rows_per_user == "uniform" or s.world == "planted",
+       "lognormal needs synthetic.world: planted (the groups world draws uniform counts)")
+    ck("synthetic.median_rows_per_user", s.median_rows_per_user >= 1, f"must be >= 1, got {s.median_rows_per_user}")
+    ck("synthetic.mean_rows_per_user", s.mean_rows_per_user >= s.median_rows_per_user,
+       f"must be >= synthetic.median_rows_per_user ({s.median_rows_per_user}), got {s.mean_rows_per_user}")
     for key in ("taste_scale", "personal_scale", "item_scale", "drift", "shift_scale", "exposure"):
         ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
     ck("synthetic.shift_time", 0.0 <= s.shift_time <= 1.0, f"must be in [0, 1], got {s.shift_time}")

@@ -176,3 +176,45 @@ def test_tiny_planted_run_adds_flagged_reference_rows_and_shares():
     assert share["chance"] == pytest.approx(1 / 3) and {"random", "candidates", "kept"} <= set(share)
     assert "reference" in res.table() and "own-group share" in res.table()
     assert res.data["split"] == "two_cutoff"
+
+
+def test_distinct_draws_follow_the_gumbel_top_k_law():
+    """The O(rows) sampler (draw with replacement, keep each user's first distinct items) against a numpy
+    Gumbel top-k reference: item inclusion frequencies over many users with the same weights agree."""
+    from coda_jax.data.synthetic import _distinct_draws
+
+    rng = np.random.default_rng(3)
+    n_items, n_clusters, n_users, n = 30, 4, 20000, 6
+    cluster = rng.integers(0, n_clusters, size=n_items)
+    w = np.exp(rng.normal(0, 1.0, size=n_items))
+    cluster_taste = np.exp(rng.normal(0, 1.0, size=n_clusters))
+    item_order = np.argsort(cluster, kind="stable")
+    item_cum = np.cumsum(w[item_order])
+    cluster_start = np.searchsorted(cluster[item_order], np.arange(n_clusters))
+    cluster_cum = np.concatenate([[0.0], item_cum])[np.append(cluster_start, n_items)]
+    p = cluster_taste * np.diff(cluster_cum)
+    owner, item = _distinct_draws(rng, np.full(n_users, n), np.tile(p / p.sum(), (n_users, 1)), cluster_start,
+                                  cluster_cum, item_cum, item_order)
+    assert np.array_equal(np.bincount(owner, minlength=n_users), np.full(n_users, n))
+    assert len(np.unique(owner * n_items + item)) == owner.shape[0]              # distinct per user
+    weight = w * cluster_taste[cluster]                                         # each item's sampling weight
+    keys = np.log(weight)[None, :] + rng.gumbel(size=(n_users, n_items))
+    reference = np.argsort(-keys, axis=1)[:, :n]
+    got = np.bincount(item, minlength=n_items) / n_users
+    want = np.bincount(reference.ravel(), minlength=n_items) / n_users
+    assert np.abs(got - want).max() < 0.02, (got, want)
+    first = item[np.searchsorted(owner, np.arange(n_users))]                    # first draw ∝ weight
+    assert np.abs(np.bincount(first, minlength=n_items) / n_users - weight / weight.sum()).max() < 0.02
+
+
+def test_lognormal_rows_per_user_is_heavy_tailed_and_clipped():
+    from coda_jax.data.synthetic import rows_per_user
+
+    cfg = SyntheticConfig(num_users=50000, num_items=5000, rows_per_user="lognormal", median_rows_per_user=68,
+                          mean_rows_per_user=144, min_rows_per_user=20, max_rows_per_user=3000)
+    n = rows_per_user(cfg, np.random.default_rng(0))
+    assert n.min() >= 20 and n.max() <= 3000
+    assert abs(np.median(n) - 68) < 3
+    assert 125 < n.mean() < 150                       # the tail clipped at 3000 costs a little of the mean
+    with pytest.raises(ConfigError, match="synthetic.rows_per_user"):
+        with_overrides(Config(), ["synthetic.rows_per_user=zipf"])
