@@ -25,6 +25,7 @@ from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, structure
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import add_references
+from coda_jax.resources import memory_report
 
 
 @dataclasses.dataclass
@@ -41,6 +42,8 @@ class Results:
       timings: stage name -> seconds.
       overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
       data: dataset counts.
+      memory: peak host memory of the run's process (``peak_rss_gb``) and peak accelerator memory per device
+        (``device_peak_gb``; None on the CPU backend), read when the run finished.
       diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see
         :mod:`coda_jax.planted`): own-group shares of augmented rows, the share of the global-to-group-oracle gap
         coda closes. Reference rows (``"reference": True``) are in ``methods``.
@@ -55,6 +58,7 @@ class Results:
     overhead: dict
     data: dict
     diagnostics: dict = dataclasses.field(default_factory=dict)
+    memory: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,6 +104,10 @@ class Results:
                     if m.get("diverged_users")]
         if diverged:
             lines.append("DIVERGED: non-finite test scores (those users are not scored): " + ", ".join(diverged))
+        if self.memory.get("peak_rss_gb") is not None:
+            dev = self.memory.get("device_peak_gb")
+            lines.append(f"memory: peak host RSS {self.memory['peak_rss_gb']:.2f} GiB"
+                         + ("" if not dev else f", peak device memory {max(dev):.2f} GiB"))
         lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in self.timings.items()))
         return "\n".join(lines)
@@ -289,8 +297,11 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     out = []
     for p, c in enumerate(cfgs):
         point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept", "kept_mask")}
-        out.append(assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev,
-                                    point))
+        start = time.perf_counter()
+        res = assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev, point)
+        res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
+        res.memory = memory_report()
+        out.append(res)
     return out
 
 

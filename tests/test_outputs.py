@@ -176,3 +176,23 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     removed = results_io.remove_stale_temporaries(tmp_path, ("sweep.json",))
     assert removed == [tmp_path / ".sweep.json.k2j4.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.k2j4.tmp", "sweep.json"]
+
+
+def test_results_report_peak_memory(tiny_cloud):
+    """results.json carries the process's peak RSS (the run cannot have used less than the dataset's arrays)
+    and the device memory (None on the CPU backend); the table prints it."""
+    import jax
+
+    from coda_jax.resources import peak_rss_bytes
+    from coda_jax.simulate import simulate
+
+    cfg, data, *cloud = tiny_cloud
+    model, params, vectors, rows = cloud
+    res = simulate(cfg, data, show_progress=False, cloud=(model, params, vectors, rows, {"timings": {}}))
+    table_bytes = sum(getattr(data.table, f).nbytes for f in ("user", "item", "label", "time"))
+    assert res.memory["peak_rss_gb"] * (1 << 30) >= table_bytes
+    assert res.memory["peak_rss_gb"] * (1 << 30) <= peak_rss_bytes() + (1 << 20)
+    if jax.default_backend() == "cpu":
+        assert res.memory["device_peak_gb"] is None
+    assert "peak host RSS" in res.table()
+    assert res.timings["results"] > 0

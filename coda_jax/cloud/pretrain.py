@@ -87,16 +87,21 @@ def predict(model: nn.Module, params, features: dict, batch_size: int = 8192) ->
       ``(logits float32 [n], representations float32 [n, H])`` as numpy arrays.
     """
     n = int(features["item"].shape[0])
-    logits, reps = [], []
+    logits = reps = None
     for start in range(0, n, batch_size):
         chunk = {k: np.asarray(v[start:start + batch_size]) for k, v in features.items()}
         size = chunk["item"].shape[0]
         if size < batch_size and n > batch_size:   # keep one compiled shape
             chunk = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - size, 0)]) for k, v in chunk.items()}
         logit, rep = _forward(model, params, chunk)
-        logits.append(np.asarray(logit)[:size])
-        reps.append(np.asarray(rep)[:size])
-    return np.concatenate(logits), np.concatenate(reps)
+        if logits is None:                         # filled in place: no second copy of [n, H]
+            logits = np.empty(n, np.float32)
+            reps = np.empty((n,) + tuple(rep.shape[1:]), np.float32)
+        logits[start:start + size] = np.asarray(logit)[:size]
+        reps[start:start + size] = np.asarray(rep)[:size]
+    if logits is None:
+        raise ValueError("predict: no rows to score")
+    return logits, reps
 
 
 def sample_vectors(model: nn.Module, params, table: SampleTable, center_rows: np.ndarray | None = None) -> np.ndarray:
@@ -107,8 +112,14 @@ def sample_vectors(model: nn.Module, params, table: SampleTable, center_rows: np
     None) is subtracted before normalising: similarity then reflects how samples differ.
     These vectors are what coarse matching searches over and what the device classifier sees.
     """
-    _, reps = predict(model, params, table.features())
-    reps = reps.astype(np.float64)
-    reps -= reps[center_rows if center_rows is not None else slice(None)].mean(axis=0)
-    norm = np.linalg.norm(reps, axis=1, keepdims=True)
-    return (reps / np.maximum(norm, 1e-12)).astype(np.float32)
+    _, reps = predict(model, params, table.features())                  # float32 [N, H]
+    rows = np.arange(reps.shape[0]) if center_rows is None else np.asarray(center_rows)
+    total = np.zeros(reps.shape[1], np.float64)
+    for start in range(0, rows.shape[0], 1 << 20):                      # the mean in float64, 1M rows at a time
+        total += reps[rows[start:start + (1 << 20)]].sum(axis=0, dtype=np.float64)
+    mean = total / max(rows.shape[0], 1)
+    for start in range(0, reps.shape[0], 1 << 20):                      # in place: peak memory is the output
+        block = reps[start:start + (1 << 20)].astype(np.float64) - mean
+        norm = np.linalg.norm(block, axis=1, keepdims=True)
+        reps[start:start + (1 << 20)] = block / np.maximum(norm, 1e-12)
+    return reps
