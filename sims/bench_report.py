@@ -23,8 +23,11 @@ def bar_rows(fig: dict) -> list[tuple[str, str, str, str]]:
                      f"{c['engine_speedup']:.1f}x", f">= {bar:.0f}x" if bar else "-",
                      _ok(c["engine_speedup"] >= bar) if bar else "-"))
     r = fig["per_user_ratio_largest_to_ratio_point"]
-    rows.append((f"time per user at {r['largest']} / at {n} users", f"{r['ratio']:.2f}", f"<= {PER_USER_BAR}",
-                 _ok(r["ratio"] <= PER_USER_BAR)))
+    if r["ratio"] is None:
+        rows.append((f"time per user at 16x / at {n} users", "no larger point run", f"<= {PER_USER_BAR}", "n/a"))
+    else:
+        rows.append((f"time per user at {r['largest']} / at {n} users", f"{r['ratio']:.2f}", f"<= {PER_USER_BAR}",
+                     _ok(r["ratio"] <= PER_USER_BAR)))
     f = fig["flops"]
     rows.append(("device-stage FLOP/s / matmul FLOP/s", f"{100 * f['fraction_of_matmul']:.1f}%",
                  f">= {100 * FLOPS_BAR:.0f}%", _ok(f["fraction_of_matmul"] >= FLOPS_BAR)))
@@ -82,14 +85,15 @@ def write_plot(fig: dict, path: Path) -> None:
     users = [p["users"] for p in fig["points"]]
     fig_, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
     a.plot(users, [1e3 * p["per_user_seconds"] for p in fig["points"]], "o-", label="engine")
-    for name, con in fig["contenders"].items():
-        a.axhline(1e3 * con["per_user_seconds"], ls="--", lw=1,
+    for i, (name, con) in enumerate(fig["contenders"].items()):
+        a.axhline(1e3 * con["per_user_seconds"], ls="--", lw=1, color=f"C{i + 1}",
                   label=f"{name} (timed on {con['users_timed']} users)")
     a.set(xscale="log", yscale="log", xlabel="users", ylabel="device-stage time per user (ms)",
           title="time per user")
     a.legend(fontsize=7)
     b.plot(users, [p["user_steps_per_second"] for p in fig["points"]], "o-")
     b.set(xscale="log", xlabel="users", ylabel="user-steps per second", title="throughput (engine)")
+    b.set_ylim(bottom=0)
     names = list(fig["contenders"])
     c.bar(names, [fig["contenders"][n]["engine_speedup"] for n in names])
     for n, bar in BARS.items():

@@ -63,7 +63,7 @@ def retrieval_benchmark(pool_rows: int = 1_000_000, dim: int = 32, queries: int 
     index = (scann.scann_ops_pybind.builder(pool, k, "dot_product")
              .tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 10),
                    training_sample_size=min(pool_rows, 100_000), random_init=False)
-             .score_ah(2, anisotropic_quantization_threshold=0.2).reorder(max(100, 4 * k)).build())
+             .score_ah(2, anisotropic_quantization_threshold=0.2).reorder(max(100, 10 * k)).build())
     build = time.perf_counter() - t0
     search = getattr(index, "search_batched_parallel", index.search_batched)
     settings = []
