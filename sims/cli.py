@@ -3,6 +3,7 @@
   coda-sim run [--config FILE] [--data-dir DIR] [--out DIR] [--set KEY=VALUE ...]
   coda-sim sweep [--config FILE] [--data-dir DIR] --grid KEY=V1,V2 [--grid ...] [--out DIR]
   coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--lockstep-users N] [--out FILE]
+  coda-sim bench scaling [--users N [N ...]] [--subset N] [--no-retrieval] [--quick] --out DIR
   coda-sim combine RUN_DIR RUN_DIR [...] [--out FILE]
   coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR]
 """
@@ -97,6 +98,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.which == "scaling":
+        from sims.bench_scaling import main as bench_scaling  # noqa: PLC0415
+
+        return bench_scaling(args.options)
     from sims.bench_engine import main as bench_engine  # noqa: PLC0415
 
     return bench_engine(args.options)          # the benchmark's own parser reads (and documents) its options
@@ -209,8 +214,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="run every variant again, replacing finished ones, and replace a sweep.json "
                             "from a different grid")
     sweep.set_defaults(func=cmd_sweep)
-    bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop)")
-    bench.add_argument("which", choices=["engine"])
+    bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop; scaling: "
+                                         "the device stage against users, contenders, FLOP/s, retrieval)")
+    bench.add_argument("which", choices=["engine", "scaling"])
     bench.add_argument("options", nargs=argparse.REMAINDER,
                        help="the benchmark's options (coda-sim bench engine --help lists them)")
     bench.set_defaults(func=cmd_bench)
