@@ -8,6 +8,42 @@ import numpy as np
 from coda_jax.config import from_dict, to_dict
 
 
+def grouped_auc(owner: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_groups: int) -> np.ndarray:
+    """AUC of each group's rows (ties count one half), in O(n log n) over all rows at once, no padding.
+
+    The host-side twin of :func:`kernels.auc.masked_auc` for ragged groups (one user's test rows each): the
+    Mann-Whitney statistic from tie-averaged ranks within each group.
+
+    Args:
+      owner: int [n] group of each row, in ``0..num_groups-1``.
+      scores: float [n] scores.
+      labels: float / bool [n] 0/1 labels.
+
+    Returns:
+      float64 [num_groups]: NaN for a group without both classes or with a non-finite score.
+    """
+    owner = np.asarray(owner, np.int64)
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels, np.float64)
+    n = owner.shape[0]
+    order = np.lexsort((scores, owner))
+    o, s, y = owner[order], scores[order], labels[order]
+    count = np.bincount(o, minlength=num_groups)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.arange(n) - start[o] + 1.0                             # 1-based rank within the group
+    tie = np.concatenate([[True], (o[1:] != o[:-1]) | (s[1:] != s[:-1])]) if n else np.zeros(0, bool)
+    tie_id = np.cumsum(tie) - 1
+    rank = (np.bincount(tie_id, weights=rank) / np.bincount(tie_id))[tie_id] if n else rank
+    pos = np.bincount(o, weights=y, minlength=num_groups)
+    neg = count - pos
+    rank_sum = np.bincount(o, weights=rank * y, minlength=num_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg)
+    bad = np.bincount(o, weights=~np.isfinite(s), minlength=num_groups) > 0
+    auc[(pos == 0) | (neg == 0) | bad] = np.nan
+    return auc
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence: float,
                      seed: int = 0) -> dict:
     """Mean of ``a - b`` over users with a percentile bootstrap interval (users resampled with replacement).

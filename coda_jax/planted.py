@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
 from coda_jax.cloud.pretrain import predict, pretrain
@@ -22,21 +21,15 @@ from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
 from coda_jax.data.synthetic import REFERENCES, reference_logits
-from coda_jax.evaluate import paired_bootstrap
-from kernels.auc import masked_auc
+from coda_jax.evaluate import grouped_auc, paired_bootstrap
 
 
 def per_user_auc(scores: np.ndarray, table, test: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per-user AUC of ``scores`` (float [N] over table rows) on each simulated user's test rows (CSR):
-    float [S], NaN where undefined."""
+    float [S], NaN where undefined (:func:`coda_jax.evaluate.grouped_auc`: no padding to the longest user)."""
     offsets, flat = test
-    n_users = len(offsets) - 1
-    width = max(int(np.diff(offsets).max()) if n_users else 1, 1)
-    index, mask = pad_rows(offsets, flat, np.arange(n_users), width)
-    s = np.where(mask, scores[index], 0.0).astype(np.float32)
-    y = np.where(mask, table.label[index], 0.0).astype(np.float32)
-    auc, _ = masked_auc(jnp.asarray(s), jnp.asarray(y), jnp.asarray(mask))
-    return np.asarray(auc, np.float64)
+    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    return grouped_auc(owner, scores[flat], table.label[flat], len(offsets) - 1)
 
 
 def _reference_entry(auc: np.ndarray, valid: np.ndarray, user_ids: np.ndarray, what: str) -> dict:

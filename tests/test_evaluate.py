@@ -48,3 +48,25 @@ def test_paired_bootstrap_without_users_or_resamples():
     assert all(math.isnan(v) for v in empty.values())
     plain = paired_bootstrap(np.array([0.7, 0.5]), np.array([0.6, 0.6]), 0, 0.95)
     assert plain["mean"] == pytest.approx(0.0) and math.isnan(plain["low"]) and math.isnan(plain["high"])
+
+
+def test_grouped_auc_matches_sklearn_per_group_with_ties_and_bad_groups():
+    from sklearn.metrics import roc_auc_score
+
+    from coda_jax.evaluate import grouped_auc
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 40, size=60)
+    owner = np.repeat(np.arange(60), sizes)
+    perm = rng.permutation(owner.shape[0])                  # rows of a group need not be contiguous
+    owner = owner[perm]
+    scores = np.round(rng.normal(size=owner.shape[0]), 1)   # rounding makes ties
+    labels = (rng.random(owner.shape[0]) < 0.4).astype(np.float32)
+    scores[owner == 7] = np.where(np.arange((owner == 7).sum()) == 0, np.nan, 1.0)   # a non-finite score
+    got = grouped_auc(owner, scores, labels, 62)             # groups 60, 61 have no rows
+    for g in range(62):
+        y, s = labels[owner == g], scores[owner == g]
+        if g == 7 or len(np.unique(y)) < 2:
+            assert np.isnan(got[g]), g
+        else:
+            assert got[g] == pytest.approx(roc_auc_score(y, s), abs=1e-12), g
