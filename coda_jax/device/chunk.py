@@ -134,7 +134,7 @@ def chunk_vocab(ids: np.ndarray, num_ids: int) -> tuple[np.ndarray, np.ndarray, 
     ids = np.asarray(ids)
     u, m = ids.shape
     if u * num_ids > DENSE_VOCAB_MAX_CELLS:
-        vocab, remapped, size = chunk_vocab(ids, table.num_items + 1)
+        vocab, remapped, size = local_vocab(ids)
         return vocab[:, :max(int(size.max(initial=1)), 1)], remapped, size.astype(np.int64)
     flat = ids + (np.arange(u, dtype=np.int64) * num_ids)[:, None]           # [U, M] into the flat table
     present = np.zeros((u, num_ids), dtype=bool)
