@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coda_jax.cloud.matching import (candidates_from_users, item_set_vectors, match_users, pool_by_user,
+from coda_jax.cloud.matching import (candidates_from_users, match_users, pool_by_user,
                                      random_users, top_users, user_vectors, users_from_candidates)
+from coda_jax.cloud.overlap import item_sets
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher
 from coda_jax.config import ConfigError, FinetuneConfig, MpdaConfig, RetrievalConfig, from_dict
 from coda_jax.device.chunk import matched_index
@@ -40,15 +41,14 @@ def test_pool_by_user_groups_rows_in_time_order():
         np.testing.assert_array_equal(rows[offsets[u]:offsets[u + 1]], sorted(r for r in pool if row_user[r] == u))
 
 
-def test_item_set_vectors_give_the_cosine_of_item_sets():
+def test_item_sets_hold_each_users_distinct_pool_items():
     row_user, item, pool, num_users, num_items = _toy_pool(1)
-    lists = pool_by_user(row_user, pool, num_users)
-    vecs = item_set_vectors(item, lists, num_items)
-    sets = [set(item[r] for r in pool if row_user[r] == u) for u in range(num_users)]
-    for a in range(num_users):
-        for b in range(num_users):
-            want = len(sets[a] & sets[b]) / np.sqrt(len(sets[a]) * len(sets[b])) if sets[a] and sets[b] else 0.0
-            assert vecs[a] @ vecs[b] == pytest.approx(want, abs=1e-6)
+    got = item_sets(item, pool_by_user(row_user, pool, num_users), num_items)
+    assert got.shape == (num_users, num_items + 1)
+    for u in range(num_users):
+        want = sorted(set(item[r] for r in pool if row_user[r] == u))
+        np.testing.assert_array_equal(got[u].indices, want)
+        assert (got[u].data == 1).all()
 
 
 def test_top_users_matches_brute_force_and_skips_self_and_empty_users():
@@ -125,7 +125,7 @@ def test_match_users_by_item_overlap_finds_the_user_sharing_most_items():
     lists = pool_by_user(row_user, np.arange(16), 4)
     cfg = RetrievalConfig(matching="item_overlap", backend="exact")
     users, _ = match_users(cfg, {}, np.zeros((16, 2), np.float32), item, 12, lists, np.array([0, 2]), 2, 0)
-    np.testing.assert_array_equal(users, [[1, 3], [1, 0]])
+    np.testing.assert_array_equal(users, [[1, 3], [1, -1]])      # user 2 shares items with user 1 only
 
 
 def test_matched_index_takes_each_matched_users_latest_rows():

@@ -7,7 +7,8 @@
 - ``user_embedding``: nearest users by user-vector similarity (the cloud model's user embedding, or the mean
   of a user's sample vectors for models without one), searched with the configured backend (ScaNN / exact).
 - ``item_overlap``: nearest users by the cosine of their item sets (shared items over the geometric mean of
-  set sizes), exact search.
+  set sizes), through sparse item sets in blocks of query users (:mod:`coda_jax.cloud.overlap`; exact within a
+  work budget, above it the most popular items are left out).
 - ``random_users``: users drawn at random.
 
 With a user-level algorithm, a user's coarse candidates are its matched users' pool rows, best-matched user
@@ -19,12 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from coda_jax.cloud.retrieval import Candidates, ExactSearcher, make_searcher
+from coda_jax.cloud.overlap import ITEM_OVERLAP_WORK_PER_USER, item_overlap_cap, item_overlap_users, item_sets, restrict_items
+from coda_jax.cloud.retrieval import Candidates, make_searcher
 from coda_jax.config import RetrievalConfig
 from coda_jax.data.packing import offsets_from_counts
 from coda_jax.data.split import user_offsets
-ITEM_OVERLAP_MAX_CELLS = 400_000_000
-"""Largest users x items matrix :func:`item_set_vectors` builds densely (1.6 GB of float32)."""
 
 
 def pool_by_user(row_user: np.ndarray, pool_rows: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,22 +60,6 @@ def user_vectors(params: dict, vectors: np.ndarray, pool: tuple[np.ndarray, np.n
     out = _unit(out)
     out[np.diff(offsets) == 0] = 0.0
     return out
-
-
-def item_set_vectors(item: np.ndarray, pool: tuple[np.ndarray, np.ndarray], num_items: int) -> np.ndarray:
-    """Each user's set of pool items as a unit multi-hot vector: float32 [num_users, num_items + 1].
-
-    The dot product of two rows is the cosine of the two item sets, ``|A & B| / sqrt(|A| |B|)``.
-    """
-    offsets, rows = pool
-    num_users = offsets.shape[0] - 1
-    if num_users * (num_items + 1) > ITEM_OVERLAP_MAX_CELLS:
-        raise ValueError(f"retrieval.matching: item_overlap builds a dense {num_users} x {num_items + 1} "
-                         f"user-item matrix, above {ITEM_OVERLAP_MAX_CELLS:,} cells; use user_embedding")
-    owner = np.repeat(np.arange(num_users), np.diff(offsets))
-    out = np.zeros((num_users, num_items + 1), dtype=np.float32)
-    out[owner, item[rows]] = 1.0
-    return _unit(out)
 
 
 def top_users(searcher, database: np.ndarray, query_users: np.ndarray, count: int,
@@ -134,18 +118,46 @@ def users_from_candidates(cands: Candidates, row_user: np.ndarray, count: int) -
 
 
 def random_users(sim_users: np.ndarray, valid: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` distinct random other users per simulated user (from users with pool rows).
+    """``count`` distinct random other users per simulated user (from users with pool rows), in random order.
+
+    Time and memory ``O(S * count)``: each user draws with replacement from the ``C`` valid others and keeps the
+    first occurrence of each (a uniformly random ordered sample without replacement); the few users left
+    short redraw with twice as many draws. With ``C <= count`` a user gets all of them.
 
     Returns ``(users int64 [S, count], scores float32 [S, count])`` (scores 0; ``-1`` / ``-inf`` pad)."""
     rng = np.random.default_rng(seed)
     choices = np.flatnonzero(valid)
-    keys = rng.random((len(sim_users), len(choices)))
-    keys[choices[None, :] == np.asarray(sim_users)[:, None]] = np.inf      # never the user itself
-    take = min(count, len(choices))
-    pick = np.argsort(keys, axis=1)[:, :take]
-    users = choices[pick]
-    ok = np.take_along_axis(keys, pick, axis=1) < np.inf
-    return _compact(np.where(ok, users, -1), np.where(ok, 0.0, -np.inf), count)
+    sim_users = np.asarray(sim_users, np.int64)
+    self_pos = np.searchsorted(choices, sim_users)
+    is_valid = (self_pos < len(choices)) & (choices[np.minimum(self_pos, len(choices) - 1)] == sim_users) \
+        if len(choices) else np.zeros(len(sim_users), bool)
+    others = len(choices) - is_valid                                                  # [S] valid others
+    take = np.minimum(others, count)
+    users = np.full((len(sim_users), count), -1, np.int64)
+    todo = np.flatnonzero(take > 0)
+    draws = 2 * count
+    while len(todo):
+        d = rng.integers(0, others[todo][:, None], size=(len(todo), draws))          # among the others
+        d = d + (is_valid[todo][:, None] & (d >= self_pos[todo][:, None]))           # skip the user itself
+        first = _first_occurrences(d)
+        pos = np.cumsum(first, axis=1) - 1                                            # slot of each first occurrence
+        done = pos[:, -1] + 1 >= take[todo]
+        r, c = np.nonzero(first & (pos < take[todo][:, None]) & done[:, None])
+        users[todo[r], pos[r, c]] = choices[d[r, c]]
+        todo, draws = todo[~done], draws * 2
+    ok = users >= 0
+    return users, np.where(ok, 0.0, -np.inf).astype(np.float32)
+
+
+def _first_occurrences(d: np.ndarray) -> np.ndarray:
+    """bool [S, n]: whether ``d[s, j]`` is the first occurrence of its value in row ``s``."""
+    order = np.argsort(d, axis=1, kind="stable")
+    sd = np.take_along_axis(d, order, axis=1)
+    new = np.ones(d.shape, bool)
+    new[:, 1:] = sd[:, 1:] != sd[:, :-1]
+    first = np.empty(d.shape, bool)
+    np.put_along_axis(first, order, new, axis=1)
+    return first
 
 
 def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[np.ndarray, np.ndarray],
@@ -156,21 +168,23 @@ def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[n
     s_idx, m_idx = np.nonzero(matched >= 0)                  # row-major: by simulated user, then match rank
     src = matched[s_idx, m_idx]
     n = offsets[src + 1] - offsets[src]
-    pair = np.repeat(np.arange(len(src)), n)
+    cum = np.cumsum(n) - n
+    before = cum - cum[np.searchsorted(s_idx, s_idx)]         # rows of the user's better-matched users
+    take = np.clip(limit - before, 0, n)                      # only what fits under the cap: O(S * limit)
+    pair = np.repeat(np.arange(len(src)), take)
     pos, _ = user_offsets(pair)                               # position within each matched user's rows
     cand_rows = rows[offsets[src][pair] + n[pair] - 1 - pos]  # latest first
-    owner = s_idx[pair]
-    keep = user_offsets(owner)[0] < limit
-    counts = np.bincount(owner[keep], minlength=matched.shape[0])
-    return Candidates(offsets=offsets_from_counts(counts),
-                      rows=cand_rows[keep].astype(np.int64),
-                      scores=scores[s_idx, m_idx][pair][keep].astype(np.float32))
+    counts = np.bincount(s_idx[pair], minlength=matched.shape[0])
+    return Candidates(offsets=offsets_from_counts(counts), rows=cand_rows.astype(np.int64),
+                      scores=scores[s_idx, m_idx][pair].astype(np.float32))
 
 
 def match_users(cfg: RetrievalConfig, params: dict, vectors: np.ndarray, item: np.ndarray, num_items: int,
                 pool: tuple[np.ndarray, np.ndarray], sim_users: np.ndarray, count: int,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """User-level matching by ``cfg.matching`` (not ``sample``): ``(users, scores)`` int64 / float32 [S, count]."""
+                seed: int, work_per_user: float = ITEM_OVERLAP_WORK_PER_USER) -> tuple[np.ndarray, np.ndarray]:
+    """User-level matching by ``cfg.matching`` (not ``sample``): ``(users, scores)`` int64 / float32 [S, count].
+
+    ``work_per_user``: ``item_overlap``'s budget (:func:`coda_jax.cloud.overlap.item_overlap_cap`)."""
     valid = np.diff(pool[0]) > 0
     if cfg.matching == "random_users":
         return random_users(sim_users, valid, count, seed)
@@ -178,8 +192,9 @@ def match_users(cfg: RetrievalConfig, params: dict, vectors: np.ndarray, item: n
         database = user_vectors(params, vectors, pool)
         searcher = make_searcher(database, cfg, seed)
     elif cfg.matching == "item_overlap":
-        database = item_set_vectors(item, pool, num_items)
-        searcher = ExactSearcher(database)
+        sets = item_sets(item, pool, num_items)
+        cap = item_overlap_cap(sets, np.asarray(sim_users), work_per_user)
+        return item_overlap_users(restrict_items(sets, cap), np.asarray(sim_users), count)
     else:
         raise ValueError(f"retrieval.matching: unknown user-level matching {cfg.matching!r}")
     return top_users(searcher, database, np.asarray(sim_users), count, valid)

@@ -127,10 +127,20 @@ def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners:
                       rows=row.astype(np.int64), scores=score.astype(np.float32))
 
 
+COARSE_BLOCK_QUERIES = 1 << 16
+"""Queries :func:`coarse_match` searches at a time (its memory is ``O(block * neighbors)``, not ``O(Q * k)``)."""
+
+
 def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
                  query_rows: np.ndarray, query_owner: np.ndarray, num_owners: int,
-                 cfg: RetrievalConfig, row_item: np.ndarray | None = None) -> Candidates:
-    """Coarse-grained sample matching for many users at once.
+                 cfg: RetrievalConfig, row_item: np.ndarray | None = None,
+                 block_queries: int = COARSE_BLOCK_QUERIES) -> Candidates:
+    """Coarse-grained sample matching for many users at once, streamed over blocks of queries.
+
+    The queries, grouped by owner, are searched ``block_queries`` at a time; after each block the pairs of
+    every owner whose queries are all searched are deduplicated and cut to ``cfg.max_candidates`` (the last,
+    unfinished owner's pairs wait for the next block), so memory is bounded by the block, not by ``Q * k``.
+    Each owner's result depends only on its own queries: the same as one search over all queries.
 
     Args:
       searcher: a searcher built over ``vectors[pool_rows]``.
@@ -142,6 +152,7 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
       num_owners: number of simulated users.
       row_item: int [N] item id of every table row; needed with ``cfg.exclude_seen_items`` (drop candidates
         about an item the owner's queries already hold).
+      block_queries: queries per search call.
 
     Returns:
       :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
@@ -149,18 +160,49 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
       "rank": every local sample's nearest first, then every one's second-nearest, ... (spread over all
       local samples, similarity breaking ties).
     """
+    if cfg.exclude_seen_items and row_item is None:
+        raise ValueError("coarse_match: retrieval.exclude_seen_items needs row_item")
+    query_owner = np.asarray(query_owner, np.int64)
+    order = np.argsort(query_owner, kind="stable")
+    q_rows, q_owner = np.asarray(query_rows)[order], query_owner[order]
+    starts = np.searchsorted(q_owner, np.arange(num_owners + 1))            # owner o: queries [starts[o], starts[o+1])
     k = min(cfg.neighbors, len(pool_rows))
-    idx, scores = searcher.search(vectors[query_rows], k)            # [Q, k] pool positions
+    stride = int(row_item.max()) + 1 if cfg.exclude_seen_items else 0
+    counts = np.zeros(num_owners, np.int64)
+    out_rows, out_scores = [], []
+    pending = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)]
+    lo = 0                                                                   # first owner not yet emitted
+    for s0 in range(0, len(q_rows), max(int(block_queries), 1)):
+        s1 = min(s0 + max(int(block_queries), 1), len(q_rows))
+        pairs = _search_pairs(searcher, vectors, pool_rows, row_user, q_rows[s0:s1], q_owner[s0:s1], k)
+        pending = [np.concatenate([a, b]) for a, b in zip(pending, pairs)]
+        hi = int(q_owner[s1]) if s1 < len(q_rows) else num_owners          # owners below hi are complete
+        done = pending[0] < hi
+        owner, row, score, rank = (a[done] for a in pending)
+        pending = [a[~done] for a in pending]
+        if cfg.exclude_seen_items:
+            qr = q_rows[starts[lo]:starts[hi]]
+            seen = np.unique(q_owner[starts[lo]:starts[hi]] * stride + row_item[qr])
+            keep = ~np.isin(owner * stride + row_item[row], seen)
+            owner, row, score, rank = owner[keep], row[keep], score[keep], rank[keep]
+        c = group_top(owner - lo, row, score, hi - lo, cfg.max_candidates,
+                      rank if cfg.candidate_order == "rank" else None)
+        counts[lo:hi] = c.counts()
+        out_rows.append(c.rows)
+        out_scores.append(c.scores)
+        lo = hi
+    return Candidates(offsets=offsets_from_counts(counts),
+                      rows=np.concatenate(out_rows + [np.zeros(0, np.int64)]).astype(np.int64),
+                      scores=np.concatenate(out_scores + [np.zeros(0, np.float32)]).astype(np.float32))
+
+
+def _search_pairs(searcher, vectors, pool_rows, row_user, query_rows, query_owner, k):
+    """Search one block of queries: the ``(owner, row, score, neighbour rank)`` pairs (flat arrays) that are
+    real neighbours and not the querying user's own rows."""
+    idx, scores = searcher.search(vectors[query_rows], k)            # [Qb, k] pool positions
     valid = (idx >= 0) & (idx < len(pool_rows))
     nbr = pool_rows[np.clip(idx, 0, len(pool_rows) - 1)]             # table rows
-    owner = np.broadcast_to(query_owner[:, None], idx.shape)
-    own = row_user[nbr] == row_user[query_rows][:, None]
-    keep = valid & ~own
-    if cfg.exclude_seen_items:
-        if row_item is None:
-            raise ValueError("coarse_match: retrieval.exclude_seen_items needs row_item")
-        stride = int(row_item.max()) + 1
-        seen = np.unique(query_owner.astype(np.int64) * stride + row_item[query_rows])
-        keep &= ~np.isin(owner.astype(np.int64) * stride + row_item[nbr], seen)
-    rank = np.broadcast_to(np.arange(k)[None, :], idx.shape)[keep] if cfg.candidate_order == "rank" else None
-    return group_top(owner[keep], nbr[keep], scores[keep], num_owners, cfg.max_candidates, rank)
+    keep = valid & (row_user[nbr] != row_user[query_rows][:, None])
+    owner = np.broadcast_to(query_owner[:, None], idx.shape)[keep]
+    rank = np.broadcast_to(np.arange(idx.shape[1])[None, :], idx.shape)[keep]
+    return owner.astype(np.int64), nbr[keep].astype(np.int64), scores[keep].astype(np.float32), rank.astype(np.int64)
