@@ -30,8 +30,8 @@ from coda_jax.device.engine import StageCompiler, plan_chunks, run_chunks, user_
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import (classifier_inputs, classifier_loss, classifier_scores, keep_mask, make_optimizer,
-                                   score, weighted_loss)
+from coda_jax.device.train import classifier_inputs, classifier_scores, keep_mask, make_optimizer, score
+from coda_jax.models.losses import classifier_loss, weighted_loss
 from coda_jax.models.classifier import SampleClassifier
 from coda_jax.simulate import cloud_stage, device_keys
 from kernels.auc import masked_auc
