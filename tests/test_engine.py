@@ -40,6 +40,7 @@ def test_local_width_classes_is_the_least_padding_split(widths, k):
     assert got.sum() == best
 
 
+@pytest.mark.slow
 def test_sweep_points_as_lanes_equal_separate_runs(tiny_cloud):
     """Configs differing only in traced numbers run as lanes of one program, compiled once, and give each
     config's own results."""
@@ -103,6 +104,7 @@ def _run_python(code: str, env: dict | None = None, timeout: int = 600) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_user_axis_sharded_over_four_devices_gives_the_same_per_user_auc():
     out = _run_python("""
         import json, jax, jax.numpy as jnp, numpy as np, dataclasses
@@ -130,6 +132,7 @@ def test_user_axis_sharded_over_four_devices_gives_the_same_per_user_auc():
     np.testing.assert_allclose(four, one, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_second_run_loads_the_device_stage_from_the_persistent_cache(tmp_path):
     """Two runs of one config, each its own process (as a user runs them): the second compiles the device
     stage zero times, loading it from the persistent cache, and its results.json says so."""

@@ -232,6 +232,7 @@ def test_match_users_dispatch(matching):
         np.testing.assert_array_equal(users, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("matching", ["user_embedding"])
 def test_simulate_with_user_level_matching_and_mpda(matching):
     from coda_jax.simulate import simulate

@@ -118,6 +118,7 @@ def _tiny_yaml(tmp_path, **extra) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_run_writes_results(tmp_path, capsys):
     cfg_path = _tiny_yaml(tmp_path)
     assert cli_main(["run", "--config", cfg_path, "--out", str(tmp_path / "run"), "--quiet"]) == 0
@@ -128,6 +129,7 @@ def test_cli_run_writes_results(tmp_path, capsys):
     assert results["data"]["simulated_users"] == 16
 
 
+@pytest.mark.slow
 def test_cli_run_on_movielens_format_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     d = tmp_path / "ml"
