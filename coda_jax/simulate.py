@@ -46,8 +46,8 @@ def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = Tru
       cfg: the run configuration (``Config()`` is the embedded synthetic default).
       data: an already built dataset (otherwise built from ``cfg.data``).
       show_progress: show progress bars on stderr.
-      cloud: the :class:`~coda_jax.cloud.output.CloudOutput` of :func:`cloud_stage` for this dataset and config, to reuse across runs that
-        differ only in device-side settings (see :func:`cloud_key`).
+      cloud: the :class:`~coda_jax.cloud.output.CloudOutput` of :func:`cloud_stage` for this dataset and config,
+        to reuse across runs that differ only in device-side settings (see :func:`cloud_key`).
     """
     return simulate_points([cfg], data, show_progress, cloud)[0]
 

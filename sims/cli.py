@@ -144,8 +144,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "--config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding u.data, "
                     "u.item, u.user as downloaded); likewise configs/movielens1m.yaml and movielens20m.yaml "
                     "with --data-dir; configs/amazon.yaml, taobao.yaml, csv_example.yaml with --data-path FILE. "
-                    "model.name picks din, lr, deepfm, wide_deep or pnn (configs/movielens100k_<model>.yaml, or "
-                    "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
+                    "model.name picks din, lr, deepfm, wide_deep or pnn (a model overlay after the dataset config: "
+                    "--config configs/movielens100k.yaml --config configs/models/deepfm.yaml); retrieval.matching picks sample, user_embedding, item_overlap or "
                     "random_users; data.split picks user_fraction, global_time or two_cutoff (the cloud trains "
                     "before T0, devices hold [T0, T1), tests after T1; configs/movielens100k_two_cutoff.yaml).")
     add_config_args(run)

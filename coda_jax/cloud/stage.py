@@ -41,7 +41,7 @@ def random_rows(pool_rows: np.ndarray, row_user: np.ndarray, users: np.ndarray, 
     return csr_from_owner(owner, draw[keep], len(users))
 
 
-def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
+def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> CloudOutput:
     """Pretrain the global model and run coarse matching for every simulated user.
 
     Returns a :class:`~coda_jax.cloud.output.CloudOutput`: the model and its parameters, vectors [N, D], the
