@@ -5,8 +5,9 @@ The public API, in pipeline order (each step usable on its own from research cod
     import coda_jax as cj
     cfg = cj.Config()                                   # or cj.load_config("configs/movielens100k.yaml")
     data = cj.make_dataset(cfg)                         # load or generate, build samples, split per user
-    model, params, vectors, rows, report = cj.cloud_stage(cfg, data)   # pretrain + coarse matching
-    #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; rows.matched_users)
+    cloud = cj.cloud_stage(cfg, data)                   # pretrain + coarse matching: a cj.CloudOutput
+    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
+    #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; cloud.matched_users)
     chunk = cj.make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
                           cfg.engine.min_bucket)        # pack a chunk of devices ([U, ...] pytree)
     keys = cj.device_keys(cfg)                          # [R] device keys, one per eval.repeats
@@ -19,9 +20,12 @@ The public API, in pipeline order (each step usable on its own from research cod
     results = cj.simulate(cfg)                          # all of the above, every method, one results object
 """
 
+from coda_jax import methods
 from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user
+from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
 from coda_jax.cloud.retrieval import coarse_match, make_searcher, recall_at_k
+from coda_jax.cloud.stage import cloud_stage
 from coda_jax.config import Config, ConfigError
 from coda_jax.config import load as load_config
 from coda_jax.data.dataset import Dataset, load_interactions, make_dataset
@@ -29,21 +33,22 @@ from coda_jax.data.features import build_samples
 from coda_jax.data.readers import DataError, read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
 from coda_jax.data.synthetic import generate as generate_synthetic
-from coda_jax.device.chunk import DeviceChunk, Rows, UserRows, make_chunk
-from coda_jax import methods
+from coda_jax.device.chunk import DeviceChunk, Rows, make_chunk
+from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.stage import device_stage, user_stage
 from coda_jax.device.train import finetune, mpda_finetune, train_classifier
 from coda_jax.methods import AugmentInputs, register_method
 from coda_jax.models import make_model
-from coda_jax.simulate import Results, cloud_stage, device_keys, run_device_stage, simulate, simulate_points
+from coda_jax.results import Results
+from coda_jax.simulate import simulate, simulate_points
 from kernels.auc import masked_auc
 from kernels.topk import exact_topk
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AugmentInputs", "Config", "ConfigError", "StageNumbers", "device_keys", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
+    "AugmentInputs", "CloudOutput", "Config", "ConfigError", "StageNumbers", "device_keys", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
     "SampleTable", "StageSettings", "UserRows", "build_samples", "candidates_from_users", "cloud_stage",
     "coarse_match", "device_stage", "exact_topk", "finetune", "generate_synthetic", "load_config",
     "load_interactions", "make_chunk", "make_dataset", "make_model", "make_searcher", "masked_auc", "match_users",

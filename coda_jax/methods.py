@@ -29,6 +29,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from coda_jax.config_check import add_method_name
 from coda_jax.device.chunk import Rows
 
 
@@ -86,6 +87,7 @@ def register_method(name: str, augment: Callable | None, *, start: Callable | No
     if name in _REGISTRY and not replace:
         raise ValueError(f"register_method: {name!r} is registered already (pass replace=True)")
     _REGISTRY[name] = Method(name, augment, start, description)
+    add_method_name(name)                          # configs may list it from now on
     return _REGISTRY[name]
 
 

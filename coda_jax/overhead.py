@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coda_jax.cloud.output import UserRows
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.split import holdout_count
-from coda_jax.device.chunk import UserRows
 from coda_jax.models.features import param_group
 
 FLOAT_BYTES = 4

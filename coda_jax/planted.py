@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from coda_jax.cloud.pretrain import predict, pretrain
+from coda_jax.cloud.stage import cloud_key
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
@@ -113,7 +114,6 @@ _LAST: dict = {}
 def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, show_progress: bool) -> dict:
     """:func:`reference_scores`, computed once for the sweep points of one dataset and cloud stage (the points of
     :func:`coda_jax.simulate.simulate_points` share both; ``global-fresh`` retrains a cloud model)."""
-    from coda_jax.simulate import cloud_key  # noqa: PLC0415
 
     key = (cloud_key(cfg), len(test_rows))
     if _LAST.get("data") is not data or _LAST.get("key") != key:

@@ -1,238 +1,31 @@
-"""Orchestrate one simulation run: data -> cloud pretrain -> sample vectors -> coarse matching -> vmapped
-device stage in chunks -> per-user AUC -> results. Python loops here go over stages and chunks only."""
+"""One simulation run, stage by stage: data -> cloud stage (:mod:`coda_jax.cloud.stage`: pretrain, sample vectors,
+coarse matching, random rows) -> compiled device stage over chunks of users (:mod:`coda_jax.device.engine`) ->
+:class:`~coda_jax.results.Results` (per-user AUC, paired differences, overhead, known-answer references).
+This module only orders the stages and assembles the results."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from coda_jax import overhead
-from coda_jax.cloud.pretrain import init_params, pretrain, sample_vectors
-from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user, users_from_candidates
-from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, make_searcher, recall_at_k
+from coda_jax.cloud.output import CloudOutput, UserRows
+from coda_jax.cloud.pretrain import init_params
+from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
 from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
-from coda_jax.data.packing import csr_from_owner
-from coda_jax.device.chunk import UserRows
-from coda_jax.device.engine import run_chunks
-from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, structure
+from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import add_references
 from coda_jax.resources import memory_report
+from coda_jax.results import Results
+from coda_jax.timing import Timer
 
-
-@dataclasses.dataclass
-class Results:
-    """What a run produced.
-
-    Attributes:
-      config: the run's config as a dict.
-      methods: method name -> ``{"auc": user-averaged AUC, "users": users evaluated,
-        "per_user": {dataset user id: AUC}}``.
-      comparisons: other method -> paired ``coda - other`` difference ``{"mean", "low", "high"}``.
-      augmentation: method -> mean augmented rows per simulated user; plus ``local_rows`` (mean local rows).
-      retrieval: ScaNN / exact recall and candidate counts.
-      timings: stage name -> seconds.
-      overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
-      data: dataset counts.
-      memory: peak host memory of the run's process (``peak_rss_gb``) and peak accelerator memory per device
-        (``device_peak_gb``; None on the CPU backend), read when the run finished.
-      diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see
-        :mod:`coda_jax.planted`): own-group shares of augmented rows, the share of the global-to-group-oracle gap
-        coda closes. Reference rows (``"reference": True``) are in ``methods``.
-    """
-
-    config: dict
-    methods: dict
-    comparisons: dict
-    augmentation: dict
-    retrieval: dict
-    timings: dict
-    overhead: dict
-    data: dict
-    diagnostics: dict = dataclasses.field(default_factory=dict)
-    memory: dict = dataclasses.field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
-        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact."""
-        from coda_jax.results_io import write_json_atomic  # noqa: PLC0415
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        return write_json_atomic(out / "results.json", self.to_json())
-
-    def table(self) -> str:
-        """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
-        differences with bootstrap intervals."""
-        lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   coda - method [95% CI]"]
-        flag = {name: "  <- diverged" for name, m in self.methods.items() if m.get("diverged_users")}
-        for name, m in self.methods.items():
-            cmp = self.comparisons.get(name)
-            diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
-            if m.get("reference"):
-                lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{'reference':>22}{diff}")
-                continue
-            lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
-                         f"{self.augmentation.get(name, 0.0):>10.1f}{diff}{flag.get(name, '')}")
-        repeats = self.config.get("eval", {}).get("repeats", 1)
-        if repeats > 1:
-            lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "
-                         "repeat: " + "; ".join(f"{name} {min(m['per_repeat_auc']):.4f}-{max(m['per_repeat_auc']):.4f}"
-                                               for name, m in self.methods.items()))
-        share = self.diagnostics.get("own_group_share")
-        if share:
-            lines.append("own-group share of augmented rows: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in share.items()))
-        if self.diagnostics.get("gap_closed") is not None:
-            lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
-        r = self.retrieval
-        if r.get("recall_at_k") is not None:
-            lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
-                         f"over {r['recall_queries']} queries")
-        diverged = [f"{name} ({m['diverged_users']} users)" for name, m in self.methods.items()
-                    if m.get("diverged_users")]
-        if diverged:
-            lines.append("DIVERGED: non-finite test scores (those users are not scored): " + ", ".join(diverged))
-        if self.memory.get("peak_rss_gb") is not None:
-            dev = self.memory.get("device_peak_gb")
-            lines.append(f"memory: peak host RSS {self.memory['peak_rss_gb']:.2f} GiB"
-                         + ("" if not dev else f", peak device memory {max(dev):.2f} GiB"))
-        lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in self.timings.items()))
-        return "\n".join(lines)
-
-
-class _Timer:
-    def __init__(self):
-        self.timings: dict[str, float] = {}
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.timings[name] = timer.timings.get(name, 0.0) + time.perf_counter() - self.t
-
-        return _Span()
-
-
-def random_rows(pool_rows: np.ndarray, row_user: np.ndarray, users: np.ndarray, count: int,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` random pool rows per simulated user, none of them its own, in random order.
-
-    Returns a CSR ``(offsets [S + 1], rows)``; a user keeps fewer than ``count`` only when the redraws keep
-    hitting its own rows (a pool dominated by that user).
-    """
-    rng = np.random.default_rng(seed)
-    draw = pool_rows[rng.integers(0, len(pool_rows), size=(len(users), count))]
-    for _ in range(8):                                   # redraw own rows; rare
-        own = row_user[draw] == users[:, None]
-        if not own.any():
-            break
-        draw[own] = pool_rows[rng.integers(0, len(pool_rows), size=int(own.sum()))]
-    keep = row_user[draw] != users[:, None]
-    owner = np.broadcast_to(np.arange(len(users))[:, None], draw.shape)[keep]
-    return csr_from_owner(owner, draw[keep], len(users))
-
-
-def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True):
-    """Pretrain the global model and run coarse matching for every simulated user.
-
-    Returns ``(model, params, vectors [N, D], UserRows, report)``; ``report`` holds retrieval figures and
-    ``timings`` of the cloud's stages.
-    """
-    timer = _Timer()
-    table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
-    pool = np.flatnonzero(data.pool)
-    with timer("cloud_pretrain"):
-        params, losses = pretrain(model, table, np.flatnonzero(data.cloud_rows), cfg.cloud, cfg.seed, show_progress)
-    with timer("sample_vectors"):
-        vectors = sample_vectors(model, params, table, center_rows=pool)
-    sim_index = np.full(table.num_users, -1)
-    sim_index[data.users] = np.arange(len(data.users))
-    local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
-    r_cfg = cfg.retrieval
-    pool_lists = pool_by_user(table.user, pool, table.num_users)
-    report = {"backend": r_cfg.backend, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
-              "recall_at_k": None, "recall_queries": 0, "pool_rows": int(len(pool)),
-              "queries": int(len(local_rows)), "cloud_train_loss": losses}
-    if r_cfg.matching == "sample":
-        with timer("index_build"):
-            searcher = make_searcher(vectors[pool], r_cfg, cfg.seed)
-        with timer("coarse_match"):
-            cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
-                                             sim_index[table.user[local_rows]], len(data.users), r_cfg,
-                                             row_item=table.item)
-            matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
-        if r_cfg.recall_queries > 0 and r_cfg.backend == "scann":
-            with timer("recall_check"):
-                rng = np.random.default_rng(cfg.seed)
-                q = rng.choice(local_rows, size=min(r_cfg.recall_queries, len(local_rows)), replace=False)
-                approx, _ = searcher.search(vectors[q], report["k"])
-                exact, _ = ExactSearcher(vectors[pool]).search(vectors[q], report["k"])
-                report["recall_at_k"] = recall_at_k(approx, exact)
-                report["recall_queries"] = int(len(q))
-    else:
-        with timer("coarse_match"):
-            matched, sim = match_users(r_cfg, params, vectors, table.item, table.num_items, pool_lists,
-                                       data.users, r_cfg.matched_users, cfg.seed + 3)
-            cands = candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates)
-    report["mean_candidates"] = float(cands.counts().mean())
-    report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())
-    heldout_rows = np.flatnonzero(data.heldout & (sim_index[table.user] >= 0))
-    rows = UserRows(
-        local=csr_from_owner(sim_index[table.user[local_rows]], local_rows, len(data.users)),
-        candidates=(cands.offsets, cands.rows),
-        random=random_rows(pool, table.user, data.users, cfg.retrieval.max_candidates, cfg.seed + 1),
-        test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)),
-        matched_users=matched, pool=pool_lists)
-    report["timings"] = timer.timings
-    return model, params, vectors, rows, report
-
-
-def device_keys(cfg: Config) -> jax.Array:
-    """The device keys of a run, one per repeat: [R] (repeat 0 is the key a single-repeat run uses)."""
-    key = jax.random.PRNGKey(cfg.seed + 2)
-    return jnp.stack([key] + [jax.random.fold_in(key, r) for r in range(1, cfg.eval.repeats)])
-
-
-def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-                     show_progress: bool = True, compiler=None, devices: list | None = None) -> dict:
-    """Run the compiled device stage over all simulated users (see :func:`coda_jax.device.engine.run_chunks`).
-
-    ``cfg`` may be a list of P configs that differ only in traced numbers (:data:`~coda_jax.device.settings.
-    TRACED_FIELDS`): they run as the sweep-point lanes of one program. Each repeat (``eval.repeats``, R) uses
-    an independent device key. ``devices``: the devices the user axis is split over (default: all JAX sees;
-    ``jax.local_devices()`` for one process of a multi-host run).
-
-    Returns :func:`~coda_jax.device.engine.run_chunks`'s dict (arrays [P, R, M, S] over simulated users in
-    ``data.users`` order) plus ``auc_mean`` [P, M, S] (the mean over repeats).
-    """
-    cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
-    base = structure(cfgs[0])
-    for i, c in enumerate(cfgs[1:], start=1):
-        if structure(c) != base:
-            raise ValueError(f"run_device_stage: config {i} differs from config 0 in more than the traced numbers "
-                             f"({', '.join(TRACED_FIELDS)})")
-    dev = run_chunks(cfgs[0], data, model, params, vectors, rows, StageNumbers.stack(cfgs), device_keys(cfgs[0]),
-                     show_progress, compiler, devices)
-    dev["auc_mean"] = dev["auc"].mean(axis=1)
-    return dev
+__all__ = ["CLOUD_SECTIONS", "CloudOutput", "Results", "assemble_results", "check_trainable", "cloud_key",
+           "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
@@ -248,32 +41,22 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
                               f"parameter of model {cfg.model.name!r}; known: {', '.join(sorted(names))}")
 
 
-CLOUD_SECTIONS = ("seed", "data", "synthetic", "model", "cloud", "retrieval")
-"""Config sections the dataset and the cloud stage depend on; runs that differ elsewhere can share them."""
-
-
-def cloud_key(cfg: Config) -> str:
-    """A key equal for two configs exactly when their dataset and cloud stage are the same."""
-    d = to_dict(cfg)
-    return json.dumps({k: d[k] for k in CLOUD_SECTIONS}, sort_keys=True)
-
-
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
-             cloud: tuple | None = None) -> Results:
+             cloud: CloudOutput | None = None) -> Results:
     """Run CoDA and the baselines end to end and return the :class:`Results`.
 
     Args:
       cfg: the run configuration (``Config()`` is the embedded synthetic default).
       data: an already built dataset (otherwise built from ``cfg.data``).
       show_progress: show progress bars on stderr.
-      cloud: the output of :func:`cloud_stage` for this dataset and config, to reuse across runs that
-        differ only in device-side settings (see :func:`cloud_key`).
+      cloud: the :class:`~coda_jax.cloud.output.CloudOutput` of :func:`cloud_stage` for this dataset and config,
+        to reuse across runs that differ only in device-side settings (see :func:`cloud_key`).
     """
     return simulate_points([cfg], data, show_progress, cloud)[0]
 
 
 def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progress: bool = True,
-                    cloud: tuple | None = None, compiler=None) -> list[Results]:
+                    cloud: CloudOutput | None = None, compiler=None) -> list[Results]:
     """Run several configs that differ only in traced numbers (learning rates, weights, keep fraction, ...)
     as the lanes of one compiled device stage, on one dataset and cloud stage; one :class:`Results` each.
 
@@ -281,15 +64,15 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     program's time for all points together.
     """
     cfg = cfgs[0]
-    timer = _Timer()
+    timer = Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
     check_trainable(cfg, data)
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
-    model, params, vectors, rows, retrieval = cloud
-    retrieval = dict(retrieval)
-    timer.timings.update(retrieval.pop("timings", {}))
+    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
+    retrieval = dict(cloud.retrieval)
+    timer.timings.update(cloud.timings)
     with timer("device_stage"):
         dev = run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
     timer.timings.update({"device_stage_compile": dev["compile_seconds"], "device_stage_compiles": dev["compiles"],

@@ -23,17 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from coda_jax.cloud.stage import cloud_stage
 from coda_jax.config import Config
 from coda_jax.data.dataset import make_dataset
 from coda_jax.device.chunk import DeviceChunk, make_chunk
-from coda_jax.device.engine import StageCompiler, plan_chunks, run_chunks, user_mesh
+from coda_jax.device.engine import StageCompiler, device_keys, plan_chunks, run_chunks, user_mesh
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import (classifier_inputs, classifier_loss, classifier_scores, keep_mask, make_optimizer,
-                                   score, weighted_loss)
+from coda_jax.device.train import classifier_inputs, classifier_scores, keep_mask, make_optimizer, score
 from coda_jax.models.classifier import SampleClassifier
-from coda_jax.simulate import cloud_stage, device_keys
+from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import masked_auc
 
 
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = bench_config(args.users, args.steps, args.chunk_users, args.lockstep_users, args.model)
     data = make_dataset(cfg)
-    model, params, vectors, rows, _ = cloud_stage(cfg, data, show_progress=False)
+    cloud = cloud_stage(cfg, data, show_progress=False)
+    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
     numbers, keys = StageNumbers.stack([cfg]), device_keys(cfg)
     compiler = StageCompiler(model, StageSettings.from_config(cfg), user_mesh())
 

@@ -13,46 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coda_jax.config import Config, ConfigError, load, with_overrides
+from coda_jax.config import ConfigError
 from coda_jax.data.readers import DataError
-
-
-def build_config(args: argparse.Namespace) -> Config:
-    """The run config: defaults (embedded synthetic run), then ``--config``, ``--set``, ``--data-dir``,
-    ``--data-path`` (later ones win). Command-line values are read by their field's type, not as YAML:
-    ``--data-dir "runs/x #1"`` and ``--data-dir 2024`` are those exact paths."""
-    cfg = load(args.config) if args.config else Config()
-    overrides = list(args.set or [])
-    for flag, key, value in (("--data-dir", "data.data_dir", getattr(args, "data_dir", None)),
-                             ("--data-path", "data.path", getattr(args, "data_path", None))):
-        if value is None:
-            continue
-        if not value.strip():          # e.g. an unset shell variable: do not fall back to the config's path
-            raise ConfigError(f"{flag}: empty path")
-        overrides.append(f"{key}={value}")  # a str field: the text after the first '=' is kept verbatim
-    return with_overrides(cfg, overrides) if overrides else cfg
-
-
-def compile_cache_dir() -> str:
-    """Where the CLI keeps JAX's persistent compilation cache: ``$CODA_JAX_CACHE``, else
-    ``$XDG_CACHE_HOME/coda-jax/xla`` (``~/.cache/coda-jax/xla``)."""
-    import os  # noqa: PLC0415
-
-    if os.environ.get("CODA_JAX_CACHE"):
-        return os.environ["CODA_JAX_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "coda-jax", "xla")
-
-
-def use_compile_cache(args: argparse.Namespace) -> None:
-    """Turn on JAX's persistent compilation cache unless ``--no-compile-cache``: compiled device stages are
-    kept on disk, so a second run (or sweep) of the same structure loads them instead of compiling."""
-    if getattr(args, "no_compile_cache", False):
-        return
-    import jax  # noqa: PLC0415
-
-    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+from sims.common import build_config, compile_cache_dir, use_compile_cache  # noqa: F401 - build_config: callers
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -157,7 +120,10 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     def add_config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="YAML config (see configs/); keys not given keep their defaults")
+        p.add_argument("--config", action="append", metavar="FILE",
+                       help="YAML config (see configs/); keys not given keep their defaults. Repeatable: later "
+                            "files override earlier ones key by key, e.g. --config configs/movielens100k.yaml "
+                            "--config configs/models/deepfm.yaml")
         p.add_argument("--data-dir", help="folder of the dataset's files: MovieLens 100K / 1M / 20M-25M-latest "
                                           "(sets data.data_dir)")
         p.add_argument("--data-path", help="the data file of single-file sources: Amazon reviews, Taobao "
@@ -183,8 +149,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "--config configs/movielens100k.yaml --data-dir PATH/ml-100k (the folder holding u.data, "
                     "u.item, u.user as downloaded); likewise configs/movielens1m.yaml and movielens20m.yaml "
                     "with --data-dir; configs/amazon.yaml, taobao.yaml, csv_example.yaml with --data-path FILE. "
-                    "model.name picks din, lr, deepfm, wide_deep or pnn (configs/movielens100k_<model>.yaml, or "
-                    "--set model.name=deepfm); retrieval.matching picks sample, user_embedding, item_overlap or "
+                    "model.name picks din, lr, deepfm, wide_deep or pnn (a model overlay after the dataset config: "
+                    "--config configs/movielens100k.yaml --config configs/models/deepfm.yaml); retrieval.matching picks sample, user_embedding, item_overlap or "
                     "random_users; data.split picks user_fraction, global_time or two_cutoff (the cloud trains "
                     "before T0, devices hold [T0, T1), tests after T1; configs/movielens100k_two_cutoff.yaml).")
     add_config_args(run)

@@ -25,6 +25,7 @@ import yaml
 from coda_jax.config import Config, ConfigError, to_dict, with_overrides
 from coda_jax.results_io import (check_out_dir, read_json, remove_stale_temporaries, strict_json,
                                  write_json_atomic)
+from sims.common import build_config
 
 
 def grid_overrides(grid: list[str]) -> list[list[str]]:
@@ -112,7 +113,8 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
     """
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
     from coda_jax.device.settings import structure  # noqa: PLC0415
-    from coda_jax.simulate import cloud_key, cloud_stage, simulate_points  # noqa: PLC0415
+    from coda_jax.cloud.stage import cloud_key, cloud_stage  # noqa: PLC0415
+    from coda_jax.simulate import simulate_points  # noqa: PLC0415
 
     variants = [(ov, with_overrides(base, ov) if ov else base) for ov in grid_overrides(grid)]
     ids = [variant_id(cfg) for _, cfg in variants]
@@ -189,8 +191,6 @@ def format_row(s: dict) -> str:
 
 
 def main(args) -> int:
-    from sims.cli import build_config  # noqa: PLC0415
-
     base = build_config(args)
     print(yaml.safe_dump({"grid": args.grid or []}, default_flow_style=True).strip(), file=sys.stderr)
     run_sweep(base, args.grid or [], args.out, show_progress=not args.quiet,

@@ -40,14 +40,27 @@ def tiny_cfg() -> Config:
 
 
 @pytest.fixture(scope="session")
-def tiny_cloud(tiny_cfg):
-    """``(cfg, data, model, params, vectors, rows)`` of the tiny synthetic run, computed once per session."""
+def tiny_data(tiny_cfg):
+    """The tiny synthetic run's :class:`~coda_jax.data.dataset.Dataset`, built once per session."""
     from coda_jax.data.dataset import make_dataset
-    from coda_jax.simulate import cloud_stage
 
-    data = make_dataset(tiny_cfg)
-    model, params, vectors, rows, _ = cloud_stage(tiny_cfg, data, show_progress=False)
-    return tiny_cfg, data, model, params, vectors, rows
+    return make_dataset(tiny_cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_cloud_output(tiny_cfg, tiny_data):
+    """The tiny run's :class:`~coda_jax.cloud.output.CloudOutput`, computed once per session (reuse it rather than
+    running the cloud stage again: ``simulate(cfg, data=tiny_data, cloud=tiny_cloud_output)``)."""
+    from coda_jax.cloud.stage import cloud_stage
+
+    return cloud_stage(tiny_cfg, tiny_data, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cloud(tiny_cfg, tiny_data, tiny_cloud_output):
+    """``(cfg, data, model, params, vectors, rows)`` of the tiny synthetic run, computed once per session."""
+    c = tiny_cloud_output
+    return tiny_cfg, tiny_data, c.model, c.params, c.vectors, c.rows
 
 
 @pytest.fixture(scope="session")

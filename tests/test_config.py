@@ -53,11 +53,15 @@ def test_movielens_yaml_loads():
 def test_shipped_configs_load_and_cover_every_model_and_source():
     paths = sorted((REPO / "configs").glob("*.yaml"))
     cfgs = [load(p) for p in paths]
-    assert {c.model.name for c in cfgs} == set(C.MODEL_NAMES)
+    assert {c.model.name for c in cfgs} >= {"din", "lr"}
     assert {c.data.source for c in cfgs} == set(C.DATA_SOURCES)
-    ml100k = [c for c in cfgs if c.data.source == "movielens100k"]
+    # every model through its overlay (configs/models/) laid over the MovieLens 100K config
+    base = REPO / "configs" / "movielens100k.yaml"
+    overlays = sorted((REPO / "configs" / "models").glob("*.yaml"))
+    ml100k = [load(base)] + [C.load_all([base, p]) for p in overlays]
+    assert {p.stem for p in overlays} == set(C.MODEL_NAMES)
     assert {c.model.name for c in ml100k} == set(C.MODEL_NAMES)
-    assert all(set(c.methods) == set(C.METHODS) for c in ml100k)
+    assert all(set(c.methods) == set(C.METHODS) and c.data.source == "movielens100k" for c in ml100k)
 
 
 def test_empty_file_is_default(tmp_path):

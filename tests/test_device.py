@@ -411,7 +411,7 @@ def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_c
 
 def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
     """One plain-SGD step moves the trainable parameters by -lr * the gradient of the drawn minibatch's loss."""
-    from coda_jax.cloud.pretrain import bce_loss
+    from coda_jax.models.losses import bce_loss
     from coda_jax.device.submodel import split_trainable
 
     c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk)

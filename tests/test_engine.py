@@ -18,6 +18,7 @@ import pytest
 
 from coda_jax.device.engine import local_width_classes
 from coda_jax.methods import get_method, register_method
+from coda_jax.cloud.output import CloudOutput
 from coda_jax.simulate import simulate, simulate_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,11 +40,12 @@ def test_local_width_classes_is_the_least_padding_split(widths, k):
     assert got.sum() == best
 
 
+@pytest.mark.slow
 def test_sweep_points_as_lanes_equal_separate_runs(tiny_cloud):
     """Configs differing only in traced numbers run as lanes of one program, compiled once, and give each
     config's own results."""
     cfg, data, model, params, vectors, rows = tiny_cloud
-    cloud = (model, params, vectors, rows, {})
+    cloud = CloudOutput(model, params, vectors, rows, retrieval={})
     other = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, learning_rate=0.02, aug_weight=0.5),
                                 classifier=dataclasses.replace(cfg.classifier,
                                                                keep_fraction=0.5 * cfg.classifier.keep_fraction))
@@ -73,7 +75,7 @@ def test_a_method_registered_from_outside_runs_end_to_end(tiny_cloud):
     register_method("test:my-coarse", my_coarse, description="the coarse candidates, again", replace=True)
     assert coarse is not my_coarse
     c = dataclasses.replace(cfg, methods=("global", "local+coarse", "test:my-coarse"))
-    res = simulate(c, data=data, show_progress=False, cloud=(model, params, vectors, rows, {}))
+    res = simulate(c, data=data, show_progress=False, cloud=CloudOutput(model, params, vectors, rows, retrieval={}))
     mine, ref = res.methods["test:my-coarse"], res.methods["local+coarse"]
     assert mine["users"] == ref["users"] > 0
     np.testing.assert_allclose(list(mine["per_user"].values()), list(ref["per_user"].values()), atol=1e-6)
@@ -87,7 +89,7 @@ def test_a_diverging_method_has_no_valid_users_never_auc_one(tiny_cloud):
     cfg, data, model, params, vectors, rows = tiny_cloud
     c = dataclasses.replace(cfg, methods=("global", "local"),
                             finetune=dataclasses.replace(cfg.finetune, optimizer="sgd", learning_rate=1e30))
-    res = simulate(c, data=data, show_progress=False, cloud=(model, params, vectors, rows, {}))
+    res = simulate(c, data=data, show_progress=False, cloud=CloudOutput(model, params, vectors, rows, retrieval={}))
     local, glob = res.methods["local"], res.methods["global"]
     assert local["nonfinite_logits"] > 0 and local["diverged_users"] == glob["users"] > 0
     assert local["users"] == 0 and local["per_user"] == {} and np.isnan(local["auc"])
@@ -102,18 +104,20 @@ def _run_python(code: str, env: dict | None = None, timeout: int = 600) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_user_axis_sharded_over_four_devices_gives_the_same_per_user_auc():
     out = _run_python("""
         import json, jax, jax.numpy as jnp, numpy as np, dataclasses
         from tests.conftest import tiny_config
         from coda_jax.data.dataset import make_dataset
-        from coda_jax.simulate import cloud_stage, device_keys
-        from coda_jax.device.engine import run_chunks
+        from coda_jax.cloud.stage import cloud_stage
+        from coda_jax.device.engine import device_keys, run_chunks
         from coda_jax.device.settings import StageNumbers
         cfg = tiny_config()
         cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, chunk_users=8, lockstep_users=2))
         data = make_dataset(cfg)
-        model, params, vectors, rows, _ = cloud_stage(cfg, data, show_progress=False)
+        cloud = cloud_stage(cfg, data, show_progress=False)
+        model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
         args = (cfg, data, model, params, vectors, rows, StageNumbers.stack([cfg]), device_keys(cfg), False)
         four = run_chunks(*args)
         one = run_chunks(*args, devices=jax.devices()[:1])
@@ -128,6 +132,7 @@ def test_user_axis_sharded_over_four_devices_gives_the_same_per_user_auc():
     np.testing.assert_allclose(four, one, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_second_run_loads_the_device_stage_from_the_persistent_cache(tmp_path):
     """Two runs of one config, each its own process (as a user runs them): the second compiles the device
     stage zero times, loading it from the persistent cache, and its results.json says so."""

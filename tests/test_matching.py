@@ -129,7 +129,7 @@ def test_match_users_by_item_overlap_finds_the_user_sharing_most_items():
 
 
 def test_matched_index_takes_each_matched_users_latest_rows():
-    from coda_jax.device.chunk import UserRows
+    from coda_jax.cloud.output import UserRows
 
     row_user, _, pool, num_users, _ = _toy_pool(6)
     lists = pool_by_user(row_user, pool, num_users)
@@ -232,6 +232,7 @@ def test_match_users_dispatch(matching):
         np.testing.assert_array_equal(users, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("matching", ["user_embedding"])
 def test_simulate_with_user_level_matching_and_mpda(matching):
     from coda_jax.simulate import simulate

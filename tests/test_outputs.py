@@ -149,6 +149,7 @@ def test_write_json_atomic_replaces_and_keeps_permissions(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line(tmp_path):
     """SIGINT once the run has started (the default synthetic run takes minutes): status 130 at once."""
     proc = subprocess.Popen([sys.executable, "-m", "sims.cli", "run", "--quiet"], cwd=ROOT,

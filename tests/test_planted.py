@@ -156,6 +156,7 @@ def test_sampled_negatives():
     np.testing.assert_array_equal(again.item, out.item)
 
 
+@pytest.mark.slow
 def test_tiny_planted_run_adds_flagged_reference_rows_and_shares():
     from coda_jax.simulate import simulate  # noqa: PLC0415
 

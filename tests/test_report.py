@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sims.cli import main
-from sims.report import bootstrap_mean, report, sweep_points
+from sims.report import report
+from sims.report_data import bootstrap_mean, sweep_points
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -113,7 +114,7 @@ def test_report_of_several_runs_and_a_sweep(tmp_path):
 
 def test_sweep_points_average_users_over_the_other_fields(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", {"finetune.steps": [25, 50], "finetune.optimizer": ["adam", "sgd"]})
-    from sims.report import load_sweep
+    from sims.report_data import load_sweep
 
     _, variants = load_sweep(sweep)
     values, points = sweep_points(variants, "finetune.steps")

@@ -9,17 +9,15 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from coda_jax.cloud.output import CloudOutput
 from coda_jax.cloud.pretrain import predict
 from coda_jax.simulate import simulate
 from sims.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
-def tiny_results(tiny_cloud):
-    cfg, data, model, params, vectors, rows = tiny_cloud
-    from coda_jax.simulate import cloud_stage
-
-    return simulate(cfg, data=data, show_progress=False, cloud=cloud_stage(cfg, data, show_progress=False))
+def tiny_results(tiny_cfg, tiny_data, tiny_cloud_output):
+    return simulate(tiny_cfg, data=tiny_data, show_progress=False, cloud=tiny_cloud_output)
 
 
 def test_results_cover_every_method_on_the_same_users(tiny_cloud, tiny_results):
@@ -87,7 +85,7 @@ def test_repeats_average_each_users_auc_over_independent_device_keys(tiny_cloud,
     # the results object: per-user AUC = the mean, plus each repeat's user average
     from coda_jax.simulate import simulate
 
-    res = simulate(cfg, data=data, show_progress=False, cloud=(model, params, vectors, rows, {}))
+    res = simulate(cfg, data=data, show_progress=False, cloud=CloudOutput(model, params, vectors, rows, retrieval={}))
     for i, name in enumerate(cfg.methods):
         assert res.methods[name]["per_repeat_auc"] == pytest.approx(dev["auc_repeats"][:, i][:, valid].mean(axis=1))
         assert res.methods[name]["auc"] == pytest.approx(dev["auc"][i][valid].mean())
@@ -120,6 +118,7 @@ def _tiny_yaml(tmp_path, **extra) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_cli_run_writes_results(tmp_path, capsys):
     cfg_path = _tiny_yaml(tmp_path)
     assert cli_main(["run", "--config", cfg_path, "--out", str(tmp_path / "run"), "--quiet"]) == 0
@@ -130,6 +129,7 @@ def test_cli_run_writes_results(tmp_path, capsys):
     assert results["data"]["simulated_users"] == 16
 
 
+@pytest.mark.slow
 def test_cli_run_on_movielens_format_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     d = tmp_path / "ml"
@@ -214,14 +214,15 @@ def test_device_only_rows_stay_off_the_cloud():
     import dataclasses
 
     from coda_jax.data.dataset import make_dataset
-    from coda_jax.simulate import cloud_stage
+    from coda_jax.cloud.stage import cloud_stage
     from conftest import tiny_config
 
     cfg = tiny_config()
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, device_only_fraction=0.3))
     data = make_dataset(cfg)
     assert (data.train & ~data.pool).any()
-    model, params, vectors, rows, report = cloud_stage(cfg, data, show_progress=False)
+    cloud = cloud_stage(cfg, data, show_progress=False)
+    rows, report = cloud.rows, cloud.retrieval
     assert report["pool_rows"] == int(data.pool.sum())
     for name in ("candidates", "random"):
         got = getattr(rows, name)[1]

@@ -113,6 +113,7 @@ def _table(path: Path) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path):
     cfg = _tiny_yaml(tmp_path)
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),   # later runs compile less

@@ -12,17 +12,8 @@ import optax
 
 from coda_jax.config import CloudConfig
 from coda_jax.data.schema import SampleTable
+from coda_jax.models.losses import bce_loss
 from coda_jax.progress import progress_bar
-
-
-def bce_loss(model: nn.Module, params, features: dict, labels: jnp.ndarray,
-             weights: jnp.ndarray | None = None) -> jnp.ndarray:
-    """Mean (optionally weighted) sigmoid cross-entropy of ``model`` on a batch; labels [B], weights [B]."""
-    logits, _ = model.apply({"params": params}, features)
-    losses = optax.sigmoid_binary_cross_entropy(logits, labels)
-    if weights is None:
-        return losses.mean()
-    return (losses * weights).sum() / jnp.maximum(weights.sum(), 1e-9)
 
 
 def init_params(model: nn.Module, table: SampleTable, seed: int):

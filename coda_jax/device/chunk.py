@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-from coda_jax.data.packing import bucket_size, offsets_from_counts, pad_rows
+from coda_jax.cloud.output import UserRows
+from coda_jax.data.packing import bucket_size, pad_rows
 from coda_jax.data.schema import SampleTable
 from coda_jax.device.submodel import local_vocab
 
@@ -65,41 +64,6 @@ class DeviceChunk:
     random: Rows
     test: Rows
     matched: Rows
-
-
-@dataclasses.dataclass(frozen=True)
-class UserRows:
-    """CSR row lists of the simulated users (``0..num_users-1`` in simulation order).
-
-    ``local``, ``candidates``, ``random``, ``test``: ``(offsets int64 [S + 1], rows int64 [total])`` of table
-    rows. ``matched_users``: int64 [S, M] global index of each simulated user's matched users, best first
-    (``-1`` pads). ``pool``: ``(offsets int64 [num_users + 1], rows)`` every user's pool rows in time order.
-    """
-
-    local: tuple[np.ndarray, np.ndarray]
-    candidates: tuple[np.ndarray, np.ndarray]
-    random: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    matched_users: np.ndarray | None = None
-    pool: tuple[np.ndarray, np.ndarray] | None = None
-
-    def counts(self, field: str) -> np.ndarray:
-        return np.diff(getattr(self, field)[0])
-
-    def subset(self, users: np.ndarray) -> "UserRows":
-        """The row lists of the simulated users ``users`` (int [S'], indices into this object's users), in
-        that order; ``pool`` (every user's pool rows) is kept whole."""
-        users = np.asarray(users, np.int64)
-
-        def pick(field: str) -> tuple[np.ndarray, np.ndarray]:
-            offsets, rows = getattr(self, field)
-            index, mask = pad_rows(offsets, rows, users, int(self.counts(field)[users].max(initial=0)))
-            return offsets_from_counts(mask.sum(axis=1)), index[mask]
-
-        return UserRows(local=pick("local"), candidates=pick("candidates"), random=pick("random"),
-                        test=pick("test"),
-                        matched_users=None if self.matched_users is None else self.matched_users[users],
-                        pool=self.pool)
 
 
 def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mask: np.ndarray) -> dict:

@@ -17,12 +17,16 @@ import dataclasses
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from coda_jax.cloud.output import UserRows
+from coda_jax.config import Config
+from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
-from coda_jax.device.chunk import UserRows, candidate_width, make_chunk
-from coda_jax.device.settings import StageNumbers, StageSettings
+from coda_jax.device.chunk import candidate_width, make_chunk
+from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, StageSettings, structure
 from coda_jax.device.stage import USERS, device_stage
 from coda_jax.progress import progress_bar
 
@@ -248,3 +252,33 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
             "cache_hits": compiler.cache_hits, "compile_seconds": compiler.seconds, "shapes": len(shapes),
             "lanes": {"sweep_points": p, "repeats": r, "methods": m, "users_in_lockstep": min(lock, size // n_dev),
                       "devices": n_dev}}
+
+
+def device_keys(cfg: Config) -> jax.Array:
+    """The device keys of a run, one per repeat: [R] (repeat 0 is the key a single-repeat run uses)."""
+    key = jax.random.PRNGKey(cfg.seed + 2)
+    return jnp.stack([key] + [jax.random.fold_in(key, r) for r in range(1, cfg.eval.repeats)])
+
+
+def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
+                     show_progress: bool = True, compiler=None, devices: list | None = None) -> dict:
+    """Run the compiled device stage over all simulated users (see :func:`coda_jax.device.engine.run_chunks`).
+
+    ``cfg`` may be a list of P configs that differ only in traced numbers (:data:`~coda_jax.device.settings.
+    TRACED_FIELDS`): they run as the sweep-point lanes of one program. Each repeat (``eval.repeats``, R) uses
+    an independent device key. ``devices``: the devices the user axis is split over (default: all JAX sees;
+    ``jax.local_devices()`` for one process of a multi-host run).
+
+    Returns :func:`~coda_jax.device.engine.run_chunks`'s dict (arrays [P, R, M, S] over simulated users in
+    ``data.users`` order) plus ``auc_mean`` [P, M, S] (the mean over repeats).
+    """
+    cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+    base = structure(cfgs[0])
+    for i, c in enumerate(cfgs[1:], start=1):
+        if structure(c) != base:
+            raise ValueError(f"run_device_stage: config {i} differs from config 0 in more than the traced numbers "
+                             f"({', '.join(TRACED_FIELDS)})")
+    dev = run_chunks(cfgs[0], data, model, params, vectors, rows, StageNumbers.stack(cfgs), device_keys(cfgs[0]),
+                     show_progress, compiler, devices)
+    dev["auc_mean"] = dev["auc"].mean(axis=1)
+    return dev

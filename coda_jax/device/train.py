@@ -25,18 +25,11 @@ from coda_jax.device.chunk import Rows
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.submodel import split_trainable
 from coda_jax.models.classifier import SampleClassifier
+from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import auc_1d
 
 
 # ----------------------------------------------------------------------------- sample classifier
-
-def classifier_loss(model: nn.Module, params, x: jnp.ndarray, y: jnp.ndarray, w: jnp.ndarray,
-                    l2: float) -> jnp.ndarray:
-    """Weighted cross-entropy of the sample classifier plus an L2 penalty: x [N, D], y [N], w [N] -> scalar."""
-    logits = model.apply({"params": params}, x)
-    penalty = sum(jnp.sum(t ** 2) for t in jax.tree_util.tree_leaves(params))
-    return 0.5 * jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, y)) + l2 * penalty
-
 
 def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, neg_mask: jnp.ndarray,
                      key: jax.Array, cfg: ClassifierConfig):
@@ -112,14 +105,6 @@ def latest_rows(mask: jnp.ndarray, fraction: float) -> jnp.ndarray:
     temporal split), rows in time order with padding last: mask bool [N] -> bool [N]."""
     n = jnp.sum(mask.astype(jnp.int32))
     return mask & (jnp.arange(mask.shape[0]) >= n - holdout_count(n, fraction, jnp))
-
-
-def weighted_loss(model: nn.Module, params: dict, features: dict, labels: jnp.ndarray,
-                  weights: jnp.ndarray) -> jnp.ndarray:
-    """``sum(weights * cross-entropy)`` of ``model`` on a batch [B] (weights already normalised, see
-    :mod:`coda_jax.device.sampler`)."""
-    logits, _ = model.apply({"params": params}, features)
-    return jnp.sum(weights * optax.sigmoid_binary_cross_entropy(logits, labels))
 
 
 def make_optimizer(cfg: FinetuneConfig) -> optax.GradientTransformation:

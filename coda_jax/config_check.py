@@ -1,0 +1,194 @@
+"""What a config may hold: the known values of its fields, :class:`ConfigError`, and :func:`validate`, which
+checks every value's range and names the dotted key.
+
+This module sits below :mod:`coda_jax.config` (which re-exports every name here): :func:`validate` reads a
+config's attributes only, so it needs neither the dataclasses nor the YAML reading.
+"""
+
+from __future__ import annotations
+
+METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.methods)
+DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
+MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
+MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
+DATA_SOURCES = ("synthetic", "movielens100k", "movielens1m", "movielens_csv", "amazon", "taobao", "csv")
+DIR_SOURCES = ("movielens100k", "movielens1m", "movielens_csv")  # read from data.data_dir
+FILE_SOURCES = ("amazon", "taobao", "csv")                        # read from data.path
+TAOBAO_BEHAVIORS = ("pv", "buy", "cart", "fav")
+SPLITS = ("auto", "user_fraction", "global_time", "two_cutoff")
+MATCH_FROM = ("before_t0", "before_t1", "fresh")
+WORLDS = ("planted", "groups")
+IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
+CSV_TARGETS = ("rating", "label")
+TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
+CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
+SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file (if any) and the dotted key."""
+
+
+def _check(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {msg}")
+
+
+_METHOD_NAMES: dict[str, None] = dict.fromkeys(METHODS)
+"""Every method name a config may list: the built-ins, then those registered since (in order)."""
+
+
+def add_method_name(name: str) -> None:
+    """Let configs list ``name`` (called by :func:`coda_jax.methods.register_method`, which holds the methods
+    themselves; the config sits below the device code and never imports it)."""
+    _METHOD_NAMES[name] = None
+
+
+def _known_methods() -> tuple[str, ...]:
+    """The built-in methods and any a researcher registered (coda_jax.methods.register_method)."""
+    return tuple(_METHOD_NAMES)
+
+
+def validate(cfg, source: str = "config"):
+    """Check every value's range of ``cfg`` (a :class:`coda_jax.config.Config`) and return it; raise
+    :class:`ConfigError` naming ``source`` and the dotted key."""
+
+    def ck(key: str, cond: bool, msg: str) -> None:
+        _check(cond, f"{source}: {key}", msg)
+
+    ck("seed", 0 <= cfg.seed < SEED_LIMIT,
+       f"must be in [0, 2^32) (JAX keys take 32 bits: seeds s and s + 2^32 would share keys), got {cfg.seed}")
+    ck("methods", len(cfg.methods) > 0, "must name at least one method")
+    ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
+    for m in cfg.methods:
+        known = _known_methods()
+        ck("methods", m in known, f"unknown method {m!r}; known: {', '.join(known)}")
+    d = cfg.data
+    ck("data.source", d.source in DATA_SOURCES, f"unknown source {d.source!r}; known: {', '.join(DATA_SOURCES)}")
+    ck("data.history_len", 1 <= d.history_len <= 200, f"must be in [1, 200], got {d.history_len}")
+    ck("data.test_fraction", 0.0 < d.test_fraction < 1.0, f"must be in (0, 1), got {d.test_fraction}")
+    ck("data.validation_fraction", 0.0 < d.validation_fraction < 1.0,
+       f"must be in (0, 1), got {d.validation_fraction}")
+    ck("data.device_only_fraction", 0.0 <= d.device_only_fraction < 1.0,
+       f"must be in [0, 1), got {d.device_only_fraction}")
+    ck("data.min_rows_per_user", d.min_rows_per_user >= 2, f"must be >= 2, got {d.min_rows_per_user}")
+    ck("data.min_test_rows", d.min_test_rows >= 1, f"must be >= 1, got {d.min_test_rows}")
+    ck("data.eval_on", d.eval_on in ("test", "validation"), f"must be 'test' or 'validation', got {d.eval_on!r}")
+    ck("data.split", d.split in SPLITS, f"must be one of {', '.join(SPLITS)}, got {d.split!r}")
+    ck("data.cutoff_by", d.cutoff_by in ("quantile", "timestamp"),
+       f"must be 'quantile' or 'timestamp', got {d.cutoff_by!r}")
+    if d.cutoff_by == "quantile":
+        ck("data.cutoff_t0", 0.0 < d.cutoff_t0 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t0}")
+        ck("data.cutoff_t1", 0.0 < d.cutoff_t1 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t1}")
+    ck("data.cutoff_t1", d.cutoff_t1 > d.cutoff_t0, f"must be > data.cutoff_t0 ({d.cutoff_t0}), got {d.cutoff_t1}")
+    ck("data.match_from", d.match_from in MATCH_FROM, f"must be one of {', '.join(MATCH_FROM)}, got {d.match_from!r}")
+    ck("data.implicit_labels", d.implicit_labels in IMPLICIT_LABELS,
+       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {d.implicit_labels!r}")
+    ck("data.negatives", 1 <= d.negatives <= 100, f"must be in [1, 100], got {d.negatives}")
+    ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
+    for b in d.label_behaviors:
+        ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
+           f"unknown behavior {b!r}; known: {', '.join(TAOBAO_BEHAVIORS)}")
+    ck("data.label_behaviors", 0 < len(set(d.label_behaviors)) < len(TAOBAO_BEHAVIORS),
+       f"must name at least one and not every behavior, got {list(d.label_behaviors)}")
+    ck("data.label_behaviors", len(set(d.label_behaviors)) == len(d.label_behaviors),
+       f"names a behavior twice: {list(d.label_behaviors)}")
+    ck("data.csv_target", d.csv_target in CSV_TARGETS, f"must be 'rating' or 'label', got {d.csv_target!r}")
+    ck("data.delimiter", len(d.delimiter) == 1 and d.delimiter not in "\"\r\n",
+       f"must be one character other than a quote or line break, got {d.delimiter!r}")
+    if d.columns or d.source == "csv":
+        ck("data.columns", len(d.columns) in (4, 5),
+           f"must list 4 or 5 columns: user, item, {d.csv_target}, time [, genres], got {list(d.columns)}")
+        ck("data.columns", all(c.strip() for c in d.columns), f"must not hold empty names, got {list(d.columns)}")
+        ck("data.columns", len(set(d.columns)) == len(d.columns), f"names a column twice: {list(d.columns)}")
+        ck("data.columns", d.has_header or all(c.isdigit() for c in d.columns),
+           f"without a header (data.has_header: false) must be 0-based column numbers, got {list(d.columns)}")
+        ck("data.delimiter", len(d.columns) < 5 or d.delimiter != "|",
+           "must not be '|' with a genres column (genres are '|'-separated)")
+    s = cfg.synthetic
+    ck("synthetic.world", s.world in WORLDS, f"must be one of {', '.join(WORLDS)}, got {s.world!r}")
+    for key in ("num_users", "num_items", "num_genres", "num_user_groups", "num_item_clusters"):
+        ck(f"synthetic.{key}", getattr(s, key) >= 1, f"must be >= 1, got {getattr(s, key)}")
+    ck("synthetic.min_rows_per_user", s.min_rows_per_user >= 2, f"must be >= 2, got {s.min_rows_per_user}")
+    ck("synthetic.max_rows_per_user", s.max_rows_per_user >= s.min_rows_per_user,
+       f"must be >= synthetic.min_rows_per_user ({s.min_rows_per_user}), got {s.max_rows_per_user}")
+    ck("synthetic.max_rows_per_user", s.max_rows_per_user <= s.num_items,
+       f"must be <= synthetic.num_items ({s.num_items}), got {s.max_rows_per_user}")
+    ck("synthetic.rows_per_user", s.rows_per_user in ("uniform", "lognormal"),
+       f"must be 'uniform' or 'lognormal', got {s.rows_per_user!r}")
+    ck("synthetic.rows_per_user", s.rows_per_user == "uniform" or s.world == "planted",
+       "lognormal needs synthetic.world: planted (the groups world draws uniform counts)")
+    ck("synthetic.median_rows_per_user", s.median_rows_per_user >= 1, f"must be >= 1, got {s.median_rows_per_user}")
+    ck("synthetic.mean_rows_per_user", s.mean_rows_per_user >= s.median_rows_per_user,
+       f"must be >= synthetic.median_rows_per_user ({s.median_rows_per_user}), got {s.mean_rows_per_user}")
+    for key in ("taste_scale", "personal_scale", "item_scale", "drift", "shift_scale", "exposure"):
+        ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
+    ck("synthetic.shift_time", 0.0 <= s.shift_time <= 1.0, f"must be in [0, 1], got {s.shift_time}")
+    m = cfg.model
+    ck("model.name", m.name in MODEL_NAMES, f"unknown model {m.name!r}; known: {', '.join(MODEL_NAMES)}")
+    ck("model.embed_dim", 1 <= m.embed_dim <= 1024, f"must be in [1, 1024], got {m.embed_dim}")
+    ck("model.hidden", len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden),
+       f"must be a non-empty list of positive widths, got {list(m.hidden)}")
+    ck("model.attention_hidden", m.attention_hidden >= 1, f"must be >= 1, got {m.attention_hidden}")
+    c = cfg.cloud
+    ck("cloud.epochs", c.epochs >= 1, f"must be >= 1, got {c.epochs}")
+    ck("cloud.batch_size", c.batch_size >= 1, f"must be >= 1, got {c.batch_size}")
+    ck("cloud.learning_rate", c.learning_rate > 0, f"must be > 0, got {c.learning_rate}")
+    r = cfg.retrieval
+    ck("retrieval.backend", r.backend in ("scann", "exact"), f"must be 'scann' or 'exact', got {r.backend!r}")
+    ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
+    ck("retrieval.candidate_order", r.candidate_order in ("score", "rank"),
+       f"must be 'score' or 'rank', got {r.candidate_order!r}")
+    ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
+    ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
+    ck("retrieval.scann_leaves_to_search", 0.0 < r.scann_leaves_to_search <= 1.0,
+       f"must be in (0, 1], got {r.scann_leaves_to_search}")
+    ck("retrieval.scann_reorder", r.scann_reorder >= r.neighbors,
+       f"must be >= retrieval.neighbors ({r.neighbors}), got {r.scann_reorder}")
+    ck("retrieval.matching", r.matching in MATCHINGS, f"must be one of {', '.join(MATCHINGS)}, got {r.matching!r}")
+    ck("retrieval.matched_users", r.matched_users >= 1, f"must be >= 1, got {r.matched_users}")
+    ck("mpda.rows_per_user", cfg.mpda.rows_per_user >= 1, f"must be >= 1, got {cfg.mpda.rows_per_user}")
+    ck("mpda.steps", cfg.mpda.steps >= 1, f"must be >= 1, got {cfg.mpda.steps}")
+    k = cfg.classifier
+    ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
+    ck("classifier.negatives", k.negatives in ("candidates", "random"),
+       f"must be 'candidates' or 'random', got {k.negatives!r}")
+    ck("classifier.features", k.features in CLASSIFIER_FEATURES,
+       f"must be one of {', '.join(CLASSIFIER_FEATURES)}, got {k.features!r}")
+    ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
+    ck("classifier.steps", k.steps >= 1, f"must be >= 1, got {k.steps}")
+    ck("classifier.learning_rate", k.learning_rate > 0, f"must be > 0, got {k.learning_rate}")
+    ck("classifier.l2", k.l2 >= 0, f"must be >= 0, got {k.l2}")
+    ck("classifier.keep_fraction", 0.0 < k.keep_fraction <= 1.0, f"must be in (0, 1], got {k.keep_fraction}")
+    ck("classifier.threshold", k.threshold < 0 or k.threshold <= 1.0,
+       f"must be in [0, 1] (or negative to use keep_fraction), got {k.threshold}")
+    f = cfg.finetune
+    ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
+    ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
+    ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
+    ck("finetune.select", f.select in ("none", "holdout"), f"must be none or holdout, got {f.select!r}")
+    ck("finetune.holdout_fraction", 0.0 < f.holdout_fraction < 1.0,
+       f"must be in (0, 1), got {f.holdout_fraction}")
+    ck("finetune.check_every", f.check_every >= 1 and (f.select == "none" or f.steps % f.check_every == 0),
+       f"must be >= 1 and, with select: holdout, divide finetune.steps ({f.steps}), got {f.check_every}")
+    ck("finetune.optimizer", f.optimizer in ("adam", "sgd"), f"must be adam or sgd, got {f.optimizer!r}")
+    ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
+       f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
+       f"got {list(f.trainable)}")
+    ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
+    ck("finetune.interpolate", 0.0 < f.interpolate <= 1.0, f"must be in (0, 1], got {f.interpolate}")
+    ck("finetune.row_users", f.row_users in ("own", "original"),
+       f"must be 'own' or 'original', got {f.row_users!r}")
+    ck("finetune.sampling", f.sampling in ("stratified", "pooled"),
+       f"must be 'stratified' or 'pooled', got {f.sampling!r}")
+    ck("finetune.aug_batch_size", f.aug_batch_size >= 0, f"must be >= 0, got {f.aug_batch_size}")
+    e = cfg.engine
+    ck("engine.chunk_users", e.chunk_users >= 1, f"must be >= 1, got {e.chunk_users}")
+    ck("engine.min_bucket", e.min_bucket >= 1, f"must be >= 1, got {e.min_bucket}")
+    ck("engine.lockstep_users", e.lockstep_users >= 0, f"must be >= 0, got {e.lockstep_users}")
+    ck("engine.max_shapes", e.max_shapes >= 1, f"must be >= 1, got {e.max_shapes}")
+    v = cfg.eval
+    ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
+    ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
+    ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
+    return cfg

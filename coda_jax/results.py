@@ -1,0 +1,92 @@
+"""What a run produced: :class:`Results`, its terminal table and its ``results.json`` (atomic, strict JSON;
+the writing itself is :mod:`coda_jax.results_io`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from coda_jax.results_io import write_json_atomic
+
+
+@dataclasses.dataclass
+class Results:
+    """What a run produced.
+
+    Attributes:
+      config: the run's config as a dict.
+      methods: method name -> ``{"auc": user-averaged AUC, "users": users evaluated,
+        "per_user": {dataset user id: AUC}}``.
+      comparisons: other method -> paired ``coda - other`` difference ``{"mean", "low", "high"}``.
+      augmentation: method -> mean augmented rows per simulated user; plus ``local_rows`` (mean local rows).
+      retrieval: ScaNN / exact recall and candidate counts.
+      timings: stage name -> seconds.
+      overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
+      data: dataset counts.
+      memory: peak host memory of the run's process (``peak_rss_gb``) and peak accelerator memory per device
+        (``device_peak_gb``; None on the CPU backend), read when the run finished.
+      diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see
+        :mod:`coda_jax.planted`): own-group shares of augmented rows, the share of the global-to-group-oracle gap
+        coda closes. Reference rows (``"reference": True``) are in ``methods``.
+    """
+
+    config: dict
+    methods: dict
+    comparisons: dict
+    augmentation: dict
+    retrieval: dict
+    timings: dict
+    overhead: dict
+    data: dict
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+    memory: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
+        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return write_json_atomic(out / "results.json", self.to_json())
+
+    def table(self) -> str:
+        """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
+        differences with bootstrap intervals."""
+        lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   coda - method [95% CI]"]
+        flag = {name: "  <- diverged" for name, m in self.methods.items() if m.get("diverged_users")}
+        for name, m in self.methods.items():
+            cmp = self.comparisons.get(name)
+            diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+            if m.get("reference"):
+                lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{'reference':>22}{diff}")
+                continue
+            lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
+                         f"{self.augmentation.get(name, 0.0):>10.1f}{diff}{flag.get(name, '')}")
+        repeats = self.config.get("eval", {}).get("repeats", 1)
+        if repeats > 1:
+            lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "
+                         "repeat: " + "; ".join(f"{name} {min(m['per_repeat_auc']):.4f}-{max(m['per_repeat_auc']):.4f}"
+                                               for name, m in self.methods.items()))
+        share = self.diagnostics.get("own_group_share")
+        if share:
+            lines.append("own-group share of augmented rows: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in share.items()))
+        if self.diagnostics.get("gap_closed") is not None:
+            lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
+        r = self.retrieval
+        if r.get("recall_at_k") is not None:
+            lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
+                         f"over {r['recall_queries']} queries")
+        diverged = [f"{name} ({m['diverged_users']} users)" for name, m in self.methods.items()
+                    if m.get("diverged_users")]
+        if diverged:
+            lines.append("DIVERGED: non-finite test scores (those users are not scored): " + ", ".join(diverged))
+        if self.memory.get("peak_rss_gb") is not None:
+            dev = self.memory.get("device_peak_gb")
+            lines.append(f"memory: peak host RSS {self.memory['peak_rss_gb']:.2f} GiB"
+                         + ("" if not dev else f", peak device memory {max(dev):.2f} GiB"))
+        lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in self.timings.items()))
+        return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""What the ``coda-sim`` subcommands share: the run config from the command line, JAX's compilation cache."""
+
+from __future__ import annotations
+
+import argparse
+
+from coda_jax.config import Config, ConfigError, load_all, with_overrides
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The run config: defaults (embedded synthetic run), then every ``--config`` file in order (each later file
+    overrides the earlier ones key by key), ``--set``, ``--data-dir``, ``--data-path`` (later ones win).
+    Command-line values are read by their field's type, not as YAML: ``--data-dir "runs/x #1"`` and
+    ``--data-dir 2024`` are those exact paths."""
+    paths = [args.config] if isinstance(args.config, str) else list(args.config or [])
+    cfg = load_all(paths) if paths else Config()
+    overrides = list(args.set or [])
+    for flag, key, value in (("--data-dir", "data.data_dir", getattr(args, "data_dir", None)),
+                             ("--data-path", "data.path", getattr(args, "data_path", None))):
+        if value is None:
+            continue
+        if not value.strip():          # e.g. an unset shell variable: do not fall back to the config's path
+            raise ConfigError(f"{flag}: empty path")
+        overrides.append(f"{key}={value}")  # a str field: the text after the first '=' is kept verbatim
+    return with_overrides(cfg, overrides) if overrides else cfg
+
+
+def compile_cache_dir() -> str:
+    """Where the CLI keeps JAX's persistent compilation cache: ``$CODA_JAX_CACHE``, else
+    ``$XDG_CACHE_HOME/coda-jax/xla`` (``~/.cache/coda-jax/xla``)."""
+    import os  # noqa: PLC0415
+
+    if os.environ.get("CODA_JAX_CACHE"):
+        return os.environ["CODA_JAX_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "coda-jax", "xla")
+
+
+def use_compile_cache(args: argparse.Namespace) -> None:
+    """Turn on JAX's persistent compilation cache unless ``--no-compile-cache``: compiled device stages are
+    kept on disk, so a second run (or sweep) of the same structure loads them instead of compiling."""
+    if getattr(args, "no_compile_cache", False):
+        return
+    import jax  # noqa: PLC0415
+
+    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
