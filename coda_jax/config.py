@@ -72,7 +72,47 @@ class SyntheticConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CsvConfig:
+    """``data.csv``: the options of the ``csv`` source (any delimited interactions file)."""
+
+    columns: tuple[str, ...] = ()  # user, item, rating (or label), time [, genres] column names
+                                   # (0-based numbers as strings, e.g. "0", without a header)
+    target: str = "rating"         # the third column is a "rating" (>= data.like_threshold) or a 0/1 "label"
+    has_header: bool = True        # the first line names the columns
+    delimiter: str = ","           # one character
+
+
+@dataclasses.dataclass(frozen=True)
+class TaobaoConfig:
+    """``data.taobao``: the options of the ``taobao`` source (UserBehavior.csv, no explicit ratings)."""
+
+    # "sampled_negatives" makes every interaction a positive and adds `negatives` items the user never touched, at
+    # the same time, as negatives (as MPDA does for Amazon; see coda_jax/data/implicit.py); "behaviors" labels rows
+    # by label_behaviors (close to unlearnable on samples).
+    implicit_labels: str = "sampled_negatives"
+    negatives: int = 4
+    label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # behaviors labelled 1 (the rest 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class AmazonConfig:
+    """``data.amazon``: the options of the ``amazon`` source."""
+
+    meta_path: str | None = None   # optional metadata JSON lines (categories -> genres)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
+    """``data``: the dataset and its splits. Options shared by every file source are here (``data_dir`` /
+    ``path``, ``like_threshold``, ``skip_bad_rows``); a source's own options are in its block (``csv``,
+    ``taobao``, ``amazon``)."""
+
+    MOVED: typing.ClassVar[dict[str, str]] = {  # an old flat key -> where it lives now (an error names it)
+        "meta_path": "data.amazon.meta_path", "label_behaviors": "data.taobao.label_behaviors",
+        "implicit_labels": "data.taobao.implicit_labels", "negatives": "data.taobao.negatives",
+        "columns": "data.csv.columns", "csv_target": "data.csv.target", "has_header": "data.csv.has_header",
+        "delimiter": "data.csv.delimiter"}
+
     source: str = "synthetic"
     data_dir: str | None = None
     like_threshold: float = 4.0    # explicit ratings: label = rating >= like_threshold
@@ -97,19 +137,10 @@ class DataConfig:
                                    # cloud model's data or the pool: gathered since the last upload); 0 = none
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
     path: str | None = None        # single-file sources (amazon, taobao, csv): the interactions file
-    meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
     skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
-    label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # taobao: behaviors labelled 1 (the rest 0)
-    # Readers without explicit ratings (taobao): "sampled_negatives" makes every interaction a positive and adds
-    # `negatives` items the user never touched, at the same time, as negatives (as MPDA does for Amazon; see
-    # coda_jax/data/implicit.py); "behaviors" labels rows by label_behaviors (close to unlearnable on samples).
-    implicit_labels: str = "sampled_negatives"
-    negatives: int = 4
-    columns: tuple[str, ...] = ()  # csv: user, item, rating (or label), time [, genres] column names
-                                   # (0-based numbers as strings, e.g. "0", without a header)
-    csv_target: str = "rating"     # csv: the third column is a "rating" (>= like_threshold) or a 0/1 "label"
-    has_header: bool = True        # csv: the first line names the columns
-    delimiter: str = ","           # csv: one character
+    csv: CsvConfig = CsvConfig()
+    taobao: TaobaoConfig = TaobaoConfig()
+    amazon: AmazonConfig = AmazonConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,28 +307,30 @@ def validate(cfg: Config, source: str = "config") -> Config:
         ck("data.cutoff_t1", 0.0 < d.cutoff_t1 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t1}")
     ck("data.cutoff_t1", d.cutoff_t1 > d.cutoff_t0, f"must be > data.cutoff_t0 ({d.cutoff_t0}), got {d.cutoff_t1}")
     ck("data.match_from", d.match_from in MATCH_FROM, f"must be one of {', '.join(MATCH_FROM)}, got {d.match_from!r}")
-    ck("data.implicit_labels", d.implicit_labels in IMPLICIT_LABELS,
-       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {d.implicit_labels!r}")
-    ck("data.negatives", 1 <= d.negatives <= 100, f"must be in [1, 100], got {d.negatives}")
     ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
-    for b in d.label_behaviors:
-        ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
+    t = d.taobao
+    ck("data.taobao.implicit_labels", t.implicit_labels in IMPLICIT_LABELS,
+       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {t.implicit_labels!r}")
+    ck("data.taobao.negatives", 1 <= t.negatives <= 100, f"must be in [1, 100], got {t.negatives}")
+    for b in t.label_behaviors:
+        ck("data.taobao.label_behaviors", b in TAOBAO_BEHAVIORS,
            f"unknown behavior {b!r}; known: {', '.join(TAOBAO_BEHAVIORS)}")
-    ck("data.label_behaviors", 0 < len(set(d.label_behaviors)) < len(TAOBAO_BEHAVIORS),
-       f"must name at least one and not every behavior, got {list(d.label_behaviors)}")
-    ck("data.label_behaviors", len(set(d.label_behaviors)) == len(d.label_behaviors),
-       f"names a behavior twice: {list(d.label_behaviors)}")
-    ck("data.csv_target", d.csv_target in CSV_TARGETS, f"must be 'rating' or 'label', got {d.csv_target!r}")
-    ck("data.delimiter", len(d.delimiter) == 1 and d.delimiter not in "\"\r\n",
-       f"must be one character other than a quote or line break, got {d.delimiter!r}")
-    if d.columns or d.source == "csv":
-        ck("data.columns", len(d.columns) in (4, 5),
-           f"must list 4 or 5 columns: user, item, {d.csv_target}, time [, genres], got {list(d.columns)}")
-        ck("data.columns", all(c.strip() for c in d.columns), f"must not hold empty names, got {list(d.columns)}")
-        ck("data.columns", len(set(d.columns)) == len(d.columns), f"names a column twice: {list(d.columns)}")
-        ck("data.columns", d.has_header or all(c.isdigit() for c in d.columns),
-           f"without a header (data.has_header: false) must be 0-based column numbers, got {list(d.columns)}")
-        ck("data.delimiter", len(d.columns) < 5 or d.delimiter != "|",
+    ck("data.taobao.label_behaviors", 0 < len(set(t.label_behaviors)) < len(TAOBAO_BEHAVIORS),
+       f"must name at least one and not every behavior, got {list(t.label_behaviors)}")
+    ck("data.taobao.label_behaviors", len(set(t.label_behaviors)) == len(t.label_behaviors),
+       f"names a behavior twice: {list(t.label_behaviors)}")
+    c = d.csv
+    ck("data.csv.target", c.target in CSV_TARGETS, f"must be 'rating' or 'label', got {c.target!r}")
+    ck("data.csv.delimiter", len(c.delimiter) == 1 and c.delimiter not in "\"\r\n",
+       f"must be one character other than a quote or line break, got {c.delimiter!r}")
+    if c.columns or d.source == "csv":
+        ck("data.csv.columns", len(c.columns) in (4, 5),
+           f"must list 4 or 5 columns: user, item, {c.target}, time [, genres], got {list(c.columns)}")
+        ck("data.csv.columns", all(x.strip() for x in c.columns), f"must not hold empty names, got {list(c.columns)}")
+        ck("data.csv.columns", len(set(c.columns)) == len(c.columns), f"names a column twice: {list(c.columns)}")
+        ck("data.csv.columns", c.has_header or all(x.isdigit() for x in c.columns),
+           f"without a header (data.csv.has_header: false) must be 0-based column numbers, got {list(c.columns)}")
+        ck("data.csv.delimiter", len(c.columns) < 5 or c.delimiter != "|",
            "must not be '|' with a genres column (genres are '|'-separated)")
     s = cfg.synthetic
     ck("synthetic.world", s.world in WORLDS, f"must be one of {', '.join(WORLDS)}, got {s.world!r}")
@@ -430,6 +463,8 @@ def _build(cls: type, data: dict, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if key in getattr(cls, "MOVED", {}):
+            raise ConfigError(f"{path}: moved to {cls.MOVED[key]}")
         if key not in names:
             raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(value, hints[key], path)
@@ -628,6 +663,8 @@ def _field_type(key: str, item: str, source: str) -> Any:
             raise ConfigError(f"{source} {item!r}: unknown key {key}: {'.'.join(parts[:i])} is a value, "
                               "not a section")
         names = sorted(f.name for f in dataclasses.fields(tp))
+        if part in getattr(tp, "MOVED", {}):
+            raise ConfigError(f"{source} {item!r}: {'.'.join(parts[:i + 1])} moved to {tp.MOVED[part]}")
         if part not in names:
             raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
                               f"known keys here: {', '.join(names)}")

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from coda_jax.config import Config, ConfigError, load, with_overrides
-from coda_jax.data.readers import DataError
+from coda_jax.data.ingest import DataError
 
 
 def build_config(args: argparse.Namespace) -> Config:
