@@ -156,8 +156,8 @@ def genre_names(path: Path, line: int, field: str, check: bool = True) -> list[s
 
 
 def genre_table(item_names: Mapping[int, Sequence[str]], num_items: int) -> tuple[np.ndarray, int]:
-    """Genre names per dense item -> ``(item_genres int32 [I + 1, Gmax], num_genres)``; genre ids are the
-    sorted names' ranks + 1."""
+    """Returns ``(item_genres int32 [I + 1, Gmax], num_genres)`` from the genre names of each dense item (genre
+    ids are the sorted names' ranks + 1)."""
     names = sorted({g for gs in item_names.values() for g in gs})
     gid = {g: k + 1 for k, g in enumerate(names)}
     pairs = [(it, gid[g]) for it, gs in item_names.items() for g in gs]
