@@ -30,7 +30,8 @@ from coda_jax.config import Config, ConfigError
 from coda_jax.config import load as load_config
 from coda_jax.data.dataset import Dataset, load_interactions, make_dataset
 from coda_jax.data.features import build_samples
-from coda_jax.data.readers import DataError, read_movielens100k
+from coda_jax.data.ingest import DataError
+from coda_jax.data.sources.movielens100k import read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
 from coda_jax.data.synthetic import generate as generate_synthetic
 from coda_jax.device.chunk import DeviceChunk, Rows, make_chunk

@@ -15,6 +15,7 @@ The value checks live in :mod:`coda_jax.config_check`, the YAML and ``--set`` re
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 from coda_jax.config_check import (CLASSIFIER_FEATURES, CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
@@ -66,7 +67,47 @@ class SyntheticConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CsvConfig:
+    """``data.csv``: the options of the ``csv`` source (any delimited interactions file)."""
+
+    columns: tuple[str, ...] = ()  # user, item, rating (or label), time [, genres] column names
+                                   # (0-based numbers as strings, e.g. "0", without a header)
+    target: str = "rating"         # the third column is a "rating" (>= data.like_threshold) or a 0/1 "label"
+    has_header: bool = True        # the first line names the columns
+    delimiter: str = ","           # one character
+
+
+@dataclasses.dataclass(frozen=True)
+class TaobaoConfig:
+    """``data.taobao``: the options of the ``taobao`` source (UserBehavior.csv, no explicit ratings)."""
+
+    # "sampled_negatives" makes every interaction a positive and adds `negatives` items the user never touched, at
+    # the same time, as negatives (as MPDA does for Amazon; see coda_jax/data/implicit.py); "behaviors" labels rows
+    # by label_behaviors (close to unlearnable on samples).
+    implicit_labels: str = "sampled_negatives"
+    negatives: int = 4
+    label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # behaviors labelled 1 (the rest 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class AmazonConfig:
+    """``data.amazon``: the options of the ``amazon`` source."""
+
+    meta_path: str | None = None   # optional metadata JSON lines (categories -> genres)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
+    """``data``: the dataset and its splits. Options shared by every file source are here (``data_dir`` /
+    ``path``, ``like_threshold``, ``skip_bad_rows``); a source's own options are in its block (``csv``,
+    ``taobao``, ``amazon``)."""
+
+    MOVED: typing.ClassVar[dict[str, str]] = {  # an old flat key -> where it lives now (an error names it)
+        "meta_path": "data.amazon.meta_path", "label_behaviors": "data.taobao.label_behaviors",
+        "implicit_labels": "data.taobao.implicit_labels", "negatives": "data.taobao.negatives",
+        "columns": "data.csv.columns", "csv_target": "data.csv.target", "has_header": "data.csv.has_header",
+        "delimiter": "data.csv.delimiter"}
+
     source: str = "synthetic"
     data_dir: str | None = None
     like_threshold: float = 4.0    # explicit ratings: label = rating >= like_threshold
@@ -91,19 +132,10 @@ class DataConfig:
                                    # cloud model's data or the pool: gathered since the last upload); 0 = none
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
     path: str | None = None        # single-file sources (amazon, taobao, csv): the interactions file
-    meta_path: str | None = None   # amazon: optional metadata JSON lines (categories -> genres)
     skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
-    label_behaviors: tuple[str, ...] = ("buy", "cart", "fav")  # taobao: behaviors labelled 1 (the rest 0)
-    # Readers without explicit ratings (taobao): "sampled_negatives" makes every interaction a positive and adds
-    # `negatives` items the user never touched, at the same time, as negatives (as MPDA does for Amazon; see
-    # coda_jax/data/implicit.py); "behaviors" labels rows by label_behaviors (close to unlearnable on samples).
-    implicit_labels: str = "sampled_negatives"
-    negatives: int = 4
-    columns: tuple[str, ...] = ()  # csv: user, item, rating (or label), time [, genres] column names
-                                   # (0-based numbers as strings, e.g. "0", without a header)
-    csv_target: str = "rating"     # csv: the third column is a "rating" (>= like_threshold) or a 0/1 "label"
-    has_header: bool = True        # csv: the first line names the columns
-    delimiter: str = ","           # csv: one character
+    csv: CsvConfig = CsvConfig()
+    taobao: TaobaoConfig = TaobaoConfig()
+    amazon: AmazonConfig = AmazonConfig()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,28 +82,30 @@ def validate(cfg, source: str = "config"):
         ck("data.cutoff_t1", 0.0 < d.cutoff_t1 < 1.0, f"must be in (0, 1) (a time quantile), got {d.cutoff_t1}")
     ck("data.cutoff_t1", d.cutoff_t1 > d.cutoff_t0, f"must be > data.cutoff_t0 ({d.cutoff_t0}), got {d.cutoff_t1}")
     ck("data.match_from", d.match_from in MATCH_FROM, f"must be one of {', '.join(MATCH_FROM)}, got {d.match_from!r}")
-    ck("data.implicit_labels", d.implicit_labels in IMPLICIT_LABELS,
-       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {d.implicit_labels!r}")
-    ck("data.negatives", 1 <= d.negatives <= 100, f"must be in [1, 100], got {d.negatives}")
     ck("data.max_users", d.max_users >= 0, f"must be >= 0, got {d.max_users}")
-    for b in d.label_behaviors:
-        ck("data.label_behaviors", b in TAOBAO_BEHAVIORS,
+    t = d.taobao
+    ck("data.taobao.implicit_labels", t.implicit_labels in IMPLICIT_LABELS,
+       f"must be one of {', '.join(IMPLICIT_LABELS)}, got {t.implicit_labels!r}")
+    ck("data.taobao.negatives", 1 <= t.negatives <= 100, f"must be in [1, 100], got {t.negatives}")
+    for b in t.label_behaviors:
+        ck("data.taobao.label_behaviors", b in TAOBAO_BEHAVIORS,
            f"unknown behavior {b!r}; known: {', '.join(TAOBAO_BEHAVIORS)}")
-    ck("data.label_behaviors", 0 < len(set(d.label_behaviors)) < len(TAOBAO_BEHAVIORS),
-       f"must name at least one and not every behavior, got {list(d.label_behaviors)}")
-    ck("data.label_behaviors", len(set(d.label_behaviors)) == len(d.label_behaviors),
-       f"names a behavior twice: {list(d.label_behaviors)}")
-    ck("data.csv_target", d.csv_target in CSV_TARGETS, f"must be 'rating' or 'label', got {d.csv_target!r}")
-    ck("data.delimiter", len(d.delimiter) == 1 and d.delimiter not in "\"\r\n",
-       f"must be one character other than a quote or line break, got {d.delimiter!r}")
-    if d.columns or d.source == "csv":
-        ck("data.columns", len(d.columns) in (4, 5),
-           f"must list 4 or 5 columns: user, item, {d.csv_target}, time [, genres], got {list(d.columns)}")
-        ck("data.columns", all(c.strip() for c in d.columns), f"must not hold empty names, got {list(d.columns)}")
-        ck("data.columns", len(set(d.columns)) == len(d.columns), f"names a column twice: {list(d.columns)}")
-        ck("data.columns", d.has_header or all(c.isdigit() for c in d.columns),
-           f"without a header (data.has_header: false) must be 0-based column numbers, got {list(d.columns)}")
-        ck("data.delimiter", len(d.columns) < 5 or d.delimiter != "|",
+    ck("data.taobao.label_behaviors", 0 < len(set(t.label_behaviors)) < len(TAOBAO_BEHAVIORS),
+       f"must name at least one and not every behavior, got {list(t.label_behaviors)}")
+    ck("data.taobao.label_behaviors", len(set(t.label_behaviors)) == len(t.label_behaviors),
+       f"names a behavior twice: {list(t.label_behaviors)}")
+    c = d.csv
+    ck("data.csv.target", c.target in CSV_TARGETS, f"must be 'rating' or 'label', got {c.target!r}")
+    ck("data.csv.delimiter", len(c.delimiter) == 1 and c.delimiter not in "\"\r\n",
+       f"must be one character other than a quote or line break, got {c.delimiter!r}")
+    if c.columns or d.source == "csv":
+        ck("data.csv.columns", len(c.columns) in (4, 5),
+           f"must list 4 or 5 columns: user, item, {c.target}, time [, genres], got {list(c.columns)}")
+        ck("data.csv.columns", all(x.strip() for x in c.columns), f"must not hold empty names, got {list(c.columns)}")
+        ck("data.csv.columns", len(set(c.columns)) == len(c.columns), f"names a column twice: {list(c.columns)}")
+        ck("data.csv.columns", c.has_header or all(x.isdigit() for x in c.columns),
+           f"without a header (data.csv.has_header: false) must be 0-based column numbers, got {list(c.columns)}")
+        ck("data.csv.delimiter", len(c.columns) < 5 or c.delimiter != "|",
            "must not be '|' with a genres column (genres are '|'-separated)")
     s = cfg.synthetic
     ck("synthetic.world", s.world in WORLDS, f"must be one of {', '.join(WORLDS)}, got {s.world!r}")

@@ -71,6 +71,8 @@ def build(cls: type, data: dict, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if key in getattr(cls, "MOVED", {}):
+            raise ConfigError(f"{path}: moved to {cls.MOVED[key]}")
         if key not in names:
             raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(value, hints[key], path)
@@ -268,6 +270,8 @@ def _field_type(root: type, key: str, item: str, source: str) -> Any:
             raise ConfigError(f"{source} {item!r}: unknown key {key}: {'.'.join(parts[:i])} is a value, "
                               "not a section")
         names = sorted(f.name for f in dataclasses.fields(tp))
+        if part in getattr(tp, "MOVED", {}):
+            raise ConfigError(f"{source} {item!r}: {'.'.join(parts[:i + 1])} moved to {tp.MOVED[part]}")
         if part not in names:
             raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
                               f"known keys here: {', '.join(names)}")

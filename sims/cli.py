@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from coda_jax.config import ConfigError
-from coda_jax.data.readers import DataError
+from coda_jax.data.ingest import DataError
 from sims.common import build_config, compile_cache_dir, use_compile_cache  # noqa: F401 - build_config: callers
 
 

@@ -46,10 +46,12 @@ def test_empty_path_flag_is_an_error_not_ignored(flag, value):
     ("data.skip_bad_rows=false", "data", "skip_bad_rows", False),
     ("finetune.trainable=[dense,item]", "finetune", "trainable", ("dense", "item")),
     ("model.name=deepfm", "model", "name", "deepfm"),
-    ("data.meta_path=meta #1.json", "data", "meta_path", "meta #1.json"),
+    ("data.amazon.meta_path=meta #1.json", "data.amazon", "meta_path", "meta #1.json"),
 ])
 def test_set_values_typed_by_field(item, section, field, expected):
-    got = getattr(getattr(_cfg("--set", item), section), field)
+    got = _cfg("--set", item)
+    for part in (*section.split("."), field):
+        got = getattr(got, part)
     assert got == expected and type(got) is type(expected)
 
 

@@ -377,9 +377,9 @@ def test_seed_range_edges_accepted(tmp_path):
     ("data.path=%x", ("data", "path"), "%x"),                             # YAML: directive error
     ("data.path=[x", ("data", "path"), "[x"),                             # YAML: unclosed flow sequence
     ("data.path=a=b: c", ("data", "path"), "a=b: c"),                     # only the first '=' splits
-    ("data.meta_path=null", ("data", "meta_path"), "null"),               # a str field keeps the text
-    ("data.meta_path=", ("data", "meta_path"), None),                     # empty: unset an optional path
-    ("data.delimiter=;", ("data", "delimiter"), ";"),
+    ("data.amazon.meta_path=null", ("data", "amazon", "meta_path"), "null"),               # a str field keeps the text
+    ("data.amazon.meta_path=", ("data", "amazon", "meta_path"), None),                     # empty: unset an optional path
+    ("data.csv.delimiter=;", ("data", "csv", "delimiter"), ";"),
     ("finetune.learning_rate=1e-3", ("finetune", "learning_rate"), 0.001),  # YAML 1.1: a string
     ("finetune.learning_rate=.5", ("finetune", "learning_rate"), 0.5),
     ("finetune.learning_rate=1E-2", ("finetune", "learning_rate"), 0.01),
@@ -394,13 +394,14 @@ def test_seed_range_edges_accepted(tmp_path):
     ("finetune.trainable=dense,item", ("finetune", "trainable"), ("dense", "item")),
     ("finetune.trainable=item", ("finetune", "trainable"), ("item",)),
     ("model.hidden=[8,4]", ("model", "hidden"), (8, 4)),
-    ("data.columns=[0, 1, 2, 3]", ("data", "columns"), ("0", "1", "2", "3")),   # strings, not ints
-    ("data.columns=['u, id', item, r, t]", ("data", "columns"), ("u, id", "item", "r", "t")),
-    ("data.columns=[]", ("data", "columns"), ()),
+    ("data.csv.columns=[0, 1, 2, 3]", ("data", "csv", "columns"), ("0", "1", "2", "3")),   # strings, not ints
+    ("data.csv.columns=['u, id', item, r, t]", ("data", "csv", "columns"), ("u, id", "item", "r", "t")),
+    ("data.csv.columns=[]", ("data", "csv", "columns"), ()),
 ])
 def test_override_values_are_typed_by_field(item, attr, expected):
-    cfg = with_overrides(Config(), [item])
-    got = getattr(getattr(cfg, attr[0]), attr[1])
+    got = with_overrides(Config(), [item])
+    for part in attr:
+        got = getattr(got, part)
     assert got == expected and type(got) is type(expected)
 
 
@@ -421,7 +422,7 @@ def test_override_section_as_flow_mapping_keeps_other_keys():
     ("model.hidden=[8, x]", "model.hidden[1]: expected an integer, got 'x'"),
     ("model.hidden=[8, 4", "model.hidden: a list starting with '[' must end with ']'"),
     ("finetune.trainable=[dense,,user]", "finetune.trainable: empty list item"),
-    ("data.columns=['a, b]", "data.columns: unclosed '"),
+    ("data.csv.columns=['a, b]", "data.csv.columns: unclosed '"),
     ("cloud=[1", "cloud: line 1, column 3: not valid YAML"),
     ("cloud={epochs: 1, epochs: 2}", "cloud: line 1: cloud.epochs is given twice (first on line 1)"),
     ("cloud=*x", "cloud: line 1, column 1: not valid YAML"),

@@ -15,7 +15,7 @@ from coda_jax.config import Config, DataConfig, SyntheticConfig
 from coda_jax.data.dataset import filter_users, make_dataset
 from coda_jax.data.features import build_samples
 from coda_jax.data.packing import bucket_size, csr_from_owner, pad_rows
-from coda_jax.data.readers import DataError
+from coda_jax.data.ingest import DataError
 from coda_jax.data.schema import FEATURE_KEYS, Interactions
 from coda_jax.data.split import global_time_split, temporal_split, user_offsets
 from coda_jax.data.synthetic import generate

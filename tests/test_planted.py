@@ -125,7 +125,8 @@ def test_two_cutoff_pool_settings_and_validation():
     ("data.cutoff_t1=0.5", "data.cutoff_t1"), ("data.match_from=all", "data.match_from"),
     ("synthetic.world=flat", "synthetic.world"), ("synthetic.shift_scale=-1", "synthetic.shift_scale"),
     ("synthetic.shift_time=2", "synthetic.shift_time"), ("synthetic.exposure=-0.5", "synthetic.exposure"),
-    ("data.implicit_labels=clicks", "data.implicit_labels"), ("data.negatives=0", "data.negatives"),
+    ("data.taobao.implicit_labels=clicks", "data.taobao.implicit_labels"),
+    ("data.taobao.negatives=0", "data.taobao.negatives"),
     ("data.cutoff_by=date", "data.cutoff_by")])
 def test_new_keys_are_range_checked(item, match):
     with pytest.raises(ConfigError, match=match.replace(".", r"\.")):

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
-from coda_jax.config import Config, ConfigError
+from coda_jax.config import Config
 from coda_jax.data.features import build_samples
-from coda_jax.data.implicit import sampled_negatives
-from coda_jax.data import formats
-from coda_jax.data.readers import DataError, read_movielens100k
+from coda_jax.data.ingest import DataError
 from coda_jax.data.schema import Interactions, SampleTable
+from coda_jax.data.sources import load_source
 from coda_jax.data.split import global_time_split, temporal_split
 from coda_jax.data.synthetic import generate
 
@@ -69,49 +67,13 @@ def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]
 
 
 def load_interactions(cfg: Config) -> Interactions:
-    """The interaction log named by ``cfg.data.source`` (generated, or read from ``cfg.data.data_dir`` /
-    ``cfg.data.path``). Rows a reader dropped (``data.skip_bad_rows``) are counted by reason in the returned
-    log's ``dropped_rows`` (reported by :func:`make_dataset` in ``info["dropped_rows"]``)."""
-    d = cfg.data
-    if d.source == "synthetic":
+    """The interaction log named by ``cfg.data.source`` (generated, or read by its source module of
+    :mod:`coda_jax.data.sources` from ``cfg.data.data_dir`` / ``cfg.data.path``). Rows a reader dropped
+    (``data.skip_bad_rows``) are counted by reason in the returned log's ``dropped_rows`` (reported by
+    :func:`make_dataset` in ``info["dropped_rows"]``)."""
+    if cfg.data.source == "synthetic":
         return generate(cfg.synthetic, cfg.seed)
-    needs = {"movielens100k": "the folder holding u.data, u.item, u.user",
-             "movielens1m": "the folder holding ratings.dat, movies.dat, users.dat",
-             "movielens_csv": "the folder holding ratings.csv and movies.csv (ml-20m, ml-25m, ml-latest)",
-             "amazon": "the reviews file (.json / .jsonl / .json.gz 5-core reviews, or the ratings-only .csv)",
-             "taobao": "UserBehavior.csv",
-             "csv": "the interactions file (columns named by data.columns)"}
-    if d.source in ("movielens100k", "movielens1m", "movielens_csv"):
-        if not d.data_dir:
-            raise ConfigError(f"data.data_dir: the {d.source} source needs {needs[d.source]} (pass --data-dir PATH)")
-        root = Path(d.data_dir)
-        if d.source == "movielens100k":
-            inter = read_movielens100k(root, like_threshold=d.like_threshold, skip_bad_rows=d.skip_bad_rows)
-            report = None  # the 100K reader records its drops in the log's dropped_rows itself
-        elif d.source == "movielens1m":
-            inter, report = formats.read_movielens1m(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
-        else:
-            inter, report = formats.read_movielens_csv(root, d.like_threshold, skip_bad_rows=d.skip_bad_rows)
-    elif d.source in ("amazon", "taobao", "csv"):
-        if not d.path:
-            raise ConfigError(f"data.path: the {d.source} source reads one file, {needs[d.source]} "
-                              f"(pass --set data.path=FILE)")
-        path = Path(d.path)
-        if d.source == "amazon":
-            inter, report = formats.read_amazon(path, d.like_threshold, d.meta_path, skip_bad_rows=d.skip_bad_rows)
-        elif d.source == "taobao":
-            rule = {b: int(b in d.label_behaviors) for b in formats.TAOBAO_LABEL_RULE}
-            inter, report = formats.read_taobao(path, rule, skip_bad_rows=d.skip_bad_rows)
-            if d.implicit_labels == "sampled_negatives":   # every interaction a positive, k sampled negatives
-                inter = sampled_negatives(inter, d.negatives, cfg.seed)
-        else:
-            keys = ("user", "item", d.csv_target, "time", "genre")
-            columns = {k: (int(c) if not d.has_header else c) for k, c in zip(keys, d.columns)}
-            inter, report = formats.read_interactions_csv(path, columns, d.like_threshold, d.has_header, d.delimiter,
-                                                          skip_bad_rows=d.skip_bad_rows)
-    else:
-        raise ConfigError(f"data.source: unknown source {d.source!r}")
-    return inter if report is None else dataclasses.replace(inter, dropped_rows=dict(report.counts))
+    return load_source(cfg.data, cfg.seed)
 
 
 def _check_both_classes(name: str, table: SampleTable, heldout: np.ndarray, users: np.ndarray, eval_on: str) -> None:
@@ -134,7 +96,7 @@ def _check_both_classes(name: str, table: SampleTable, heldout: np.ndarray, user
         what = f"each user's {which} rows are all positive or all negative"
     raise DataError(
         f"{name}: no simulated user's held-out ({which}) rows hold both classes ({what}, {users.size} users), so "
-        f"no per-user AUC is defined; check the labels (data.like_threshold, data.label_behaviors, the label "
+        f"no per-user AUC is defined; check the labels (data.like_threshold, data.taobao.label_behaviors, the label "
         f"column) or hold out more rows per user (data.test_fraction / data.validation_fraction)")
 
 

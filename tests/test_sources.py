@@ -1,4 +1,4 @@
-"""Tests for :mod:`coda_jax.data.formats`: MovieLens 1M / CSV, Amazon, Taobao and generic CSV readers.
+"""Tests for :mod:`coda_jax.data.sources`: MovieLens 1M / CSV, Amazon, Taobao and generic CSV readers.
 
 Every reader is checked on small hand-written files against hand-computed values, on malformed lines
 (DataError naming file and line, or counted in the DropReport with ``skip_bad_rows``), and with tiny read
@@ -18,15 +18,12 @@ import pytest
 
 from coda_jax.config import Config, ConfigError, load
 from coda_jax.data.dataset import load_interactions, make_dataset
-from coda_jax.data.formats import (
-    DropReport,
-    read_amazon,
-    read_interactions_csv,
-    read_movielens1m,
-    read_movielens_csv,
-    read_taobao,
-)
-from coda_jax.data.readers import DataError
+from coda_jax.data.ingest import DataError, DropReport
+from coda_jax.data.sources.amazon import read_amazon
+from coda_jax.data.sources.csv import read_interactions_csv
+from coda_jax.data.sources.movielens1m import read_movielens1m
+from coda_jax.data.sources.movielens_csv import read_movielens_csv
+from coda_jax.data.sources.taobao import read_taobao
 from coda_jax.data.schema import Interactions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -635,24 +632,26 @@ def test_config_files_load(name, source):
     assert cfg.data.source == source
 
 
-def _with_data(**kw) -> Config:
+def _with_data(csv=None, taobao=None, **kw) -> Config:
     cfg = Config()
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **kw))
+    d = cfg.data
+    blocks = {"csv": dataclasses.replace(d.csv, **(csv or {})), "taobao": dataclasses.replace(d.taobao, **(taobao or {}))}
+    return dataclasses.replace(cfg, data=dataclasses.replace(d, **blocks, **kw))
 
 
 @pytest.mark.parametrize("data, key", [
-    ({"label_behaviors": ["pv", "click"]}, "data.label_behaviors"),
-    ({"label_behaviors": []}, "data.label_behaviors"),
-    ({"label_behaviors": ["pv", "buy", "cart", "fav"]}, "data.label_behaviors"),
-    ({"csv_target": "score"}, "data.csv_target"),
-    ({"delimiter": ";;"}, "data.delimiter"),
-    ({"delimiter": '"'}, "data.delimiter"),
-    ({"source": "csv"}, "data.columns"),
-    ({"source": "csv", "columns": ["a", "b", "c"]}, "data.columns"),
-    ({"source": "csv", "columns": ["a", "b", "a", "d"]}, "data.columns"),
-    ({"source": "csv", "columns": ["a", "b", "c", "d"], "has_header": False}, "data.columns"),
-    ({"source": "csv", "columns": ["0", "1", "2", "3", "4"], "has_header": False, "delimiter": "|"},
-     "data.delimiter"),
+    ({"taobao": {"label_behaviors": ["pv", "click"]}}, "data.taobao.label_behaviors"),
+    ({"taobao": {"label_behaviors": []}}, "data.taobao.label_behaviors"),
+    ({"taobao": {"label_behaviors": ["pv", "buy", "cart", "fav"]}}, "data.taobao.label_behaviors"),
+    ({"csv": {"target": "score"}}, "data.csv.target"),
+    ({"csv": {"delimiter": ";;"}}, "data.csv.delimiter"),
+    ({"csv": {"delimiter": '"'}}, "data.csv.delimiter"),
+    ({"source": "csv"}, "data.csv.columns"),
+    ({"source": "csv", "csv": {"columns": ["a", "b", "c"]}}, "data.csv.columns"),
+    ({"source": "csv", "csv": {"columns": ["a", "b", "a", "d"]}}, "data.csv.columns"),
+    ({"source": "csv", "csv": {"columns": ["a", "b", "c", "d"], "has_header": False}}, "data.csv.columns"),
+    ({"source": "csv", "csv": {"columns": ["0", "1", "2", "3", "4"], "has_header": False, "delimiter": "|"}},
+     "data.csv.delimiter"),
     ({"source": "parquet"}, "data.source"),
     ({"skip_bad_rows": "yes"}, "data.skip_bad_rows"),
 ])
@@ -663,6 +662,24 @@ def test_config_validation(data, key):
         from_dict({"data": data}, "test.yaml")
 
 
+OLD_KEYS = {"meta_path": "data.amazon.meta_path", "label_behaviors": "data.taobao.label_behaviors",
+            "implicit_labels": "data.taobao.implicit_labels", "negatives": "data.taobao.negatives",
+            "columns": "data.csv.columns", "csv_target": "data.csv.target", "has_header": "data.csv.has_header",
+            "delimiter": "data.csv.delimiter"}
+
+
+@pytest.mark.parametrize("old, new", OLD_KEYS.items())
+def test_old_flat_source_keys_name_their_new_place(old, new, tmp_path):
+    from coda_jax.config import with_overrides
+
+    p = tmp_path / "old.yaml"
+    p.write_text(f"data:\n  source: csv\n  {old}: x\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(p))}: data.{old}: moved to {re.escape(new)}$"):
+        load(p)
+    with pytest.raises(ConfigError, match=f"--set 'data.{old}=x': data.{old} moved to {re.escape(new)}$"):
+        with_overrides(Config(), [f"data.{old}=x"])
+
+
 def test_dispatch_records_dropped_rows(tmp_path):
     rng = np.random.default_rng(1)
     rows = [f"{u},{rng.integers(1, 30)},{rng.integers(1, 5)},{b},{1000 + 10 * k}".encode()
@@ -670,12 +687,12 @@ def test_dispatch_records_dropped_rows(tmp_path):
             for k, b in enumerate(["pv", "buy", "cart", "fav", "pv", "pv", "pv", "cart", "fav", "pv", "buy", "pv"])]
     rows.insert(5, b"1,1,1,click,5")
     p = _write(tmp_path, "UserBehavior.csv", rows)
-    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",),
-                     implicit_labels="behaviors")
+    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2,
+                     taobao={"label_behaviors": ("buy",), "implicit_labels": "behaviors"})
     with _raises(p, 6, "'click'"):
         load_interactions(cfg)
-    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, label_behaviors=("buy",),
-                     skip_bad_rows=True, implicit_labels="behaviors")
+    cfg = _with_data(source="taobao", path=str(p), min_rows_per_user=2, skip_bad_rows=True,
+                     taobao={"label_behaviors": ("buy",), "implicit_labels": "behaviors"})
     data = make_dataset(cfg)
     assert data.info["dropped_rows"] == {"unknown_behavior": 1}
     assert data.info["rows"] == 36
@@ -689,11 +706,11 @@ def test_dispatch_records_dropped_rows(tmp_path):
 def test_dispatch_generic_csv_and_synthetic_has_no_drops(tmp_path):
     p = _write(tmp_path, "log.csv", [b"u,i,r,t"] + [f"{u},{i},{(u + i) % 5 + 1},{i}".encode()
                                                      for u in range(3) for i in range(1, 9)])
-    cfg = _with_data(source="csv", path=str(p), columns=("u", "i", "r", "t"), min_rows_per_user=2)
+    cfg = _with_data(source="csv", path=str(p), csv={"columns": ("u", "i", "r", "t")}, min_rows_per_user=2)
     inter = load_interactions(cfg)
     assert len(inter) == 24 and inter.num_users == 3 and inter.num_items == 8
     assert make_dataset(cfg).info["dropped_rows"] == {}
-    cfg = _with_data(source="csv", path=str(p), columns=("0", "1", "2", "3"), has_header=False,
+    cfg = _with_data(source="csv", path=str(p), csv={"columns": ("0", "1", "2", "3"), "has_header": False},
                      min_rows_per_user=2, skip_bad_rows=True)
     assert make_dataset(cfg).info["dropped_rows"] == {"bad_rating": 1}  # the header line, read as data
 

@@ -1,4 +1,4 @@
-"""Tests for :mod:`coda_jax.data.readers` (MovieLens 100K reader)."""
+"""Tests for :mod:`coda_jax.data.sources.movielens100k` (MovieLens 100K reader)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coda_jax.data.readers import DataError, read_movielens100k
+from coda_jax.data.ingest import DataError
+from coda_jax.data.sources.movielens100k import read_movielens100k
 from coda_jax.data.schema import Interactions
 
 REAL_ML100K = Path("/work/shared/data/ml-100k")
