@@ -3,7 +3,7 @@ pool size, the vector width, the query count and the platform; ScaNN's settings 
 
 How the settings were chosen (measurements in docs/retrieval.md):
 
-- a k-means tree of ``sqrt(N)`` leaves (at most ``N / 20``; pools under 2,000 rows are searched exactly);
+- a k-means tree of ``sqrt(N)`` leaves (pools under 2,000 rows are searched exactly: ScaNN brute force);
 - ``max(32, 5% of the leaves)`` leaves searched per query;
 - in the searched leaves, vectors up to 64 wide are scored exactly in float32 (no quantisation: on MovieLens
   100K's 32-wide sample vectors, neighbours' scores differ by ~2e-4, below what 2-dim anisotropic hashing
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def derive_scann_settings(n: int, d: int, k: int) -> ScannSettings:
     """Settings for a pool of ``n`` rows of width ``d`` searched for ``k`` neighbours (module docstring)."""
     if n < SCANN_MIN_ROWS:
         return ScannSettings(0, 0, False, 0, 0)
-    leaves = int(min(max(round(math.sqrt(n)), 16), n // 20))
+    leaves = round(math.sqrt(n))
     search = min(leaves, max(32, math.ceil(0.05 * leaves)))
     quantize = d > 64
     return ScannSettings(leaves, search, quantize, 2 if quantize else 0, min(n, max(300, 10 * k)) if quantize else 0)
@@ -94,7 +95,7 @@ class ScannSearcher:
     """ScaNN over ``database`` float32 [N, D] by dot product, with settings from :func:`derive_scann_settings`.
 
     ``target_recall > 0``: calibrated after the build (module docstring); ``calibration`` records the recall
-    measured at each step. Queries run in blocks of ``QUERY_BLOCK`` on all cores (``search_batched_parallel``).
+    measured at each step, ``timings`` the seconds of the build and of the calibration. Queries run in blocks of ``QUERY_BLOCK`` on all cores (``search_batched_parallel``).
     """
 
     approximate = True
@@ -122,10 +123,14 @@ class ScannSearcher:
                 builder = builder.score_brute_force()
         else:
             builder = builder.score_brute_force()
+        t = time.perf_counter()
         self.index = builder.build()
+        self.timings = {"build_s": time.perf_counter() - t, "calibrate_s": 0.0}
         self.calibration: list[dict] = []
         if target_recall > 0 and s.num_leaves:
+            t = time.perf_counter()
             self._calibrate(target_recall, seed)
+            self.timings["calibrate_s"] = time.perf_counter() - t
 
     def _calibrate(self, target: float, seed: int) -> None:
         n = self.database.shape[0]
