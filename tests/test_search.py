@@ -69,7 +69,7 @@ def test_choose_backend_by_pool_queries_and_platform():
     assert choose_backend(80_000, 32, 80_000, "cpu", False)[0] == "exact"      # no scann: exact
     assert choose_backend(80_000, 32, 80_000, "gpu", True)[0] == "exact"       # accelerator: exact
     assert choose_backend(10**8, 64, 10**8, "gpu", True)[0] == "scann"         # ... up to a large pool
-    backend, why = choose_backend(80_000, 32, 80_000, "cpu", True)
+    _, why = choose_backend(80_000, 32, 80_000, "cpu", True)
     assert "flops" in why and "cpu" in why
 
 
@@ -107,7 +107,7 @@ def test_queries_in_blocks_equal_queries_at_once(monkeypatch):
 
 @needs_scann
 def test_search_report_measures_recall_of_the_approximate_searcher_only():
-    db, q = clustered_pool(6000, 16, 0, seed=2)
+    db, _ = clustered_pool(6000, 16, 0, seed=2)
     rows = np.arange(0, 6000, 7)
     scann = make_searcher(db, RetrievalConfig(backend="scann", neighbors=10, target_recall=0.0))
     rep = search_report(scann, db, 10, 200, seed=4, rows=rows)
