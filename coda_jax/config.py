@@ -155,15 +155,15 @@ class CloudConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalConfig:
-    backend: str = "scann"         # "scann" or "exact"
+    backend: str = "auto"          # "auto" (exact or ScaNN by pool, width, queries, platform), "scann" or "exact"
     neighbors: int = 30            # neighbours retrieved per local sample
     max_candidates: int = 300      # candidates kept per user after dedupe
     exclude_seen_items: bool = False   # sample matching: drop candidates about items the user's local rows hold
     candidate_order: str = "score" # which max_candidates (sample matching): "score" (most similar to any local
                                    # sample) or "rank" (each local sample's nearest, then each one's 2nd, ...)
-    recall_queries: int = 2000     # queries used to measure ScaNN recall against exact search (0 = skip)
-    scann_leaves_to_search: float = 0.1   # fraction of tree leaves probed
-    scann_reorder: int = 100
+    recall_queries: int = 2000     # queries used to measure an approximate search's recall@k against exact (0 = skip)
+    target_recall: float = 0.95    # ScaNN: search more leaves until recall@k on 500 pool rows reaches it (0 = derived
+                                   # settings as they are); see docs/retrieval.md
     # "sample": nearest pool samples of each local sample (ScaNN / exact); user-level: "user_embedding",
     # "item_overlap", "random_users" (candidates = the matched users' rows). See coda_jax.cloud.matching.
     matching: str = "item_overlap"

@@ -137,16 +137,14 @@ def validate(cfg, source: str = "config"):
     ck("cloud.batch_size", c.batch_size >= 1, f"must be >= 1, got {c.batch_size}")
     ck("cloud.learning_rate", c.learning_rate > 0, f"must be > 0, got {c.learning_rate}")
     r = cfg.retrieval
-    ck("retrieval.backend", r.backend in ("scann", "exact"), f"must be 'scann' or 'exact', got {r.backend!r}")
+    ck("retrieval.backend", r.backend in ("auto", "scann", "exact"),
+       f"must be 'auto', 'scann' or 'exact', got {r.backend!r}")
     ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
     ck("retrieval.candidate_order", r.candidate_order in ("score", "rank"),
        f"must be 'score' or 'rank', got {r.candidate_order!r}")
     ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
     ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
-    ck("retrieval.scann_leaves_to_search", 0.0 < r.scann_leaves_to_search <= 1.0,
-       f"must be in (0, 1], got {r.scann_leaves_to_search}")
-    ck("retrieval.scann_reorder", r.scann_reorder >= r.neighbors,
-       f"must be >= retrieval.neighbors ({r.neighbors}), got {r.scann_reorder}")
+    ck("retrieval.target_recall", 0.0 <= r.target_recall <= 1.0, f"must be in [0, 1], got {r.target_recall}")
     ck("retrieval.matching", r.matching in MATCHINGS, f"must be one of {', '.join(MATCHINGS)}, got {r.matching!r}")
     ck("retrieval.matched_users", r.matched_users >= 1, f"must be >= 1, got {r.matched_users}")
     ck("mpda.rows_per_user", cfg.mpda.rows_per_user >= 1, f"must be >= 1, got {cfg.mpda.rows_per_user}")

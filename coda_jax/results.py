@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from coda_jax.cloud.search import report_line
 from coda_jax.results_io import write_json_atomic
 
 
@@ -76,9 +77,8 @@ class Results:
         if self.diagnostics.get("gap_closed") is not None:
             lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
         r = self.retrieval
-        if r.get("recall_at_k") is not None:
-            lines.append(f"retrieval: {r['backend']} recall@{r['k']} = {r['recall_at_k']:.3f} "
-                         f"over {r['recall_queries']} queries")
+        if report_line(r):
+            lines.append(report_line(r))
         diverged = [f"{name} ({m['diverged_users']} users)" for name, m in self.methods.items()
                     if m.get("diverged_users")]
         if diverged:

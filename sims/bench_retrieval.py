@@ -1,81 +1,96 @@
-"""ScaNN against exact search on a large pool: recall@k and queries per second at matched recall.
+"""Benchmark: ScaNN (settings derived from the pool, calibrated) against exact search on the same pool.
 
-A local stand-in: another change (``coda_jax/cloud/search.py``) brings the cloud's own
-``retrieval_benchmark(pool_rows, dim, queries, k, seed) -> dict``; the scaling benchmark may call that one
-instead (same arguments; it reads ``recall``, ``speedup_at_target`` and the two searches' queries/s).
+The pool is ``pool_rows`` unit vectors of width ``dim`` drawn around ``pool_rows / 1000`` random centres (at
+least 16; each vector = centre + N(0, 1/dim) noise, normalised), like the cloud's sample vectors: clustered
+by the kind of user and item. The queries are fresh draws from the same mixture. Both searchers answer the
+same queries; ScaNN's recall@k is measured against the exact answers.
+
+  python -m sims.bench_retrieval --rows 1000000 --dim 32 --queries 2000 [--out FILE.json]
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import os
 import time
 
 import jax
 import numpy as np
 
-from coda_jax.cloud.retrieval import recall_at_k
-from kernels.topk import exact_topk
+from coda_jax.cloud.search import ExactSearcher, ScannSearcher, platform, recall_at_k
 
 
-def clustered_vectors(rows: int, dim: int, seed: int, clusters: int | None = None,
-                      spread: float = 0.5) -> np.ndarray:
-    """Unit vectors around ``clusters`` random centres (sample vectors of a recommender cluster by taste and
-    item; uniform random vectors in ``dim`` dimensions have no neighbours worth the name): float32 [rows, dim]."""
+def clustered_pool(rows: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(pool float32 [rows, dim], queries float32 [queries, dim])``: unit vectors of one Gaussian mixture."""
     rng = np.random.default_rng(seed)
-    clusters = clusters or max(16, rows // 1000)
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, size=rows)] + spread * rng.normal(size=(rows, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    centres = rng.normal(size=(max(16, rows // 1000), dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
 
+    def draw(n: int) -> np.ndarray:
+        out = centres[rng.integers(0, len(centres), n)] + rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-def _qps(fn, queries: np.ndarray, repeats: int = 2) -> tuple[float, object]:
-    jax.block_until_ready(fn(queries[:8]))                               # warm-up (compiles the exact search)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(queries))
-        best = min(best, time.perf_counter() - t0)
-    return len(queries) / best, out
+    return draw(rows), draw(queries)
 
 
 def retrieval_benchmark(pool_rows: int = 1_000_000, dim: int = 32, queries: int = 2000, k: int = 30,
-                        seed: int = 0, target: float = 0.9,
-                        leaves_to_search: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)) -> dict:
-    """Exact blocked search (:func:`kernels.topk.exact_topk`, JAX) against ScaNN (tree + AH + reorder,
-    multi-threaded batched queries) over ``pool_rows`` clustered unit vectors of width ``dim``.
+                        seed: int = 0, target_recall: float = 0.95) -> dict:
+    """ScaNN vs exact search on a clustered pool (:func:`clustered_pool`) of ``pool_rows`` x ``dim``.
 
-    ScaNN is built once (``sqrt(pool_rows)`` leaves) and searched with each fraction of ``leaves_to_search``;
-    each setting's recall@k (against the exact top-k) and queries/s are reported. ``speedup_at_target``:
-    the fastest setting reaching ``target`` recall, as ScaNN's queries/s over exact search's (exact search has
-    recall 1); None if no setting reaches it.
-
-    Returns a dict: ``pool_rows``, ``dim``, ``queries``, ``k``, ``exact_qps``, ``scann_build_seconds``,
-    ``settings`` (list of ``{leaves_to_search, leaves_searched, recall, qps}``), ``recall`` and
-    ``scann_qps`` (the chosen setting's), ``speedup_at_target``, ``target``, ``backend_note``.
+    Returns a dict: ``exact`` {``place_s`` (database onto the devices), ``compile_s`` (first block, compile
+    included), ``qps``}, ``scann`` {``build_s`` (index build + calibration), ``settings``, ``calibration``,
+    ``qps``}, ``recall_at_k`` of ScaNN against exact on the same ``queries`` queries, ``speedup`` (ScaNN
+    qps / exact qps), and the platform, device count and host cores.
     """
-    import scann  # noqa: PLC0415 - heavy; only for this section
+    pool, q = clustered_pool(pool_rows, dim, queries, seed)
+    block = max(1, min(500, queries))
+    t = time.perf_counter()
+    exact = ExactSearcher(pool)
+    exact.index._blocks(k)
+    place = time.perf_counter() - t
+    t = time.perf_counter()
+    exact.index.search(q[:block], k, query_block=block)[0].block_until_ready()
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    _, e_idx = exact.index.search(q, k, query_block=block)
+    e_idx = np.asarray(e_idx)
+    exact_s = time.perf_counter() - t
 
-    pool = clustered_vectors(pool_rows, dim, seed)
-    q = clustered_vectors(queries, dim, seed + 1)
-    exact_qps, (_, exact_idx) = _qps(lambda x: exact_topk(x, pool, k), q)
-    exact_idx = np.asarray(exact_idx)
-    leaves = int(max(16, round(np.sqrt(pool_rows))))
-    t0 = time.perf_counter()
-    index = (scann.scann_ops_pybind.builder(pool, k, "dot_product")
-             .tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 10),
-                   training_sample_size=min(pool_rows, 100_000), random_init=False)
-             .score_ah(2, anisotropic_quantization_threshold=0.2).reorder(max(100, 10 * k)).build())
-    build = time.perf_counter() - t0
-    search = getattr(index, "search_batched_parallel", index.search_batched)
-    settings = []
-    for frac in leaves_to_search:
-        n = max(1, int(round(leaves * frac)))
-        qps, (idx, _) = _qps(lambda x, n=n: search(x, final_num_neighbors=k, leaves_to_search=n), q)
-        settings.append({"leaves_to_search": frac, "leaves_searched": n,
-                         "recall": recall_at_k(np.asarray(idx), exact_idx), "qps": qps})
-    good = [s for s in settings if s["recall"] >= target]
-    chosen = max(good, key=lambda s: s["qps"]) if good else max(settings, key=lambda s: s["recall"])
-    return {"pool_rows": pool_rows, "dim": dim, "queries": queries, "k": k, "exact_qps": exact_qps,
-            "scann_build_seconds": build, "scann_leaves": leaves, "settings": settings,
-            "recall": chosen["recall"], "scann_qps": chosen["qps"], "target": target,
-            "speedup_at_target": chosen["qps"] / exact_qps if good else None,
-            "backend_note": "sims.bench_retrieval (local stand-in for coda_jax.cloud.search.retrieval_benchmark)"}
+    t = time.perf_counter()
+    scann = ScannSearcher(pool, k, target_recall, seed)
+    build = time.perf_counter() - t
+    scann.search(q[:block], k)                        # warm the threads
+    t = time.perf_counter()
+    a_idx, _ = scann.search(q, k)
+    scann_s = time.perf_counter() - t
+    return {"pool_rows": pool_rows, "dim": dim, "queries": queries, "k": k, "seed": seed,
+            "platform": platform(), "devices": len(jax.devices()), "host_cores": os.cpu_count(),
+            "exact": {"place_s": place, "compile_s": first, "seconds": exact_s, "qps": queries / exact_s},
+            "scann": {"build_s": build, **{f"index_{name}": v for name, v in scann.timings.items()}, "settings": dataclasses.asdict(scann.settings),
+                      "calibration": scann.calibration, "seconds": scann_s, "qps": queries / scann_s},
+            "recall_at_k": recall_at_k(a_idx, e_idx), "speedup": exact_s / scann_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run :func:`retrieval_benchmark`, print its JSON (and write it to ``--out``)."""
+    p = argparse.ArgumentParser(prog="bench_retrieval", description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--queries", type=int, default=2000)
+    p.add_argument("--k", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    res = retrieval_benchmark(a.rows, a.dim, a.queries, a.k, a.seed)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

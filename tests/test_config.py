@@ -170,8 +170,8 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("model:\n  hidden: [64, 0]\n", "model.hidden"),
     ("model:\n  name: gru\n", "model.name"),
     ("retrieval:\n  backend: faiss\n", "retrieval.backend"),
-    ("retrieval:\n  scann_leaves_to_search: 0\n", "retrieval.scann_leaves_to_search"),
-    ("retrieval:\n  neighbors: 200\n", "retrieval.scann_reorder"),   # reorder (100) < neighbors
+    ("retrieval:\n  target_recall: 1.5\n", "retrieval.target_recall"),
+    ("retrieval:\n  target_recall: -0.1\n", "retrieval.target_recall"),
     ("synthetic:\n  max_rows_per_user: 5\n", "synthetic.max_rows_per_user"),    # < min (20)
     ("synthetic:\n  num_items: 50\n", "synthetic.max_rows_per_user"),           # max (80) > num_items
     ("eval:\n  confidence: 1.0\n", "eval.confidence"),
@@ -194,9 +194,9 @@ def test_out_of_range_names_key(tmp_path, text, key):
 
 def test_boundary_values_accepted(tmp_path):
     cfg = load(_write(tmp_path, "classifier:\n  keep_fraction: 1.0\n  threshold: 0.0\n"
-                                "retrieval:\n  scann_leaves_to_search: 1.0\n  neighbors: 100\n"))
+                                "retrieval:\n  target_recall: 1.0\n  neighbors: 100\n"))
     assert cfg.classifier.keep_fraction == 1.0 and cfg.classifier.threshold == 0.0
-    assert cfg.retrieval.neighbors == cfg.retrieval.scann_reorder == 100
+    assert cfg.retrieval.neighbors == 100 and cfg.retrieval.target_recall == 1.0
 
 
 def test_validate_direct_names_source_and_key():

@@ -196,3 +196,42 @@ def test_exact_topk_k_too_large():
         exact_topk(q, db, 6)
     with pytest.raises(ValueError):
         exact_topk(q, db, 0)
+
+
+def test_exact_topk_sharded_over_four_devices_equals_one_device():
+    # The database split over 4 forced host devices (in a subprocess: the device count is fixed when JAX
+    # starts) returns exactly what one device returns, ties included, and matches numpy.
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import json
+        import jax
+        import numpy as np
+        from kernels.topk import TopK
+        rng = np.random.default_rng(0)
+        db = rng.standard_normal((1003, 12)).astype(np.float32)
+        db[500:520] = db[3]                                   # ties across the shards' boundaries
+        q = np.concatenate([rng.standard_normal((40, 12)), db[3:4]]).astype(np.float32)
+        four = TopK(db, jax.devices(), block_size=64)
+        one = TopK(db, jax.devices()[:1], block_size=64)
+        s4, i4 = (np.asarray(a) for a in four.search(q, 25, query_block=16))
+        s1, i1 = (np.asarray(a) for a in one.search(q, 25, query_block=16))
+        ref = np.argsort(-(q.astype(np.float64) @ db.T.astype(np.float64)), axis=1, kind="stable")[:, :25]
+        print(json.dumps({"devices": len(jax.devices()), "shards": len(four.devices),
+                          "ids_equal": bool((i4 == i1).all()), "scores_equal": bool((s4 == s1).all()),
+                          "tie_ids": i4[-1, :21].tolist(),
+                          "numpy_sets": bool(all(set(a) == set(b) for a, b in zip(i4[:-1].tolist(), ref[:-1].tolist())))}))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": root}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["devices"] == got["shards"] == 4
+    assert got["ids_equal"] and got["scores_equal"] and got["numpy_sets"]
+    assert got["tie_ids"] == [3] + list(range(500, 520))              # equal scores: ascending index

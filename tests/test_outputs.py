@@ -179,7 +179,7 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.k2j4.tmp", "sweep.json"]
 
 
-def test_results_report_peak_memory(tiny_cloud):
+def test_results_report_peak_memory(tiny_cfg, tiny_data, tiny_cloud_output):
     """results.json carries the process's peak RSS (the run cannot have used less than the dataset's arrays)
     and the device memory (None on the CPU backend); the table prints it."""
     import jax
@@ -187,9 +187,8 @@ def test_results_report_peak_memory(tiny_cloud):
     from coda_jax.resources import peak_rss_bytes
     from coda_jax.simulate import simulate
 
-    cfg, data, *cloud = tiny_cloud
-    model, params, vectors, rows = cloud
-    res = simulate(cfg, data, show_progress=False, cloud=(model, params, vectors, rows, {"timings": {}}))
+    data = tiny_data
+    res = simulate(tiny_cfg, data, show_progress=False, cloud=tiny_cloud_output)
     table_bytes = sum(getattr(data.table, f).nbytes for f in ("user", "item", "label", "time"))
     assert res.memory["peak_rss_gb"] * (1 << 30) >= table_bytes
     assert res.memory["peak_rss_gb"] * (1 << 30) <= peak_rss_bytes() + (1 << 20)

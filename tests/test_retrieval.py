@@ -230,7 +230,7 @@ def test_scann_recall_large_pool():
     e_idx, _ = ExactSearcher(db).search(q, 10)
     assert a_idx.shape == (300, 10) and a_idx.dtype == np.int64
     rec = recall_at_k(a_idx, e_idx)
-    assert rec >= 0.8, rec
+    assert rec >= 0.9, rec
     # returned scores are the (reordered, exact) dot products of the returned rows
     valid = a_idx >= 0
     true = np.einsum("qd,qkd->qk", q, db[np.clip(a_idx, 0, None)])

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from coda_jax.cloud.overlap import ITEM_OVERLAP_WORK_PER_USER, item_overlap_cap, item_overlap_users, item_sets, restrict_items
+from coda_jax.cloud.overlap import (ITEM_OVERLAP_WORK_PER_USER, item_overlap_cap, item_overlap_users, item_sets,
+                                    restrict_items)
 from coda_jax.cloud.retrieval import Candidates, make_searcher
+from coda_jax.cloud.search import search_report
 from coda_jax.config import RetrievalConfig
 from coda_jax.data.packing import offsets_from_counts
 from coda_jax.data.split import user_offsets
@@ -181,20 +183,30 @@ def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[n
 
 def match_users(cfg: RetrievalConfig, params: dict, vectors: np.ndarray, item: np.ndarray, num_items: int,
                 pool: tuple[np.ndarray, np.ndarray], sim_users: np.ndarray, count: int,
-                seed: int, work_per_user: float = ITEM_OVERLAP_WORK_PER_USER) -> tuple[np.ndarray, np.ndarray]:
+                seed: int, work_per_user: float = ITEM_OVERLAP_WORK_PER_USER,
+                report: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """User-level matching by ``cfg.matching`` (not ``sample``): ``(users, scores)`` int64 / float32 [S, count].
 
-    ``work_per_user``: ``item_overlap``'s budget (:func:`coda_jax.cloud.overlap.item_overlap_cap`)."""
+    ``work_per_user``: ``item_overlap``'s budget (:func:`coda_jax.cloud.overlap.item_overlap_cap`).
+    ``report``: when given, updated with the searcher's backend, reason and recall check
+    (:func:`coda_jax.cloud.search.search_report`)."""
     valid = np.diff(pool[0]) > 0
     if cfg.matching == "random_users":
         return random_users(sim_users, valid, count, seed)
     if cfg.matching == "user_embedding":
         database = user_vectors(params, vectors, pool)
-        searcher = make_searcher(database, cfg, seed)
+        searcher = make_searcher(database, cfg, seed, queries=len(sim_users))
     elif cfg.matching == "item_overlap":
         sets = item_sets(item, pool, num_items)
         cap = item_overlap_cap(sets, np.asarray(sim_users), work_per_user)
+        if report is not None:
+            report.update(backend="exact", recall_at_k=None, recall_queries=0,
+                          backend_reason="item_overlap: exact cosine of sparse item sets"
+                          + ("" if cap is None else f" (items held by more than {cap} users left out)"))
         return item_overlap_users(restrict_items(sets, cap), np.asarray(sim_users), count)
     else:
         raise ValueError(f"retrieval.matching: unknown user-level matching {cfg.matching!r}")
+    if report is not None:
+        report.update(search_report(searcher, database, min(count + 1, len(database)), cfg.recall_queries, seed,
+                                    np.asarray(sim_users)))
     return top_users(searcher, database, np.asarray(sim_users), count, valid)

@@ -1,4 +1,4 @@
-"""Cloud side: nearest-neighbour search over the sample pool (ScaNN, or exact JAX search) and coarse matching.
+"""Cloud side: coarse matching over the sample pool (the searchers live in :mod:`coda_jax.cloud.search`).
 
 Coarse-grained sample matching: every local training sample of every simulated user queries the pool for
 its top-k neighbours (one batched search for all users); neighbours owned by the querying user are dropped;
@@ -12,67 +12,11 @@ import dataclasses
 
 import numpy as np
 
+from coda_jax.cloud.search import (ExactSearcher, ScannSearcher, make_searcher,  # noqa: F401 - re-exported
+                                   recall_at_k)
 from coda_jax.config import RetrievalConfig
 from coda_jax.data.packing import offsets_from_counts
 from coda_jax.data.split import user_offsets
-from kernels.topk import exact_topk
-
-
-class ExactSearcher:
-    """Brute-force maximum inner product search in JAX (:func:`kernels.topk.exact_topk`)."""
-
-    def __init__(self, database: np.ndarray):
-        self.database = np.asarray(database, dtype=np.float32)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows of the database for each query: ``(indices int64 [Q, k], scores float32 [Q, k])``."""
-        scores, idx = exact_topk(np.asarray(queries, np.float32), self.database, k)
-        return np.asarray(idx, dtype=np.int64), np.asarray(scores)
-
-
-class ScannSearcher:
-    """ScaNN (tree + asymmetric hashing + exact reordering) over a database of unit vectors, dot product."""
-
-    def __init__(self, database: np.ndarray, k: int, cfg: RetrievalConfig, seed: int = 0):
-        try:
-            import scann  # noqa: PLC0415 - optional heavy import, only when this backend is used
-        except ImportError as err:  # pragma: no cover - depends on the platform
-            raise ImportError("retrieval.backend is 'scann' but the scann package is not importable; "
-                              "install scann or set retrieval.backend: exact") from err
-        database = np.ascontiguousarray(database, dtype=np.float32)
-        n = database.shape[0]
-        builder = scann.scann_ops_pybind.builder(database, k, "dot_product")
-        if n >= 2000:   # partitioning and quantisation pay off only on a larger pool
-            leaves = int(min(max(np.sqrt(n), 16), n // 20))
-            builder = builder.tree(num_leaves=leaves,
-                                   num_leaves_to_search=max(1, int(round(leaves * cfg.scann_leaves_to_search))),
-                                   training_sample_size=min(n, 100_000),
-                                   random_init=False)   # k-means++ centres: the same index on every build
-                                                        # (random initialisation is not seeded: runs differed)
-            builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(cfg.scann_reorder)
-        else:
-            builder = builder.score_brute_force()
-        self.index = builder.build()
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows of the database for each query: ``(indices int64 [Q, k], scores float32 [Q, k])``."""
-        idx, scores = self.index.search_batched(np.ascontiguousarray(queries, dtype=np.float32),
-                                                final_num_neighbors=k)
-        return idx.astype(np.int64), scores.astype(np.float32)
-
-
-def make_searcher(database: np.ndarray, cfg: RetrievalConfig, seed: int = 0):
-    """The searcher named by ``cfg.backend`` over ``database`` float32 [N, D]."""
-    k = min(cfg.neighbors, database.shape[0])
-    if cfg.backend == "scann":
-        return ScannSearcher(database, k, cfg, seed)
-    return ExactSearcher(database)
-
-
-def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean fraction of each query's exact top-k ids found in its approximate top-k ids ([Q, k] each)."""
-    hits = (approx[:, :, None] == exact[:, None, :]).any(axis=1)
-    return float(hits.mean())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ import numpy as np
 from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user, users_from_candidates
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
-from coda_jax.cloud.retrieval import Candidates, ExactSearcher, coarse_match, make_searcher, recall_at_k
+from coda_jax.cloud.retrieval import Candidates, coarse_match, make_searcher
+from coda_jax.cloud.search import search_report
 from coda_jax.config import Config, to_dict
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import csr_from_owner
@@ -60,29 +61,23 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
     r_cfg = cfg.retrieval
     pool_lists = pool_by_user(table.user, pool, table.num_users)
-    report = {"backend": r_cfg.backend, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
+    report = {"backend": None, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
               "recall_at_k": None, "recall_queries": 0, "pool_rows": int(len(pool)),
               "queries": int(len(local_rows)), "cloud_train_loss": losses}
     if r_cfg.matching == "sample":
         with timer("index_build"):
-            searcher = make_searcher(vectors[pool], r_cfg, cfg.seed)
+            searcher = make_searcher(vectors[pool], r_cfg, cfg.seed, queries=len(local_rows))
         with timer("coarse_match"):
             cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
                                              sim_index[table.user[local_rows]], len(data.users), r_cfg,
                                              row_item=table.item)
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
-        if r_cfg.recall_queries > 0 and r_cfg.backend == "scann":
-            with timer("recall_check"):
-                rng = np.random.default_rng(cfg.seed)
-                q = rng.choice(local_rows, size=min(r_cfg.recall_queries, len(local_rows)), replace=False)
-                approx, _ = searcher.search(vectors[q], report["k"])
-                exact, _ = ExactSearcher(vectors[pool]).search(vectors[q], report["k"])
-                report["recall_at_k"] = recall_at_k(approx, exact)
-                report["recall_queries"] = int(len(q))
+        with timer("recall_check"):
+            report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))
     else:
         with timer("coarse_match"):
             matched, sim = match_users(r_cfg, params, vectors, table.item, table.num_items, pool_lists,
-                                       data.users, r_cfg.matched_users, cfg.seed + 3)
+                                       data.users, r_cfg.matched_users, cfg.seed + 3, report=report)
             cands = candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates)
     report["mean_candidates"] = float(cands.counts().mean())
     report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())
