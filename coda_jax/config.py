@@ -21,14 +21,15 @@ from coda_jax.config_check import (CLASSIFIER_FEATURES, CSV_TARGETS, DATA_SOURCE
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
                                    add_method_name, validate)
-from coda_jax.config_io import apply_overrides, build, merge, parse_value, parse_yaml, read_yaml_file, to_dict
+from coda_jax.config_io import (RETIRED, apply_overrides, build, drop_retired, merge, parse_value, parse_yaml,
+                                read_yaml_file, to_dict)
 
 __all__ = [
     "CLASSIFIER_FEATURES", "CSV_TARGETS", "DATA_SOURCES", "DEFAULT_METHODS", "DIR_SOURCES", "FILE_SOURCES",
-    "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "SEED_LIMIT", "SPLITS",
+    "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "RETIRED", "SEED_LIMIT", "SPLITS",
     "TAOBAO_BEHAVIORS", "TRAINABLE_GROUPS", "WORLDS", "ClassifierConfig", "CloudConfig", "Config",
     "ConfigError", "DataConfig", "EngineConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "MpdaConfig",
-    "RetrievalConfig", "SyntheticConfig", "add_method_name", "from_dict", "from_dict_unchecked", "load",
+    "RetrievalConfig", "SyntheticConfig", "add_method_name", "drop_retired", "from_dict", "from_dict_unchecked", "load",
     "load_all", "merge", "parse_value", "parse_yaml", "to_dict", "validate", "with_overrides"
 ]
 
@@ -171,13 +172,6 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
-    # "holdout": the device holds out its latest holdout_fraction of local rows (at least 1, never all),
-    # fine-tunes on the rest, scores the held-out rows (their AUC; minus their cross-entropy if one class) at
-    # the start and every check_every steps, and keeps the best checkpoint (possibly the cloud model itself).
-    # "none": the last step.
-    select: str = "none"
-    holdout_fraction: float = 0.2
-    check_every: int = 10
     interpolate: float = 1.0       # keep this fraction of the move fine-tuning made: start + a * (end - start)
                                    # (1 = the fine-tuned parameters; weight-space interpolation as in WiSE-FT)
 

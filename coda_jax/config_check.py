@@ -166,11 +166,6 @@ def validate(cfg, source: str = "config"):
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
     ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
-    ck("finetune.select", f.select in ("none", "holdout"), f"must be none or holdout, got {f.select!r}")
-    ck("finetune.holdout_fraction", 0.0 < f.holdout_fraction < 1.0,
-       f"must be in (0, 1), got {f.holdout_fraction}")
-    ck("finetune.check_every", f.check_every >= 1 and (f.select == "none" or f.steps % f.check_every == 0),
-       f"must be >= 1 and, with select: holdout, divide finetune.steps ({f.steps}), got {f.check_every}")
     ck("finetune.optimizer", f.optimizer in ("adam", "sgd"), f"must be adam or sgd, got {f.optimizer!r}")
     ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "

@@ -1,7 +1,8 @@
 """Reading configs: YAML (a syntax error or a key given twice names the file and line), typed coercion of
 YAML values to the dataclass fields (:func:`build`), ``--set KEY=VALUE`` items read by the field's type
 (:func:`parse_value`, :func:`apply_overrides`), key-by-key merging of config files (:func:`merge`) and
-:func:`to_dict`.
+:func:`to_dict`. Keys of settings that were tried and retired (:data:`RETIRED`) are refused with what they
+showed.
 
 Every function here works on any dataclass tree; :mod:`coda_jax.config` applies them to
 :class:`~coda_jax.config.Config` (and re-exports the public names).
@@ -20,6 +21,39 @@ from typing import Any
 import yaml
 
 from coda_jax.config_check import ConfigError
+
+
+RETIRED: dict[str, tuple[Any, str]] = {
+    "finetune.select": ("none", "device-side early stopping on the latest local rows (select: holdout) lifted "
+                        "local more than coda: with SGD 0.3 over four seeds coda - local fell from +0.0042 to "
+                        "+0.0011 (coda level with the cloud model); the last step is kept"),
+    "finetune.holdout_fraction": (0.2, "it set the held-out share of finetune.select: holdout, retired with it"),
+    "finetune.check_every": (10, "it set the checks of finetune.select: holdout, retired with it"),
+}
+"""Dotted config keys that were retired, each with the value whose behaviour the code kept (the old default)
+and what the setting showed when it was tried. A config or ``--set`` naming one stops with
+:func:`retired_message`; docs/configuration.md ("Retired settings") says more and where the code was."""
+
+
+def retired_message(key: str) -> str:
+    """Why the retired ``key`` is refused (see :data:`RETIRED`)."""
+    return (f"{key} was retired: {RETIRED[key][1]} (docs/configuration.md, 'Retired settings'; "
+            "figures in docs/results.md)")
+
+
+def drop_retired(data: Any, prefix: str = "") -> Any:
+    """A config dict (e.g. a ``results.json``'s, which spells out every field of its day) without the retired
+    keys that hold the value whose behaviour the code kept, so an older run at those values still reads; a
+    retired key at any other value stays, and is refused when the dict is built. ``data`` is not changed."""
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if path in RETIRED and value == RETIRED[path][0]:
+            continue
+        out[key] = drop_retired(value, path)
+    return out
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -71,6 +105,8 @@ def build(cls: type, data: dict, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if key not in names and path in RETIRED:
+            raise ConfigError(retired_message(path))
         if key not in names:
             raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(value, hints[key], path)
@@ -268,6 +304,8 @@ def _field_type(root: type, key: str, item: str, source: str) -> Any:
             raise ConfigError(f"{source} {item!r}: unknown key {key}: {'.'.join(parts[:i])} is a value, "
                               "not a section")
         names = sorted(f.name for f in dataclasses.fields(tp))
+        if part not in names and ".".join(parts[:i + 1]) in RETIRED:
+            raise ConfigError(f"{source} {item!r}: {retired_message('.'.join(parts[:i + 1]))}")
         if part not in names:
             raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
                               f"known keys here: {', '.join(names)}")

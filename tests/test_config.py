@@ -180,10 +180,6 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("eval:\n  repeats: 0\n", "eval.repeats"),
     ("finetune:\n  interpolate: 0\n", "finetune.interpolate"),
     ("finetune:\n  optimizer: rmsprop\n", "finetune.optimizer"),
-    ("finetune:\n  select: best\n", "finetune.select"),
-    ("finetune:\n  holdout_fraction: 1.0\n", "finetune.holdout_fraction"),
-    ("finetune:\n  select: holdout\n  steps: 50\n  check_every: 20\n", "finetune.check_every"),  # not a divisor
-    ("finetune:\n  check_every: 0\n", "finetune.check_every"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):

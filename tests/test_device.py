@@ -16,7 +16,7 @@ from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.sampler import epoch_batches, epoch_order
 from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
 from coda_jax.device.stage import device_stage, user_stage
-from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, latest_rows, score,
+from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
 
 
@@ -352,61 +352,7 @@ def test_finetune_ignores_zero_weight_augmented_rows(tiny_cloud, make_tiny_chunk
     chex.assert_trees_all_close(a, b)
 
 
-@pytest.mark.parametrize("n, width, fraction", [(10, 16, 0.2), (7, 8, 0.5), (5, 5, 0.99), (2, 4, 0.2), (1, 4, 0.5),
-                                                (0, 4, 0.2)])
-def test_latest_rows_are_the_last_real_rows(n, width, fraction):
-    mask = np.arange(width) < n
-    k = 0 if n < 2 else min(max(int(np.round(fraction * n)), 1), n - 1)
-    expected = (np.arange(width) >= n - k) & mask
-    np.testing.assert_array_equal(np.asarray(latest_rows(jnp.asarray(mask), fraction)), expected)
-
-
 _jit_finetune = jax.jit(finetune, static_argnums=(0, 7))
-
-
-def _holdout_auc(m, p, rows, held):
-    held = np.asarray(held)
-    return roc_auc_score(np.asarray(rows.label)[held], np.asarray(score(m, p, rows))[held])
-
-
-@pytest.mark.parametrize("held_labels_follow", ["tuned", "reversed"])
-@pytest.mark.parametrize("check_every", [20, 5])
-def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_cloud, make_tiny_chunk,
-                                                                         held_labels_follow, check_every):
-    """The held-out rows are never trained on, so their labels can be set after the fact: labelled by the
-    model fine-tuned on the other rows (its held-out AUC is 1, so selection must reach AUC 1), or by the
-    reverse of its scores (AUC 0, so selection must keep an earlier checkpoint, the start when it checks once)."""
-    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk, user=3)
-    ft = FinetuneConfig(steps=20, batch_size=8, learning_rate=1e-2, select="holdout", holdout_fraction=0.4,
-                        check_every=check_every)
-    held = latest_rows(c.local.mask, ft.holdout_fraction)
-    assert int(held.sum()) >= 4
-    real = np.asarray(c.local.mask)
-    assert real[: real.sum()].all() and np.all(np.diff(np.asarray(c.local.row)[real]) > 0)   # time order
-    w = c.local.mask.astype(jnp.float32)
-    key = jax.random.PRNGKey(5)
-    plain = dataclasses.replace(ft, select="none")
-    tuned = _jit_finetune(m, p0, c.local, jnp.where(held, 0.0, w), None, None, key, plain)
-    s = np.asarray(score(m, tuned, c.local))
-    order = np.argsort(np.where(np.asarray(held), s, np.inf))[: int(held.sum())]   # held rows, lowest score first
-    y = np.asarray(c.local.label).copy()
-    top = order[len(order) // 2:] if held_labels_follow == "tuned" else order[: len(order) // 2]
-    y[order] = 0.0
-    y[top] = 1.0
-    local = c.local.replace(label=jnp.asarray(y))
-    assert _holdout_auc(m, tuned, local, held) == (1.0 if held_labels_follow == "tuned" else 0.0)
-    start_auc = _holdout_auc(m, p0, local, held)
-    assert 0.0 < start_auc < 1.0
-    got = _jit_finetune(m, p0, local, w, None, None, key, ft)
-    got_auc = _holdout_auc(m, got, local, held)
-    if held_labels_follow == "tuned":
-        assert got_auc == 1.0
-        if check_every == ft.steps:         # one check: the tuned model itself
-            chex.assert_trees_all_close(got, tuned)
-    else:
-        assert got_auc >= start_auc
-        if check_every == ft.steps:         # one check: the start wins
-            chex.assert_trees_all_equal(got, p0)
 
 
 def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
