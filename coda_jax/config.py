@@ -172,8 +172,6 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
-    interpolate: float = 1.0       # keep this fraction of the move fine-tuning made: start + a * (end - start)
-                                   # (1 = the fine-tuned parameters; weight-space interpolation as in WiSE-FT)
 
 
 @dataclasses.dataclass(frozen=True)

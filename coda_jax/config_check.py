@@ -171,7 +171,6 @@ def validate(cfg, source: str = "config"):
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
        f"got {list(f.trainable)}")
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
-    ck("finetune.interpolate", 0.0 < f.interpolate <= 1.0, f"must be in (0, 1], got {f.interpolate}")
     ck("finetune.row_users", f.row_users in ("own", "original"),
        f"must be 'own' or 'original', got {f.row_users!r}")
     ck("finetune.sampling", f.sampling in ("stratified", "pooled"),

@@ -178,7 +178,6 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("engine:\n  chunk_users: 0\n", "engine.chunk_users"),
     ("engine:\n  lockstep_users: -1\n", "engine.lockstep_users"),
     ("eval:\n  repeats: 0\n", "eval.repeats"),
-    ("finetune:\n  interpolate: 0\n", "finetune.interpolate"),
     ("finetune:\n  optimizer: rmsprop\n", "finetune.optimizer"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])

@@ -6,7 +6,7 @@ user's model copy on local + augmented rows; (d) score rows. :mod:`coda_jax.devi
 every method (as lanes) and every user of a chunk (vmapped) in one compiled program.
 
 Every function here is pure in ``(params, data, key)``. Config fields that are numbers (learning rates,
-l2, keep fraction, threshold, weights, interpolation) may be traced values (see
+l2, keep fraction, threshold, weights) may be traced values (see
 :mod:`coda_jax.device.settings`): no Python branch reads them.
 """
 
@@ -116,8 +116,6 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     augmented rows. The local rows are drawn from the key alone, so fine-tuning runs that share a key see the
     same local rows (common random numbers for paired comparisons).
 
-    With ``cfg.interpolate`` a < 1 the result is ``start + a * (tuned - start)`` on the trainable parameters.
-
     Args:
       model: the CTR model.
       params: the device's local parameter copy.
@@ -144,8 +142,6 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
         return (optax.apply_updates(tr, updates), s), None
 
     (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), (idx, row_weight))
-    a = cfg.interpolate               # keep a fraction of the move (weight-space interpolation); 1 = all of it
-    tuned = jax.tree_util.tree_map(lambda t0, t1: jnp.where(a == 1.0, t1, t0 + a * (t1 - t0)), train, tuned)
     return {**frozen, **tuned}
 
 
@@ -180,7 +176,7 @@ def mpda_trials(model: nn.Module, params: dict, local: Rows, matched: Rows, num_
     """
     m = num_matched
     per_user = jax.tree_util.tree_map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), matched)
-    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps, interpolate=1.0)
+    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps)
 
     def visit(carry, xs):
         p, best = carry
