@@ -164,7 +164,6 @@ class FinetuneConfig:
                                    # so weights the few local rows say little about stay near the cloud's)
     trainable: tuple[str, ...] = ("genre",)  # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
-    weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
     row_users: str = "own"         # augmented rows keep their own users ("original") or act as the device's ("own")
     # "pooled": each step draws batch_size rows from local + augmented rows by weight. "stratified": batch_size
     # local rows and aug_batch_size augmented rows, weighted so the objective is the same weighted mean; every

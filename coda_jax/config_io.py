@@ -29,6 +29,8 @@ RETIRED: dict[str, tuple[Any, str]] = {
                         "+0.0011 (coda level with the cloud model); the last step is kept"),
     "finetune.holdout_fraction": (0.2, "it set the held-out share of finetune.select: holdout, retired with it"),
     "finetune.check_every": (10, "it set the checks of finetune.select: holdout, retired with it"),
+    "finetune.weight_by_score": (False, "also weighting coda's kept rows by their classifier score lowered coda "
+                                 "(coda - local -0.0037 against +0.0048 without, on validation)"),
     "finetune.interpolate": (1.0, "keeping a quarter or half of the fine-tuning move (weight-space interpolation) "
                              "lifted local to coda's level, not coda (coda - local -0.0014 / +0.0010 on "
                              "validation); the fine-tuned weights are kept"),

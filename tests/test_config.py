@@ -111,7 +111,7 @@ def test_unknown_key_from_dict_names_source():
     ("model:\n  hidden: 64\n", "model.hidden"),             # scalar for a list
     ("finetune:\n  trainable: dense\n", "finetune.trainable"),   # string for a list
     ("model:\n  hidden: [64, x]\n", "model.hidden"),        # bad list element
-    ("finetune:\n  weight_by_score: 1\n", "finetune.weight_by_score"),  # int for a bool
+    ("data:\n  skip_bad_rows: 1\n", "data.skip_bad_rows"),  # int for a bool
     ("data:\n  source: 5\n", "data.source"),                # int for a string
     ("cloud: 5\n", "cloud"),                                 # scalar for a section
     ("cloud: [1, 2]\n", "cloud"),                            # list for a section
@@ -381,10 +381,10 @@ def test_seed_range_edges_accepted(tmp_path):
     ("classifier.threshold=-1", ("classifier", "threshold"), -1.0),
     ("finetune.steps=1_000", ("finetune", "steps"), 1000),
     ("finetune.steps= 40 ", ("finetune", "steps"), 40),
-    ("finetune.weight_by_score=yes", ("finetune", "weight_by_score"), True),
-    ("finetune.weight_by_score=TRUE", ("finetune", "weight_by_score"), True),
-    ("finetune.weight_by_score=0", ("finetune", "weight_by_score"), False),
-    ("finetune.weight_by_score=no", ("finetune", "weight_by_score"), False),
+    ("data.skip_bad_rows=yes", ("data", "skip_bad_rows"), True),
+    ("data.skip_bad_rows=TRUE", ("data", "skip_bad_rows"), True),
+    ("data.skip_bad_rows=0", ("data", "skip_bad_rows"), False),
+    ("data.skip_bad_rows=no", ("data", "skip_bad_rows"), False),
     ("finetune.trainable=[dense, user, genre]", ("finetune", "trainable"), ("dense", "user", "genre")),
     ("finetune.trainable=dense,item", ("finetune", "trainable"), ("dense", "item")),
     ("finetune.trainable=item", ("finetune", "trainable"), ("item",)),
@@ -412,7 +412,7 @@ def test_override_section_as_flow_mapping_keeps_other_keys():
     ("seed=*x", "seed: expected an integer, got '*x'"),
     ("seed=%x", "seed: expected an integer, got '%x'"),
     ("seed=[x", "seed: expected an integer, got '[x'"),
-    ("finetune.weight_by_score=maybe", "finetune.weight_by_score: expected true or false"),
+    ("data.skip_bad_rows=maybe", "data.skip_bad_rows: expected true or false"),
     ("model.hidden=[8, x]", "model.hidden[1]: expected an integer, got 'x'"),
     ("model.hidden=[8, 4", "model.hidden: a list starting with '[' must end with ']'"),
     ("finetune.trainable=[dense,,user]", "finetune.trainable: empty list item"),
