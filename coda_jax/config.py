@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from coda_jax.config_check import (CLASSIFIER_FEATURES, CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
+from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
                                    add_method_name, validate)
@@ -25,7 +25,7 @@ from coda_jax.config_io import (RETIRED, apply_overrides, build, drop_retired, m
                                 read_yaml_file, to_dict)
 
 __all__ = [
-    "CLASSIFIER_FEATURES", "CSV_TARGETS", "DATA_SOURCES", "DEFAULT_METHODS", "DIR_SOURCES", "FILE_SOURCES",
+    "CSV_TARGETS", "DATA_SOURCES", "DEFAULT_METHODS", "DIR_SOURCES", "FILE_SOURCES",
     "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "RETIRED", "SEED_LIMIT", "SPLITS",
     "TAOBAO_BEHAVIORS", "TRAINABLE_GROUPS", "WORLDS", "ClassifierConfig", "CloudConfig", "Config",
     "ConfigError", "DataConfig", "EngineConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "MpdaConfig",
@@ -143,10 +143,6 @@ class RetrievalConfig:
 class ClassifierConfig:
     kind: str = "logreg"           # "logreg" or "mlp"
     negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
-    # What the classifier sees of a row: "vector" (the cloud's sample vector); "vector+label" (and its label,
-    # as +-1); "vector+residual" (and label - the cloud model's predicted probability: how the row's owner
-    # departs from the cloud model, so kept rows are those whose owners depart from it as this user does).
-    features: str = "vector"
     hidden: int = 32
     steps: int = 100
     learning_rate: float = 0.05

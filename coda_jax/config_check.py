@@ -21,7 +21,6 @@ WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
-CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
 SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
@@ -153,8 +152,6 @@ def validate(cfg, source: str = "config"):
     ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
     ck("classifier.negatives", k.negatives in ("candidates", "random"),
        f"must be 'candidates' or 'random', got {k.negatives!r}")
-    ck("classifier.features", k.features in CLASSIFIER_FEATURES,
-       f"must be one of {', '.join(CLASSIFIER_FEATURES)}, got {k.features!r}")
     ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
     ck("classifier.steps", k.steps >= 1, f"must be >= 1, got {k.steps}")
     ck("classifier.learning_rate", k.learning_rate > 0, f"must be > 0, got {k.learning_rate}")

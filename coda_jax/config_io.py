@@ -31,6 +31,9 @@ RETIRED: dict[str, tuple[Any, str]] = {
     "finetune.check_every": (10, "it set the checks of finetune.select: holdout, retired with it"),
     "finetune.weight_by_score": (False, "also weighting coda's kept rows by their classifier score lowered coda "
                                  "(coda - local -0.0037 against +0.0048 without, on validation)"),
+    "classifier.features": ("vector", "showing the classifier a row's label (vector+label) or its residual "
+                            "against the cloud model (vector+residual) made coda worse on validation (mean "
+                            "0.6478 / 0.6457 against 0.6503 with the sample vector alone, which it now sees)"),
     "finetune.interpolate": (1.0, "keeping a quarter or half of the fine-tuning move (weight-space interpolation) "
                              "lifted local to coda's level, not coda (coda - local -0.0014 / +0.0010 on "
                              "validation); the fine-tuned weights are kept"),

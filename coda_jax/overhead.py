@@ -65,11 +65,9 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
         down = down + n_neg * vec_bytes
     one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), table.features(np.arange(1)))
     fwd = forward_flops_per_sample(model, params, one)
-    d = vectors.shape[1] + (cfg.classifier.features != "vector")    # + the label / residual column
+    d = vectors.shape[1]
     cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
-    if cfg.classifier.features == "vector+residual" and fwd is not None:   # the cloud model scores each row once
-        flops_cls = flops_cls + fwd * (n_local + n_cand + (n_neg if cfg.classifier.negatives == "random" else 0))
     flops_ft = None if fwd is None else float(finetune_flops(cfg, n_local, fwd).mean())
     out = {
         "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),

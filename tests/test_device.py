@@ -16,7 +16,7 @@ from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.sampler import epoch_batches, epoch_order
 from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
 from coda_jax.device.stage import device_stage, user_stage
-from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, score,
+from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
 
 
@@ -61,46 +61,6 @@ def test_local_copy_scores_like_the_global_model(tiny_cloud, row_users):
     assert chunk.vocab.shape[1] <= data.table.num_items + 1
     if row_users == "own":
         assert chunk.user_vocab.shape[1] == 2
-
-
-@pytest.mark.parametrize("features", ["vector", "vector+label", "vector+residual"])
-def test_classifier_inputs_against_the_cloud_model(tiny_cloud, make_tiny_chunk, features):
-    """The classifier's input columns: the sample vector, then the label (+-1) or label - p(cloud model)."""
-    cfg, data, model, params, vectors, rows = tiny_cloud
-    c = _user(make_tiny_chunk([2, 6]), 1)
-    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
-    got = np.asarray(classifier_inputs(m, localize_params(params, c.vocab, c.user_vocab), c.candidates,
-                                       ClassifierConfig(features=features)))
-    mask = np.asarray(c.candidates.mask)
-    table_rows = np.asarray(c.candidates.row)[mask]
-    np.testing.assert_array_equal(got[mask, :vectors.shape[1]], vectors[table_rows])
-    if features == "vector":
-        assert got.shape[1] == vectors.shape[1]
-        return
-    assert got.shape[1] == vectors.shape[1] + 1
-    label = data.table.label[table_rows]
-    if features == "vector+label":
-        want = 2.0 * label - 1.0
-    else:                                   # candidates keep their own users (row_users: original)
-        logits = np.asarray(model.apply({"params": params}, data.table.features(table_rows))[0])
-        want = label - 1.0 / (1.0 + np.exp(-logits))
-    np.testing.assert_allclose(got[mask, -1], want, rtol=1e-5, atol=1e-5)
-
-
-def test_label_aware_classifier_keeps_candidates_with_the_users_labels():
-    """Same vectors, different labels: only a classifier that sees the label can keep the matching ones."""
-    rng = np.random.default_rng(1)
-    vec = rng.normal(size=(30, 4)).astype(np.float32)
-    local = np.concatenate([vec, np.ones((30, 1), np.float32)], axis=1)        # this user likes these rows
-    cand_label = (np.arange(60) % 2).astype(np.float32)                          # others: half liked them
-    cand = np.concatenate([np.tile(vec, (2, 1)), 2 * cand_label[:, None] - 1], axis=1)
-    cfg = ClassifierConfig(kind="mlp", keep_fraction=0.5, steps=200)
-    for cols, want_alike in ((slice(None), True), (slice(0, 4), False)):
-        p = train_classifier(jnp.asarray(local[:, cols]), jnp.ones(30, bool), jnp.asarray(cand[:, cols]),
-                             jnp.ones(60, bool), jax.random.PRNGKey(0), cfg)
-        kept = np.asarray(keep_mask(classifier_scores(p, jnp.asarray(cand[:, cols]), cfg), jnp.ones(60, bool), cfg))
-        agree = cand_label[kept].mean()
-        assert (agree == 1.0) if want_alike else (0.2 < agree < 0.8), (cols, agree)
 
 
 def test_keep_mask_fraction_and_threshold():
@@ -376,10 +336,8 @@ def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, ma
     c = _user(make_tiny_chunk([6]), 0)
     key = jax.random.PRNGKey(11)
     out = jax.jit(user_stage, static_argnums=(0, 1, 6))(model, settings, params, c, _numbers(cfg), key, True)
-    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
-    p = localize_params(params, c.vocab, c.user_vocab)
     k_cls, _ = jax.random.split(key)
-    local_x, rand_x, cand_x = (classifier_inputs(m, p, r, cls_cfg) for r in (c.local, c.random, c.candidates))
+    local_x, rand_x, cand_x = (r.vector for r in (c.local, c.random, c.candidates))
     cls = train_classifier(local_x, c.local.mask, rand_x, c.random.mask, k_cls, cls_cfg)
     want = classifier_scores(cls, cand_x, cls_cfg)
     np.testing.assert_allclose(np.asarray(out["candidate_score"]), np.asarray(want), rtol=1e-4, atol=1e-5)

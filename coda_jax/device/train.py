@@ -65,20 +65,6 @@ def classifier_scores(params, vectors: jnp.ndarray, cfg: ClassifierConfig) -> jn
     return jax.nn.sigmoid(model.apply({"params": params}, vectors))
 
 
-def classifier_inputs(model: nn.Module, params: dict, rows: Rows, cfg: ClassifierConfig) -> jnp.ndarray:
-    """What the sample classifier sees of one user's rows [N]: float [N, D] (``cfg.features == "vector"``)
-    or [N, D + 1], the sample vector and one more column: the label as -1 / +1 (``"vector+label"``) or the
-    label minus the cloud model's predicted probability (``"vector+residual"``, in [-1, 1]; ``params`` are
-    the device's copy of the cloud model, before fine-tuning)."""
-    if cfg.features == "vector":
-        return rows.vector
-    if cfg.features == "vector+label":
-        extra = 2.0 * rows.label - 1.0
-    else:
-        extra = rows.label - jax.nn.sigmoid(score(model, params, rows))
-    return jnp.concatenate([rows.vector, extra[:, None].astype(rows.vector.dtype)], axis=1)
-
-
 def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
     """Fine-grained filter: which candidates to keep.
 
