@@ -127,9 +127,6 @@ class RetrievalConfig:
     backend: str = "scann"         # "scann" or "exact"
     neighbors: int = 30            # neighbours retrieved per local sample
     max_candidates: int = 300      # candidates kept per user after dedupe
-    exclude_seen_items: bool = False   # sample matching: drop candidates about items the user's local rows hold
-    candidate_order: str = "score" # which max_candidates (sample matching): "score" (most similar to any local
-                                   # sample) or "rank" (each local sample's nearest, then each one's 2nd, ...)
     recall_queries: int = 2000     # queries used to measure ScaNN recall against exact search (0 = skip)
     scann_leaves_to_search: float = 0.1   # fraction of tree leaves probed
     scann_reorder: int = 100

@@ -136,8 +136,6 @@ def validate(cfg, source: str = "config"):
     r = cfg.retrieval
     ck("retrieval.backend", r.backend in ("scann", "exact"), f"must be 'scann' or 'exact', got {r.backend!r}")
     ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
-    ck("retrieval.candidate_order", r.candidate_order in ("score", "rank"),
-       f"must be 'score' or 'rank', got {r.candidate_order!r}")
     ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
     ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
     ck("retrieval.scann_leaves_to_search", 0.0 < r.scann_leaves_to_search <= 1.0,

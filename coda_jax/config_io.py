@@ -34,6 +34,12 @@ RETIRED: dict[str, tuple[Any, str]] = {
     "classifier.features": ("vector", "showing the classifier a row's label (vector+label) or its residual "
                             "against the cloud model (vector+residual) made coda worse on validation (mean "
                             "0.6478 / 0.6457 against 0.6503 with the sample vector alone, which it now sees)"),
+    "retrieval.candidate_order": ("score", "keeping each local sample's nearest candidates first (rank) "
+                                  "lifted coda by 0.002 on validation, within run-to-run noise and short of "
+                                  "the cloud model and of random rows; candidates are the most similar"),
+    "retrieval.exclude_seen_items": (False, "dropping candidates about items the user's local rows hold lifted "
+                                     "coda by 0.002 on validation, within run-to-run noise and short of the "
+                                     "cloud model and of random rows"),
     "finetune.interpolate": (1.0, "keeping a quarter or half of the fine-tuning move (weight-space interpolation) "
                              "lifted local to coda's level, not coda (coda - local -0.0014 / +0.0010 on "
                              "validation); the fine-tuned weights are kept"),

@@ -155,7 +155,6 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("classifier:\n  keep_fraction: 1.5\n", "classifier.keep_fraction"),
     ("classifier:\n  threshold: 1.5\n", "classifier.threshold"),
     ("classifier:\n  kind: tree\n", "classifier.kind"),
-    ("retrieval:\n  candidate_order: random\n", "retrieval.candidate_order"),
     ("finetune:\n  trainable: []\n", "finetune.trainable"),
     ("methods: [local, coda, local]\n", "methods"),
     ("finetune:\n  trainable: ['']\n", "finetune.trainable"),

@@ -68,8 +68,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
             searcher = make_searcher(vectors[pool], r_cfg, cfg.seed)
         with timer("coarse_match"):
             cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
-                                             sim_index[table.user[local_rows]], len(data.users), r_cfg,
-                                             row_item=table.item)
+                                             sim_index[table.user[local_rows]], len(data.users), r_cfg)
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
         if r_cfg.recall_queries > 0 and r_cfg.backend == "scann":
             with timer("recall_check"):
