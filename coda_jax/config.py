@@ -18,18 +18,19 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from coda_jax.config_check import (CLASSIFIER_FEATURES, CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
+from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
                                    add_method_name, validate)
-from coda_jax.config_io import apply_overrides, build, merge, parse_value, parse_yaml, read_yaml_file, to_dict
+from coda_jax.config_io import (RETIRED, apply_overrides, build, drop_retired, merge, parse_value, parse_yaml,
+                                read_yaml_file, to_dict)
 
 __all__ = [
-    "CLASSIFIER_FEATURES", "CSV_TARGETS", "DATA_SOURCES", "DEFAULT_METHODS", "DIR_SOURCES", "FILE_SOURCES",
-    "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "SEED_LIMIT", "SPLITS",
+    "CSV_TARGETS", "DATA_SOURCES", "DEFAULT_METHODS", "DIR_SOURCES", "FILE_SOURCES",
+    "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "RETIRED", "SEED_LIMIT", "SPLITS",
     "TAOBAO_BEHAVIORS", "TRAINABLE_GROUPS", "WORLDS", "ClassifierConfig", "CloudConfig", "Config",
     "ConfigError", "DataConfig", "EngineConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "MpdaConfig",
-    "RetrievalConfig", "SyntheticConfig", "add_method_name", "from_dict", "from_dict_unchecked", "load",
+    "RetrievalConfig", "SyntheticConfig", "add_method_name", "drop_retired", "from_dict", "from_dict_unchecked", "load",
     "load_all", "merge", "parse_value", "parse_yaml", "to_dict", "validate", "with_overrides"
 ]
 
@@ -158,9 +159,6 @@ class RetrievalConfig:
     backend: str = "auto"          # "auto" (exact or ScaNN by pool, width, queries, platform), "scann" or "exact"
     neighbors: int = 30            # neighbours retrieved per local sample
     max_candidates: int = 300      # candidates kept per user after dedupe
-    exclude_seen_items: bool = False   # sample matching: drop candidates about items the user's local rows hold
-    candidate_order: str = "score" # which max_candidates (sample matching): "score" (most similar to any local
-                                   # sample) or "rank" (each local sample's nearest, then each one's 2nd, ...)
     recall_queries: int = 2000     # queries used to measure an approximate search's recall@k against exact (0 = skip)
     target_recall: float = 0.95    # ScaNN: search more leaves until recall@k on 500 pool rows reaches it (0 = derived
                                    # settings as they are); see docs/retrieval.md
@@ -174,10 +172,6 @@ class RetrievalConfig:
 class ClassifierConfig:
     kind: str = "logreg"           # "logreg" or "mlp"
     negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
-    # What the classifier sees of a row: "vector" (the cloud's sample vector); "vector+label" (and its label,
-    # as +-1); "vector+residual" (and label - the cloud model's predicted probability: how the row's owner
-    # departs from the cloud model, so kept rows are those whose owners depart from it as this user does).
-    features: str = "vector"
     hidden: int = 32
     steps: int = 100
     learning_rate: float = 0.05
@@ -195,7 +189,6 @@ class FinetuneConfig:
                                    # so weights the few local rows say little about stay near the cloud's)
     trainable: tuple[str, ...] = ("genre",)  # groups (dense, user, item, genre) or parameter names
     aug_weight: float = 1.0        # sampling weight of one augmented row relative to one local row
-    weight_by_score: bool = False  # coda: also scale each kept row's weight by its classifier score
     row_users: str = "own"         # augmented rows keep their own users ("original") or act as the device's ("own")
     # "pooled": each step draws batch_size rows from local + augmented rows by weight. "stratified": batch_size
     # local rows and aug_batch_size augmented rows, weighted so the objective is the same weighted mean; every
@@ -203,15 +196,6 @@ class FinetuneConfig:
     # validation split (see README).
     sampling: str = "pooled"
     aug_batch_size: int = 0        # augmented rows per step with stratified sampling (0 = batch_size)
-    # "holdout": the device holds out its latest holdout_fraction of local rows (at least 1, never all),
-    # fine-tunes on the rest, scores the held-out rows (their AUC; minus their cross-entropy if one class) at
-    # the start and every check_every steps, and keeps the best checkpoint (possibly the cloud model itself).
-    # "none": the last step.
-    select: str = "none"
-    holdout_fraction: float = 0.2
-    check_every: int = 10
-    interpolate: float = 1.0       # keep this fraction of the move fine-tuning made: start + a * (end - start)
-                                   # (1 = the fine-tuned parameters; weight-space interpolation as in WiSE-FT)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,6 @@ WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
-CLASSIFIER_FEATURES = ("vector", "vector+label", "vector+residual")
 SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
@@ -140,8 +139,6 @@ def validate(cfg, source: str = "config"):
     ck("retrieval.backend", r.backend in ("auto", "scann", "exact"),
        f"must be 'auto', 'scann' or 'exact', got {r.backend!r}")
     ck("retrieval.neighbors", r.neighbors >= 1, f"must be >= 1, got {r.neighbors}")
-    ck("retrieval.candidate_order", r.candidate_order in ("score", "rank"),
-       f"must be 'score' or 'rank', got {r.candidate_order!r}")
     ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
     ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
     ck("retrieval.target_recall", 0.0 <= r.target_recall <= 1.0, f"must be in [0, 1], got {r.target_recall}")
@@ -153,8 +150,6 @@ def validate(cfg, source: str = "config"):
     ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
     ck("classifier.negatives", k.negatives in ("candidates", "random"),
        f"must be 'candidates' or 'random', got {k.negatives!r}")
-    ck("classifier.features", k.features in CLASSIFIER_FEATURES,
-       f"must be one of {', '.join(CLASSIFIER_FEATURES)}, got {k.features!r}")
     ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
     ck("classifier.steps", k.steps >= 1, f"must be >= 1, got {k.steps}")
     ck("classifier.learning_rate", k.learning_rate > 0, f"must be > 0, got {k.learning_rate}")
@@ -166,17 +161,11 @@ def validate(cfg, source: str = "config"):
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")
     ck("finetune.learning_rate", f.learning_rate > 0, f"must be > 0, got {f.learning_rate}")
-    ck("finetune.select", f.select in ("none", "holdout"), f"must be none or holdout, got {f.select!r}")
-    ck("finetune.holdout_fraction", 0.0 < f.holdout_fraction < 1.0,
-       f"must be in (0, 1), got {f.holdout_fraction}")
-    ck("finetune.check_every", f.check_every >= 1 and (f.select == "none" or f.steps % f.check_every == 0),
-       f"must be >= 1 and, with select: holdout, divide finetune.steps ({f.steps}), got {f.check_every}")
     ck("finetune.optimizer", f.optimizer in ("adam", "sgd"), f"must be adam or sgd, got {f.optimizer!r}")
     ck("finetune.trainable", len(f.trainable) > 0 and all(isinstance(g, str) and g for g in f.trainable),
        f"must list parameter groups ({', '.join(TRAINABLE_GROUPS)}) or top-level parameter names, "
        f"got {list(f.trainable)}")
     ck("finetune.aug_weight", f.aug_weight > 0, f"must be > 0, got {f.aug_weight}")
-    ck("finetune.interpolate", 0.0 < f.interpolate <= 1.0, f"must be in (0, 1], got {f.interpolate}")
     ck("finetune.row_users", f.row_users in ("own", "original"),
        f"must be 'own' or 'original', got {f.row_users!r}")
     ck("finetune.sampling", f.sampling in ("stratified", "pooled"),

@@ -1,7 +1,8 @@
 """Reading configs: YAML (a syntax error or a key given twice names the file and line), typed coercion of
 YAML values to the dataclass fields (:func:`build`), ``--set KEY=VALUE`` items read by the field's type
 (:func:`parse_value`, :func:`apply_overrides`), key-by-key merging of config files (:func:`merge`) and
-:func:`to_dict`.
+:func:`to_dict`. Keys of settings that were tried and retired (:data:`RETIRED`) are refused with what they
+showed.
 
 Every function here works on any dataclass tree; :mod:`coda_jax.config` applies them to
 :class:`~coda_jax.config.Config` (and re-exports the public names).
@@ -20,6 +21,53 @@ from typing import Any
 import yaml
 
 from coda_jax.config_check import ConfigError
+
+
+RETIRED: dict[str, tuple[Any, str]] = {
+    "finetune.select": ("none", "device-side early stopping on the latest local rows (select: holdout) lifted "
+                        "local more than coda: with SGD 0.3 over four seeds coda - local fell from +0.0042 to "
+                        "+0.0011 (coda level with the cloud model); the last step is kept"),
+    "finetune.holdout_fraction": (0.2, "it set the held-out share of finetune.select: holdout, retired with it"),
+    "finetune.check_every": (10, "it set the checks of finetune.select: holdout, retired with it"),
+    "finetune.weight_by_score": (False, "also weighting coda's kept rows by their classifier score lowered coda "
+                                 "(coda - local -0.0037 against +0.0048 without, on validation)"),
+    "classifier.features": ("vector", "showing the classifier a row's label (vector+label) or its residual "
+                            "against the cloud model (vector+residual) made coda worse on validation (mean "
+                            "0.6478 / 0.6457 against 0.6503 with the sample vector alone, which it now sees)"),
+    "retrieval.candidate_order": ("score", "keeping each local sample's nearest candidates first (rank) "
+                                  "lifted coda by 0.002 on validation, within run-to-run noise and short of "
+                                  "the cloud model and of random rows; candidates are the most similar"),
+    "retrieval.exclude_seen_items": (False, "dropping candidates about items the user's local rows hold lifted "
+                                     "coda by 0.002 on validation, within run-to-run noise and short of the "
+                                     "cloud model and of random rows"),
+    "finetune.interpolate": (1.0, "keeping a quarter or half of the fine-tuning move (weight-space interpolation) "
+                             "lifted local to coda's level, not coda (coda - local -0.0014 / +0.0010 on "
+                             "validation); the fine-tuned weights are kept"),
+}
+"""Dotted config keys that were retired, each with the value whose behaviour the code kept (the old default)
+and what the setting showed when it was tried. A config or ``--set`` naming one stops with
+:func:`retired_message`; docs/configuration.md ("Retired settings") says more and where the code was."""
+
+
+def retired_message(key: str) -> str:
+    """Why the retired ``key`` is refused (see :data:`RETIRED`)."""
+    return (f"{key} was retired: {RETIRED[key][1]} (docs/configuration.md, 'Retired settings'; "
+            "figures in docs/results.md)")
+
+
+def drop_retired(data: Any, prefix: str = "") -> Any:
+    """A config dict (e.g. a ``results.json``'s, which spells out every field of its day) without the retired
+    keys that hold the value whose behaviour the code kept, so an older run at those values still reads; a
+    retired key at any other value stays, and is refused when the dict is built. ``data`` is not changed."""
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if path in RETIRED and value == RETIRED[path][0]:
+            continue
+        out[key] = drop_retired(value, path)
+    return out
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -73,6 +121,8 @@ def build(cls: type, data: dict, where: str) -> Any:
         path = f"{where}.{key}" if where else str(key)
         if key in getattr(cls, "MOVED", {}):
             raise ConfigError(f"{path}: moved to {cls.MOVED[key]}")
+        if key not in names and path in RETIRED:
+            raise ConfigError(retired_message(path))
         if key not in names:
             raise ConfigError(f"{path}: unknown key; known keys here: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(value, hints[key], path)
@@ -272,6 +322,8 @@ def _field_type(root: type, key: str, item: str, source: str) -> Any:
         names = sorted(f.name for f in dataclasses.fields(tp))
         if part in getattr(tp, "MOVED", {}):
             raise ConfigError(f"{source} {item!r}: {'.'.join(parts[:i + 1])} moved to {tp.MOVED[part]}")
+        if part not in names and ".".join(parts[:i + 1]) in RETIRED:
+            raise ConfigError(f"{source} {item!r}: {retired_message('.'.join(parts[:i + 1]))}")
         if part not in names:
             raise ConfigError(f"{source} {item!r}: unknown key {'.'.join(parts[:i + 1])}; "
                               f"known keys here: {', '.join(names)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coda_jax.config import from_dict, to_dict
+from coda_jax.config import drop_retired, from_dict, to_dict
 
 
 def grouped_auc(owner: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_groups: int) -> np.ndarray:
@@ -107,7 +107,8 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
     if len(results) < 2:
         raise ValueError(f"combine_runs: needs at least two runs, got {len(results)}")
 
-    def settings(r: dict, name: str) -> dict:  # through the config class: keys added since a run take defaults
+    def settings(r: dict, name: str) -> dict:  # through the config class: keys added since a run take defaults,
+        # retired keys at the value whose behaviour was kept are dropped (at another value they are refused)
         if not isinstance(r, dict):
             raise ValueError(f"{name}: not a results.json (a JSON {type(r).__name__}, not an object)")
         for key in ("config", "methods"):
@@ -119,7 +120,7 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
             if not all(isinstance(a, (int, float)) for a in v["per_user"].values()):
                 raise ValueError(f"{name}: method {m!r} has a per-user AUC that is not a number")
         try:
-            cfg = to_dict(from_dict(r["config"], source=f"{name}: config"))
+            cfg = to_dict(from_dict(drop_retired(r["config"]), source=f"{name}: config"))
         except ValueError as err:           # ConfigError is a ValueError; it names the file
             raise ValueError(str(err)) from None
         return {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}, cfg["seed"]

@@ -120,10 +120,7 @@ def _local_coarse(x: AugmentInputs):
 
 
 def _coda(x: AugmentInputs):
-    w = x.kept * x.finetune.aug_weight
-    if x.finetune.weight_by_score:
-        w = w * x.candidate_score
-    return x.candidates, w
+    return x.candidates, x.kept * x.finetune.aug_weight
 
 
 def _mpda_start(model, params, device, key, ft_cfg, settings):

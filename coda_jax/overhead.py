@@ -9,7 +9,6 @@ import numpy as np
 from coda_jax.cloud.output import UserRows
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
-from coda_jax.data.split import holdout_count
 from coda_jax.models.features import param_group
 
 FLOAT_BYTES = 4
@@ -30,14 +29,9 @@ def forward_flops_per_sample(model, params, features_one: dict) -> float | None:
 
 def finetune_flops(cfg: Config, n_local: np.ndarray, fwd: float) -> np.ndarray:
     """On-device FLOPs of one fine-tuning run per user: float [S] from local row counts [S] and the forward
-    FLOPs of one sample. A training step costs ~3 forward passes per minibatch row; with ``select: holdout``
-    add one forward pass over the held-out rows at the start and every ``check_every`` steps."""
+    FLOPs of one sample. A training step costs ~3 forward passes per minibatch row."""
     ft = cfg.finetune
-    flops = np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
-    if ft.select == "holdout":
-        held = holdout_count(np.asarray(n_local, np.int64), ft.holdout_fraction)
-        flops = flops + (ft.steps // ft.check_every + 1) * held * fwd
-    return flops
+    return np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
 
 
 def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
@@ -71,11 +65,9 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
         down = down + n_neg * vec_bytes
     one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), table.features(np.arange(1)))
     fwd = forward_flops_per_sample(model, params, one)
-    d = vectors.shape[1] + (cfg.classifier.features != "vector")    # + the label / residual column
+    d = vectors.shape[1]
     cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
-    if cfg.classifier.features == "vector+residual" and fwd is not None:   # the cloud model scores each row once
-        flops_cls = flops_cls + fwd * (n_local + n_cand + (n_neg if cfg.classifier.negatives == "random" else 0))
     flops_ft = None if fwd is None else float(finetune_flops(cfg, n_local, fwd).mean())
     out = {
         "bytes_down": float(down.mean()), "bytes_up": float((n_local * vec_bytes).mean()),

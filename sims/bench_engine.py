@@ -31,7 +31,7 @@ from coda_jax.device.engine import StageCompiler, device_keys, plan_chunks, run_
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import classifier_inputs, classifier_scores, keep_mask, make_optimizer, score
+from coda_jax.device.train import classifier_scores, keep_mask, make_optimizer, score
 from coda_jax.models.classifier import SampleClassifier
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import masked_auc
@@ -83,7 +83,6 @@ class PerUserLoop:
         self.cls_step, self.ft_step = cls_step, ft_step
         self.cls_init = jax.jit(lambda k, x: clf.init(k, x[:1])["params"])
         self.cls_opt_init, self.ft_opt_init = jax.jit(cls_opt.init), jax.jit(ft_opt.init)
-        self.features = jax.jit(lambda p, r: classifier_inputs(m, p, r, cls_cfg))
         self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(p, x, cls_cfg), mask, cls_cfg))
         self.batches = jax.jit(lambda k, wl, wa: epoch_batches(k, wl, wa, ft_cfg.steps, ft_cfg.batch_size,
                                                                ft_cfg.aug_batch_size, ft_cfg.sampling))
@@ -95,7 +94,7 @@ class PerUserLoop:
         d = jax.tree_util.tree_map(lambda x: jnp.asarray(x[u]), c)
         k_cls, k_ft = jax.random.split(jax.random.fold_in(key, d.user_index))
         p = self.localize(self.params, d.vocab, d.user_vocab)
-        local_x, cand_x = self.features(p, d.local), self.features(p, d.candidates)
+        local_x, cand_x = d.local.vector, d.candidates.vector
         x = jnp.concatenate([local_x, cand_x])
         y = jnp.concatenate([jnp.ones(d.local.width), jnp.zeros(d.candidates.width)])
         pm, nm = d.local.mask, d.candidates.mask

@@ -42,7 +42,7 @@ def test_empty_path_flag_is_an_error_not_ignored(flag, value):
     ("finetune.learning_rate=1e-3", "finetune", "learning_rate", 0.001),
     ("cloud.learning_rate=5E-4", "cloud", "learning_rate", 0.0005),
     ("finetune.steps=120", "finetune", "steps", 120),
-    ("finetune.weight_by_score=yes", "finetune", "weight_by_score", True),
+    ("data.skip_bad_rows=yes", "data", "skip_bad_rows", True),
     ("data.skip_bad_rows=false", "data", "skip_bad_rows", False),
     ("finetune.trainable=[dense,item]", "finetune", "trainable", ("dense", "item")),
     ("model.name=deepfm", "model", "name", "deepfm"),

@@ -111,7 +111,7 @@ def test_unknown_key_from_dict_names_source():
     ("model:\n  hidden: 64\n", "model.hidden"),             # scalar for a list
     ("finetune:\n  trainable: dense\n", "finetune.trainable"),   # string for a list
     ("model:\n  hidden: [64, x]\n", "model.hidden"),        # bad list element
-    ("finetune:\n  weight_by_score: 1\n", "finetune.weight_by_score"),  # int for a bool
+    ("data:\n  skip_bad_rows: 1\n", "data.skip_bad_rows"),  # int for a bool
     ("data:\n  source: 5\n", "data.source"),                # int for a string
     ("cloud: 5\n", "cloud"),                                 # scalar for a section
     ("cloud: [1, 2]\n", "cloud"),                            # list for a section
@@ -155,8 +155,6 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("classifier:\n  keep_fraction: 1.5\n", "classifier.keep_fraction"),
     ("classifier:\n  threshold: 1.5\n", "classifier.threshold"),
     ("classifier:\n  kind: tree\n", "classifier.kind"),
-    ("classifier:\n  features: label\n", "classifier.features"),
-    ("retrieval:\n  candidate_order: random\n", "retrieval.candidate_order"),
     ("finetune:\n  trainable: []\n", "finetune.trainable"),
     ("methods: [local, coda, local]\n", "methods"),
     ("finetune:\n  trainable: ['']\n", "finetune.trainable"),
@@ -178,12 +176,7 @@ def test_int_accepted_for_float_and_none_for_optional(tmp_path):
     ("engine:\n  chunk_users: 0\n", "engine.chunk_users"),
     ("engine:\n  lockstep_users: -1\n", "engine.lockstep_users"),
     ("eval:\n  repeats: 0\n", "eval.repeats"),
-    ("finetune:\n  interpolate: 0\n", "finetune.interpolate"),
     ("finetune:\n  optimizer: rmsprop\n", "finetune.optimizer"),
-    ("finetune:\n  select: best\n", "finetune.select"),
-    ("finetune:\n  holdout_fraction: 1.0\n", "finetune.holdout_fraction"),
-    ("finetune:\n  select: holdout\n  steps: 50\n  check_every: 20\n", "finetune.check_every"),  # not a divisor
-    ("finetune:\n  check_every: 0\n", "finetune.check_every"),
     ("cloud:\n  learning_rate: .nan\n", "cloud.learning_rate"),
 ])
 def test_out_of_range_names_key(tmp_path, text, key):
@@ -386,10 +379,10 @@ def test_seed_range_edges_accepted(tmp_path):
     ("classifier.threshold=-1", ("classifier", "threshold"), -1.0),
     ("finetune.steps=1_000", ("finetune", "steps"), 1000),
     ("finetune.steps= 40 ", ("finetune", "steps"), 40),
-    ("finetune.weight_by_score=yes", ("finetune", "weight_by_score"), True),
-    ("finetune.weight_by_score=TRUE", ("finetune", "weight_by_score"), True),
-    ("finetune.weight_by_score=0", ("finetune", "weight_by_score"), False),
-    ("finetune.weight_by_score=no", ("finetune", "weight_by_score"), False),
+    ("data.skip_bad_rows=yes", ("data", "skip_bad_rows"), True),
+    ("data.skip_bad_rows=TRUE", ("data", "skip_bad_rows"), True),
+    ("data.skip_bad_rows=0", ("data", "skip_bad_rows"), False),
+    ("data.skip_bad_rows=no", ("data", "skip_bad_rows"), False),
     ("finetune.trainable=[dense, user, genre]", ("finetune", "trainable"), ("dense", "user", "genre")),
     ("finetune.trainable=dense,item", ("finetune", "trainable"), ("dense", "item")),
     ("finetune.trainable=item", ("finetune", "trainable"), ("item",)),
@@ -418,7 +411,7 @@ def test_override_section_as_flow_mapping_keeps_other_keys():
     ("seed=*x", "seed: expected an integer, got '*x'"),
     ("seed=%x", "seed: expected an integer, got '%x'"),
     ("seed=[x", "seed: expected an integer, got '[x'"),
-    ("finetune.weight_by_score=maybe", "finetune.weight_by_score: expected true or false"),
+    ("data.skip_bad_rows=maybe", "data.skip_bad_rows: expected true or false"),
     ("model.hidden=[8, x]", "model.hidden[1]: expected an integer, got 'x'"),
     ("model.hidden=[8, 4", "model.hidden: a list starting with '[' must end with ']'"),
     ("finetune.trainable=[dense,,user]", "finetune.trainable: empty list item"),

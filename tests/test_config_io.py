@@ -1,5 +1,5 @@
-"""Tests for config composition (:func:`coda_jax.config.load_all`, ``--config A --config B``) and the shipped
-model overlays (``configs/models/*.yaml``)."""
+"""Tests for config composition (:func:`coda_jax.config.load_all`, ``--config A --config B``), the shipped
+model overlays (``configs/models/*.yaml``) and retired keys (:data:`coda_jax.config.RETIRED`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coda_jax.config import ConfigError, load, load_all, merge, to_dict
+from coda_jax.config import (RETIRED, Config, ConfigError, drop_retired, from_dict, load, load_all, merge, to_dict,
+                             with_overrides)
 from sims.cli import build_config, make_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,11 +56,11 @@ def test_an_unknown_key_in_an_overlay_names_that_file(tmp_path):
 
 
 def test_a_range_error_of_the_merged_config_names_the_files(tmp_path):
-    base = _write(tmp_path, "base.yaml", "finetune:\n  steps: 30\n  select: holdout\n  check_every: 10\n")
-    over = _write(tmp_path, "over.yaml", "finetune:\n  steps: 25\n")          # 10 no longer divides 25
+    base = _write(tmp_path, "base.yaml", "synthetic:\n  num_items: 200\n  max_rows_per_user: 150\n")
+    over = _write(tmp_path, "over.yaml", "synthetic:\n  num_items: 120\n")     # fewer items than max rows
     with pytest.raises(ConfigError) as exc:
         load_all([base, over])
-    assert f"{base} + {over}" in str(exc.value) and "finetune.check_every" in str(exc.value)
+    assert f"{base} + {over}" in str(exc.value) and "synthetic.max_rows_per_user" in str(exc.value)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
@@ -79,3 +80,53 @@ def test_every_din_dataset_config_carries_the_validated_din_setting(name):
     assert cfg.model.name == "din"
     assert to_dict(load_all([path, CONFIGS / "models" / "din.yaml"])) == to_dict(cfg)
     assert (cfg.finetune.optimizer, cfg.finetune.learning_rate, cfg.classifier.kind) == ("sgd", 0.3, "mlp")
+
+
+# ----------------------------------------------------------------------------- retired settings
+
+
+def _retired_says(msg: str, key: str) -> None:
+    assert f"{key} was retired: " in msg and "docs/configuration.md, 'Retired settings'" in msg
+
+
+@pytest.mark.parametrize("key", sorted(RETIRED))
+def test_a_retired_key_in_a_file_is_refused_saying_it_was_retired(tmp_path, key):
+    section, name = key.split(".")
+    value = yaml.safe_dump(RETIRED[key][0]).splitlines()[0]        # even its old default is refused
+    p = _write(tmp_path, "old.yaml", f"{section}:\n  {name}: {value}\n")
+    with pytest.raises(ConfigError) as exc:
+        load(p)
+    assert str(p) in str(exc.value)
+    _retired_says(str(exc.value), key)
+    with pytest.raises(ConfigError) as exc:                        # also as one of several files
+        load_all([_write(tmp_path, "base.yaml", "seed: 1\n"), p])
+    _retired_says(str(exc.value), key)
+
+
+@pytest.mark.parametrize("key", sorted(RETIRED))
+def test_a_retired_key_on_the_command_line_is_refused_saying_it_was_retired(key):
+    section, name = key.split(".")
+    for item in (f"{key}=1", f"{section}={{{name}: 1}}"):
+        with pytest.raises(ConfigError) as exc:
+            with_overrides(Config(), [item])
+        assert "--set" in str(exc.value)
+        _retired_says(str(exc.value), key)
+    with pytest.raises(ConfigError) as exc:
+        build_config(make_parser().parse_args(["run", "--set", f"{key}=1"]))
+    _retired_says(str(exc.value), key)
+
+
+def test_an_older_results_config_reads_when_retired_keys_hold_the_kept_behaviour():
+    """A results.json of before the retirement spells out every field: retired keys at the value whose
+    behaviour was kept are dropped (so `coda-sim combine` still reads it), at any other value refused."""
+    old = to_dict(Config())
+    for key, (kept, _) in RETIRED.items():
+        section, name = key.split(".")
+        old[section][name] = kept
+    assert from_dict(drop_retired(old)) == Config()
+    assert "select" in old["finetune"]                              # the input is not changed
+    key = sorted(RETIRED)[0]
+    section, name = key.split(".")
+    other = {**old, section: {**old[section], name: "something else"}}
+    with pytest.raises(ConfigError, match=f"{key} was retired"):
+        from_dict(drop_retired(other))

@@ -16,7 +16,7 @@ from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.sampler import epoch_batches, epoch_order
 from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
 from coda_jax.device.stage import device_stage, user_stage
-from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, latest_rows, score,
+from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
 
 
@@ -61,46 +61,6 @@ def test_local_copy_scores_like_the_global_model(tiny_cloud, row_users):
     assert chunk.vocab.shape[1] <= data.table.num_items + 1
     if row_users == "own":
         assert chunk.user_vocab.shape[1] == 2
-
-
-@pytest.mark.parametrize("features", ["vector", "vector+label", "vector+residual"])
-def test_classifier_inputs_against_the_cloud_model(tiny_cloud, make_tiny_chunk, features):
-    """The classifier's input columns: the sample vector, then the label (+-1) or label - p(cloud model)."""
-    cfg, data, model, params, vectors, rows = tiny_cloud
-    c = _user(make_tiny_chunk([2, 6]), 1)
-    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
-    got = np.asarray(classifier_inputs(m, localize_params(params, c.vocab, c.user_vocab), c.candidates,
-                                       ClassifierConfig(features=features)))
-    mask = np.asarray(c.candidates.mask)
-    table_rows = np.asarray(c.candidates.row)[mask]
-    np.testing.assert_array_equal(got[mask, :vectors.shape[1]], vectors[table_rows])
-    if features == "vector":
-        assert got.shape[1] == vectors.shape[1]
-        return
-    assert got.shape[1] == vectors.shape[1] + 1
-    label = data.table.label[table_rows]
-    if features == "vector+label":
-        want = 2.0 * label - 1.0
-    else:                                   # candidates keep their own users (row_users: original)
-        logits = np.asarray(model.apply({"params": params}, data.table.features(table_rows))[0])
-        want = label - 1.0 / (1.0 + np.exp(-logits))
-    np.testing.assert_allclose(got[mask, -1], want, rtol=1e-5, atol=1e-5)
-
-
-def test_label_aware_classifier_keeps_candidates_with_the_users_labels():
-    """Same vectors, different labels: only a classifier that sees the label can keep the matching ones."""
-    rng = np.random.default_rng(1)
-    vec = rng.normal(size=(30, 4)).astype(np.float32)
-    local = np.concatenate([vec, np.ones((30, 1), np.float32)], axis=1)        # this user likes these rows
-    cand_label = (np.arange(60) % 2).astype(np.float32)                          # others: half liked them
-    cand = np.concatenate([np.tile(vec, (2, 1)), 2 * cand_label[:, None] - 1], axis=1)
-    cfg = ClassifierConfig(kind="mlp", keep_fraction=0.5, steps=200)
-    for cols, want_alike in ((slice(None), True), (slice(0, 4), False)):
-        p = train_classifier(jnp.asarray(local[:, cols]), jnp.ones(30, bool), jnp.asarray(cand[:, cols]),
-                             jnp.ones(60, bool), jax.random.PRNGKey(0), cfg)
-        kept = np.asarray(keep_mask(classifier_scores(p, jnp.asarray(cand[:, cols]), cfg), jnp.ones(60, bool), cfg))
-        agree = cand_label[kept].mean()
-        assert (agree == 1.0) if want_alike else (0.2 < agree < 0.8), (cols, agree)
 
 
 def test_keep_mask_fraction_and_threshold():
@@ -169,13 +129,6 @@ def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chu
     p2 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
     chex.assert_trees_all_equal(p2["mlp"], p0["mlp"])
     assert not np.allclose(p2["item_embed"]["embedding"], p0["item_embed"]["embedding"])
-    # interpolation keeps a fraction of the move, trainable parameters only (numpy reference)
-    p3 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), dataclasses.replace(ft, interpolate=0.25))
-    for name in p0:
-        for a, b, got in zip(jax.tree_util.tree_leaves(p0[name]), jax.tree_util.tree_leaves(p1[name]),
-                             jax.tree_util.tree_leaves(p3[name])):
-            np.testing.assert_allclose(np.asarray(got), np.asarray(a) + 0.25 * (np.asarray(b) - np.asarray(a)),
-                                       rtol=1e-5, atol=1e-6)
 
 
 def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
@@ -352,61 +305,7 @@ def test_finetune_ignores_zero_weight_augmented_rows(tiny_cloud, make_tiny_chunk
     chex.assert_trees_all_close(a, b)
 
 
-@pytest.mark.parametrize("n, width, fraction", [(10, 16, 0.2), (7, 8, 0.5), (5, 5, 0.99), (2, 4, 0.2), (1, 4, 0.5),
-                                                (0, 4, 0.2)])
-def test_latest_rows_are_the_last_real_rows(n, width, fraction):
-    mask = np.arange(width) < n
-    k = 0 if n < 2 else min(max(int(np.round(fraction * n)), 1), n - 1)
-    expected = (np.arange(width) >= n - k) & mask
-    np.testing.assert_array_equal(np.asarray(latest_rows(jnp.asarray(mask), fraction)), expected)
-
-
 _jit_finetune = jax.jit(finetune, static_argnums=(0, 7))
-
-
-def _holdout_auc(m, p, rows, held):
-    held = np.asarray(held)
-    return roc_auc_score(np.asarray(rows.label)[held], np.asarray(score(m, p, rows))[held])
-
-
-@pytest.mark.parametrize("held_labels_follow", ["tuned", "reversed"])
-@pytest.mark.parametrize("check_every", [20, 5])
-def test_holdout_selection_keeps_the_checkpoint_best_on_the_held_out_rows(tiny_cloud, make_tiny_chunk,
-                                                                         held_labels_follow, check_every):
-    """The held-out rows are never trained on, so their labels can be set after the fact: labelled by the
-    model fine-tuned on the other rows (its held-out AUC is 1, so selection must reach AUC 1), or by the
-    reverse of its scores (AUC 0, so selection must keep an earlier checkpoint, the start when it checks once)."""
-    c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk, user=3)
-    ft = FinetuneConfig(steps=20, batch_size=8, learning_rate=1e-2, select="holdout", holdout_fraction=0.4,
-                        check_every=check_every)
-    held = latest_rows(c.local.mask, ft.holdout_fraction)
-    assert int(held.sum()) >= 4
-    real = np.asarray(c.local.mask)
-    assert real[: real.sum()].all() and np.all(np.diff(np.asarray(c.local.row)[real]) > 0)   # time order
-    w = c.local.mask.astype(jnp.float32)
-    key = jax.random.PRNGKey(5)
-    plain = dataclasses.replace(ft, select="none")
-    tuned = _jit_finetune(m, p0, c.local, jnp.where(held, 0.0, w), None, None, key, plain)
-    s = np.asarray(score(m, tuned, c.local))
-    order = np.argsort(np.where(np.asarray(held), s, np.inf))[: int(held.sum())]   # held rows, lowest score first
-    y = np.asarray(c.local.label).copy()
-    top = order[len(order) // 2:] if held_labels_follow == "tuned" else order[: len(order) // 2]
-    y[order] = 0.0
-    y[top] = 1.0
-    local = c.local.replace(label=jnp.asarray(y))
-    assert _holdout_auc(m, tuned, local, held) == (1.0 if held_labels_follow == "tuned" else 0.0)
-    start_auc = _holdout_auc(m, p0, local, held)
-    assert 0.0 < start_auc < 1.0
-    got = _jit_finetune(m, p0, local, w, None, None, key, ft)
-    got_auc = _holdout_auc(m, got, local, held)
-    if held_labels_follow == "tuned":
-        assert got_auc == 1.0
-        if check_every == ft.steps:         # one check: the tuned model itself
-            chex.assert_trees_all_close(got, tuned)
-    else:
-        assert got_auc >= start_auc
-        if check_every == ft.steps:         # one check: the start wins
-            chex.assert_trees_all_equal(got, p0)
 
 
 def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
@@ -437,10 +336,8 @@ def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, ma
     c = _user(make_tiny_chunk([6]), 0)
     key = jax.random.PRNGKey(11)
     out = jax.jit(user_stage, static_argnums=(0, 1, 6))(model, settings, params, c, _numbers(cfg), key, True)
-    m = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
-    p = localize_params(params, c.vocab, c.user_vocab)
     k_cls, _ = jax.random.split(key)
-    local_x, rand_x, cand_x = (classifier_inputs(m, p, r, cls_cfg) for r in (c.local, c.random, c.candidates))
+    local_x, rand_x, cand_x = (r.vector for r in (c.local, c.random, c.candidates))
     cls = train_classifier(local_x, c.local.mask, rand_x, c.random.mask, k_cls, cls_cfg)
     want = classifier_scores(cls, cand_x, cls_cfg)
     np.testing.assert_allclose(np.asarray(out["candidate_score"]), np.asarray(want), rtol=1e-4, atol=1e-5)

@@ -1,4 +1,4 @@
-"""docs/configuration.md documents every config field, no other, with its current default."""
+"""docs/configuration.md documents every config field, no other, with its current default, and every retired key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from coda_jax.config import Config, to_dict
+from coda_jax.config import RETIRED, Config, to_dict
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*`([^`]*)`\s*\|(.*)\|\s*$")
@@ -58,3 +58,11 @@ def test_documented_defaults_and_meanings():
         written = yaml.safe_load(default) if default else None
         actual = _dotted(defaults, key)
         assert written == actual, f"docs/configuration.md: {key} default {default!r}, the config says {actual!r}"
+
+
+def test_every_retired_key_is_documented_as_retired():
+    text = DOC.read_text(encoding="utf-8")
+    assert "\n## Retired settings\n" in text, "docs/configuration.md has no 'Retired settings' section"
+    section = text.split("\n## Retired settings\n", 1)[1]
+    for key in RETIRED:
+        assert f"| `{key}` |" in section, f"docs/configuration.md, 'Retired settings': {key} is missing"

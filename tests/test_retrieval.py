@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -17,19 +16,17 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def ref_group_top(owner, row, score, num_owners, limit, rank=None):
-    """Dict-based reference: the best (lowest rank, then highest score) per (owner, row); per owner sorted by
-    rank, then score desc, then row asc; capped. Returns per owner [(row, score)]."""
-    rank = np.zeros(len(owner), int) if rank is None else rank
-    best: dict[tuple[int, int], tuple[int, float]] = {}
-    for o, r, s, k in zip(*(np.asarray(a).tolist() for a in (owner, row, score, rank))):
-        if (o, r) not in best or (k, -s) < (best[(o, r)][0], -best[(o, r)][1]):
-            best[(o, r)] = (k, s)
+def ref_group_top(owner, row, score, num_owners, limit):
+    """Dict-based reference: the best (highest) score per (owner, row); per owner sorted by score desc, then
+    row asc; capped. Returns per owner [(row, score)]."""
+    best: dict[tuple[int, int], float] = {}
+    for o, r, s in zip(*(np.asarray(a).tolist() for a in (owner, row, score))):
+        if (o, r) not in best or s > best[(o, r)]:
+            best[(o, r)] = s
     per = defaultdict(list)
-    for (o, r), (k, s) in best.items():
-        per[o].append((k, r, s))
-    return [[(r, s) for k, r, s in sorted(per[o], key=lambda krs: (krs[0], -krs[2], krs[1]))[:limit]]
-            for o in range(num_owners)]
+    for (o, r), s in best.items():
+        per[o].append((r, s))
+    return [sorted(per[o], key=lambda rs: (-rs[1], rs[0]))[:limit] for o in range(num_owners)]
 
 
 def assert_candidates_equal(c: Candidates, ref, num_owners):
@@ -61,17 +58,6 @@ def test_group_top_matches_reference(seed, limit):
     assert c.counts()[-1] == 0
 
 
-@pytest.mark.parametrize("seed, limit", [(0, 3), (1, 7)])
-def test_group_top_by_neighbour_rank_matches_reference(seed, limit):
-    rng = np.random.default_rng(seed)
-    owner, row = rng.integers(0, 4, size=120), rng.integers(0, 20, size=120)
-    score, rank = rng.random(120).astype(np.float32), rng.integers(0, 5, size=120)
-    c = group_top(owner, row, score, 4, limit, rank=rank)
-    assert_candidates_equal(c, ref_group_top(owner, row, score, 4, limit, rank), 4)
-    # the order differs from the score-only one on this data (so the rank is really used)
-    assert c.rows.tolist() != group_top(owner, row, score, 4, limit).rows.tolist()
-
-
 def test_group_top_hand_example():
     owner = np.array([1, 0, 1, 1, 0, 1, 0])
     row = np.array([7, 4, 7, 2, 4, 9, 5])
@@ -92,29 +78,25 @@ def test_group_top_empty():
 # ----------------------------------------------------------------------------- coarse_match
 
 
-def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg, row_item=None):
+def ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg):
     k = min(cfg.neighbors, len(pool_rows))
-    seen = {(o, int(row_item[q])) for q, o in zip(query_rows.tolist(), query_owner.tolist())} if (
-        cfg.exclude_seen_items) else set()
     db = vectors[pool_rows].astype(np.float64)
-    owner, row, score, rank = [], [], [], []
+    owner, row, score = [], [], []
     for q, o in zip(query_rows.tolist(), query_owner.tolist()):
         s = db @ vectors[q].astype(np.float64)
         top = np.argsort(-s, kind="stable")[:k]
-        for j, pos in enumerate(top.tolist()):
+        for pos in top.tolist():
             r = int(pool_rows[pos])
-            if row_user[r] == row_user[q] or (row_item is not None and (o, int(row_item[r])) in seen):
+            if row_user[r] == row_user[q]:
                 continue
             owner.append(o)
             row.append(r)
             score.append(float(s[pos]))
-            rank.append(j if cfg.candidate_order == "rank" else 0)
-    return ref_group_top(owner, row, score, num_owners, cfg.max_candidates, np.array(rank, int))
+    return ref_group_top(owner, row, score, num_owners, cfg.max_candidates)
 
 
-@pytest.mark.parametrize("order", ["score", "rank"])
 @pytest.mark.parametrize("seed, neighbors, max_candidates", [(0, 5, 8), (1, 12, 100), (2, 3, 2), (3, 500, 40)])
-def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates, order):
+def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates):
     rng = np.random.default_rng(seed)
     n, d, num_users = 160, 8, 10
     vectors = unit(rng.normal(size=(n, d)))
@@ -125,8 +107,7 @@ def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates, 
     query_rows = query_rows[np.isin(query_rows, pool_rows)][::2]           # some local training rows
     query_owner = np.searchsorted(sim_users, row_user[query_rows])
     num_owners = len(sim_users) + 1                                        # the last owner has no query
-    cfg = RetrievalConfig(backend="exact", neighbors=neighbors, max_candidates=max_candidates,
-                          candidate_order=order)
+    cfg = RetrievalConfig(backend="exact", neighbors=neighbors, max_candidates=max_candidates)
     searcher = make_searcher(vectors[pool_rows], cfg)
     assert isinstance(searcher, ExactSearcher)
     c = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg)
@@ -139,29 +120,6 @@ def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates, 
         assert np.all(np.isin(rows, pool_rows))
         assert len(rows) <= max_candidates and len(set(rows.tolist())) == len(rows)
     assert c.counts()[-1] == 0
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_coarse_match_can_drop_candidates_about_items_the_user_holds(seed):
-    rng = np.random.default_rng(seed)
-    n, num_users = 200, 8
-    vectors = unit(rng.normal(size=(n, 6)))
-    row_user = np.sort(rng.integers(0, num_users, size=n))
-    row_item = rng.integers(0, 12, size=n)                                 # few items: many shared
-    pool_rows = np.arange(n)
-    query_rows = np.flatnonzero(row_user < 3)
-    query_owner = row_user[query_rows]
-    cfg = RetrievalConfig(backend="exact", neighbors=20, max_candidates=30, exclude_seen_items=True)
-    c = coarse_match(make_searcher(vectors, cfg), vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg,
-                     row_item=row_item)
-    assert_candidates_equal(c, ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg, row_item), 3)
-    for o in range(3):
-        assert not np.isin(row_item[c.of(o)], row_item[query_rows[query_owner == o]]).any()
-    plain = dataclasses.replace(cfg, exclude_seen_items=False)
-    kept = coarse_match(make_searcher(vectors, plain), vectors, pool_rows, row_user, query_rows, query_owner, 3, plain)
-    assert kept.counts().sum() > c.counts().sum()                          # the filter did remove rows
-    with pytest.raises(ValueError, match="row_item"):
-        coarse_match(make_searcher(vectors, cfg), vectors, pool_rows, row_user, query_rows, query_owner, 3, cfg)
 
 
 def test_coarse_match_own_rows_only_pool_gives_nothing():

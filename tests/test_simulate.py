@@ -164,51 +164,6 @@ def test_cli_errors_name_the_problem(args, fragment, capsys):
     assert "error" in err and fragment in err
 
 
-def test_classifier_flops_count_the_extra_column_and_the_residual_pass(tiny_cloud):
-    """overhead: logistic regression over D + 1 columns costs (D + 1) / D of D; residuals add one forward
-    pass of the CTR model per local row and candidate."""
-    import dataclasses
-
-    from coda_jax import overhead
-
-    cfg, data, model, params, vectors, rows = tiny_cloud
-    n = rows.counts("local").shape[0]
-    kept, vocab = np.zeros(n), np.full(n, 8)
-
-    def flops(features):
-        c = dataclasses.replace(cfg, classifier=dataclasses.replace(cfg.classifier, kind="logreg", features=features))
-        return overhead.estimate(c, data, model, params, vectors, rows, kept, vocab)
-
-    d = vectors.shape[1]
-    base, label, resid = flops("vector"), flops("vector+label"), flops("vector+residual")
-    assert label["flops_classifier"] == pytest.approx(base["flops_classifier"] * (d + 1) / d)
-    rows_scored = (rows.counts("local") + rows.counts("candidates")).mean()
-    assert resid["flops_classifier"] - label["flops_classifier"] == pytest.approx(
-        base["forward_flops_per_sample"] * rows_scored)
-
-
-def test_finetune_flops_count_the_holdout_checks(tiny_cloud):
-    """overhead: device-side selection adds one forward pass over the held-out rows per check (the start,
-    then every check_every steps); the held-out count per user follows the device's own rule."""
-    import dataclasses
-
-    import jax.numpy as jnp
-
-    from coda_jax import overhead
-    from coda_jax.device.train import latest_rows
-
-    cfg, data, model, params, vectors, rows = tiny_cloud
-    n_local = rows.counts("local")
-    kept, vocab = np.zeros(n_local.shape[0]), np.full(n_local.shape[0], 8)
-    ft = dataclasses.replace(cfg.finetune, steps=20, select="holdout", holdout_fraction=0.3, check_every=5)
-    plain = overhead.estimate(dataclasses.replace(cfg, finetune=dataclasses.replace(ft, select="none")), data,
-                              model, params, vectors, rows, kept, vocab)
-    sel = overhead.estimate(dataclasses.replace(cfg, finetune=ft), data, model, params, vectors, rows, kept, vocab)
-    held = [int(latest_rows(jnp.arange(32) < n, 0.3).sum()) for n in n_local]
-    assert sel["flops_finetune"] - plain["flops_finetune"] == pytest.approx(
-        5 * np.mean(held) * plain["forward_flops_per_sample"])
-
-
 def test_device_only_rows_stay_off_the_cloud():
     """With data.device_only_fraction, the cloud's pool (its training data, candidates, random rows, MPDA's
     rows) never holds a device-only row, while every device still trains on all its training rows."""

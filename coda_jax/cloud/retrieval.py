@@ -43,27 +43,23 @@ class Candidates:
 
 
 def group_top(owner: np.ndarray, row: np.ndarray, score: np.ndarray, num_owners: int,
-              limit: int, rank: np.ndarray | None = None) -> Candidates:
-    """Dedupe (owner, row) pairs keeping the best one, then keep each owner's best ``limit`` rows.
+              limit: int) -> Candidates:
+    """Dedupe (owner, row) pairs keeping the best-scored one, then keep each owner's best ``limit`` rows.
 
     Args:
       owner: int [P] index ``0..num_owners-1`` of the user each pair belongs to.
       row: int [P] candidate row id.
       score: float [P] similarity.
-      rank: optional int [P], compared before the score (lower first): with each pair's neighbour rank
-        (0 = a local sample's nearest), every local sample's nearest neighbours come before anyone's
-        second-nearest, and so on. None: by score alone.
 
     Returns:
       :class:`Candidates` over ``num_owners`` users.
     """
-    rank = np.zeros(owner.shape[0], dtype=np.int64) if rank is None else np.asarray(rank)
-    order = np.lexsort((-score, rank, row, owner))     # by owner, then row, best (rank, score) first
-    owner, row, score, rank = owner[order], row[order], score[order], rank[order]
+    order = np.lexsort((-score, row, owner))           # by owner, then row, best score first
+    owner, row, score = owner[order], row[order], score[order]
     first = np.ones(owner.shape[0], dtype=bool)
     first[1:] = (owner[1:] != owner[:-1]) | (row[1:] != row[:-1])
-    owner, row, score, rank = owner[first], row[first], score[first], rank[first]
-    order = np.lexsort((row, -score, rank, owner))     # by owner, best (rank, score) first (row breaks ties)
+    owner, row, score = owner[first], row[first], score[first]
+    order = np.lexsort((row, -score, owner))           # by owner, best score first (row breaks ties)
     owner, row, score = owner[order], row[order], score[order]
     keep = user_offsets(owner)[0] < limit              # position within each owner's (sorted) block
     owner, row, score = owner[keep], row[keep], score[keep]
@@ -77,8 +73,7 @@ COARSE_BLOCK_QUERIES = 1 << 16
 
 def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
                  query_rows: np.ndarray, query_owner: np.ndarray, num_owners: int,
-                 cfg: RetrievalConfig, row_item: np.ndarray | None = None,
-                 block_queries: int = COARSE_BLOCK_QUERIES) -> Candidates:
+                 cfg: RetrievalConfig, block_queries: int = COARSE_BLOCK_QUERIES) -> Candidates:
     """Coarse-grained sample matching for many users at once, streamed over blocks of queries.
 
     The queries, grouped by owner, are searched ``block_queries`` at a time; after each block the pairs of
@@ -94,27 +89,19 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
       query_rows: int [Q] table rows used as queries (the simulated users' local training rows).
       query_owner: int [Q] index ``0..num_owners-1`` of the simulated user that owns each query.
       num_owners: number of simulated users.
-      row_item: int [N] item id of every table row; needed with ``cfg.exclude_seen_items`` (drop candidates
-        about an item the owner's queries already hold).
       block_queries: queries per search call.
 
     Returns:
       :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
-      them the user's own rows; ``cfg.candidate_order`` "score": the most similar to any local sample;
-      "rank": every local sample's nearest first, then every one's second-nearest, ... (spread over all
-      local samples, similarity breaking ties).
+      them the user's own rows: the most similar to any of its local samples.
     """
-    if cfg.exclude_seen_items and row_item is None:
-        raise ValueError("coarse_match: retrieval.exclude_seen_items needs row_item")
     query_owner = np.asarray(query_owner, np.int64)
     order = np.argsort(query_owner, kind="stable")
     q_rows, q_owner = np.asarray(query_rows)[order], query_owner[order]
-    starts = np.searchsorted(q_owner, np.arange(num_owners + 1))            # owner o: queries [starts[o], starts[o+1])
     k = min(cfg.neighbors, len(pool_rows))
-    stride = int(row_item.max()) + 1 if cfg.exclude_seen_items else 0
     counts = np.zeros(num_owners, np.int64)
     out_rows, out_scores = [], []
-    pending = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)]
+    pending = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)]
     lo = 0                                                                   # first owner not yet emitted
     for s0 in range(0, len(q_rows), max(int(block_queries), 1)):
         s1 = min(s0 + max(int(block_queries), 1), len(q_rows))
@@ -122,15 +109,9 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
         pending = [np.concatenate([a, b]) for a, b in zip(pending, pairs)]
         hi = int(q_owner[s1]) if s1 < len(q_rows) else num_owners          # owners below hi are complete
         done = pending[0] < hi
-        owner, row, score, rank = (a[done] for a in pending)
+        owner, row, score = (a[done] for a in pending)
         pending = [a[~done] for a in pending]
-        if cfg.exclude_seen_items:
-            qr = q_rows[starts[lo]:starts[hi]]
-            seen = np.unique(q_owner[starts[lo]:starts[hi]] * stride + row_item[qr])
-            keep = ~np.isin(owner * stride + row_item[row], seen)
-            owner, row, score, rank = owner[keep], row[keep], score[keep], rank[keep]
-        c = group_top(owner - lo, row, score, hi - lo, cfg.max_candidates,
-                      rank if cfg.candidate_order == "rank" else None)
+        c = group_top(owner - lo, row, score, hi - lo, cfg.max_candidates)
         counts[lo:hi] = c.counts()
         out_rows.append(c.rows)
         out_scores.append(c.scores)
@@ -141,12 +122,11 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
 
 
 def _search_pairs(searcher, vectors, pool_rows, row_user, query_rows, query_owner, k):
-    """Search one block of queries: the ``(owner, row, score, neighbour rank)`` pairs (flat arrays) that are
-    real neighbours and not the querying user's own rows."""
+    """Search one block of queries: the ``(owner, row, score)`` pairs (flat arrays) that are real neighbours
+    and not the querying user's own rows."""
     idx, scores = searcher.search(vectors[query_rows], k)            # [Qb, k] pool positions
     valid = (idx >= 0) & (idx < len(pool_rows))
     nbr = pool_rows[np.clip(idx, 0, len(pool_rows) - 1)]             # table rows
     keep = valid & (row_user[nbr] != row_user[query_rows][:, None])
     owner = np.broadcast_to(query_owner[:, None], idx.shape)[keep]
-    rank = np.broadcast_to(np.arange(idx.shape[1])[None, :], idx.shape)[keep]
-    return owner.astype(np.int64), nbr[keep].astype(np.int64), scores[keep].astype(np.float32), rank.astype(np.int64)
+    return owner.astype(np.int64), nbr[keep].astype(np.int64), scores[keep].astype(np.float32)

@@ -69,8 +69,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
             searcher = make_searcher(vectors[pool], r_cfg, cfg.seed, queries=len(local_rows))
         with timer("coarse_match"):
             cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
-                                             sim_index[table.user[local_rows]], len(data.users), r_cfg,
-                                             row_item=table.item)
+                                             sim_index[table.user[local_rows]], len(data.users), r_cfg)
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
         with timer("recall_check"):
             report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))

@@ -3,8 +3,7 @@
 - :class:`StageSettings` (static, hashable): shapes and step counts, the model's trainable groups, the
   optimizer kind, the method list. A change here compiles a new program.
 - :class:`StageNumbers` (traced, a pytree of float32 scalars, or of [P] vectors for P sweep points): every
-  float the method reads: learning rates, l2, keep fraction or threshold, augmented-row weight,
-  interpolation, holdout fraction. A sweep over these compiles once; its points run as lanes.
+  float the method reads: learning rates, l2, keep fraction or threshold, augmented-row weight. A sweep over these compiles once; its points run as lanes.
 
 Inside the compiled stage :meth:`StageSettings.classifier_config` / :meth:`StageSettings.finetune_config`
 put the numbers back into the config dataclasses, so the per-user functions read ``cfg.learning_rate`` and
@@ -24,8 +23,7 @@ from coda_jax.config import ClassifierConfig, Config, FinetuneConfig, MpdaConfig
 
 CLASSIFIER_NUMBERS = {"classifier_learning_rate": "learning_rate", "classifier_l2": "l2",
                       "keep_fraction": "keep_fraction", "threshold": "threshold"}
-FINETUNE_NUMBERS = {"finetune_learning_rate": "learning_rate", "aug_weight": "aug_weight",
-                    "interpolate": "interpolate", "holdout_fraction": "holdout_fraction"}
+FINETUNE_NUMBERS = {"finetune_learning_rate": "learning_rate", "aug_weight": "aug_weight"}
 TRACED_FIELDS = tuple(f"classifier.{v}" for v in CLASSIFIER_NUMBERS.values()) + \
     tuple(f"finetune.{v}" for v in FINETUNE_NUMBERS.values())
 """The dotted config keys that travel as traced numbers (a sweep over them shares one compiled program)."""
@@ -41,8 +39,6 @@ class StageNumbers:
     threshold: jnp.ndarray          # in [0, 1]: keep candidates scored >= threshold; negative: keep_fraction
     finetune_learning_rate: jnp.ndarray
     aug_weight: jnp.ndarray
-    interpolate: jnp.ndarray
-    holdout_fraction: jnp.ndarray
 
     @staticmethod
     def from_config(cfg: Config) -> "StageNumbers":

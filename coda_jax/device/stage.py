@@ -20,7 +20,7 @@ from jax.sharding import Mesh, PartitionSpec
 from coda_jax.device.chunk import DeviceChunk, Rows
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
-from coda_jax.device.train import (classifier_inputs, classifier_scores, finetune, keep_mask, score,
+from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
 from coda_jax.methods import AugmentInputs, get_method
 from kernels.auc import masked_auc
@@ -54,9 +54,9 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
     params = localize_params(global_params, device.vocab, device.user_vocab)
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     k_cls, k_ft = jax.random.split(key)
-    local_x, cand_x = (classifier_inputs(model, params, r, cls_cfg) for r in (local, candidates))
+    local_x, cand_x = local.vector, candidates.vector          # the classifier sees the sample vectors
     neg_mask, neg_x = ((candidates.mask, cand_x) if cls_cfg.negatives == "candidates"
-                       else (random.mask, classifier_inputs(model, params, random, cls_cfg)))
+                       else (random.mask, random.vector))
     cls_params = train_classifier(local_x, local.mask, neg_x, neg_mask, k_cls, cls_cfg)
     cand_score = classifier_scores(cls_params, cand_x, cls_cfg)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)

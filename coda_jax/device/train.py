@@ -6,7 +6,7 @@ user's model copy on local + augmented rows; (d) score rows. :mod:`coda_jax.devi
 every method (as lanes) and every user of a chunk (vmapped) in one compiled program.
 
 Every function here is pure in ``(params, data, key)``. Config fields that are numbers (learning rates,
-l2, keep fraction, threshold, weights, interpolation) may be traced values (see
+l2, keep fraction, threshold, weights) may be traced values (see
 :mod:`coda_jax.device.settings`): no Python branch reads them.
 """
 
@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import optax
 
 from coda_jax.config import ClassifierConfig, FinetuneConfig, MpdaConfig
-from coda_jax.data.split import holdout_count
 from coda_jax.device.chunk import Rows
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.submodel import split_trainable
@@ -66,20 +65,6 @@ def classifier_scores(params, vectors: jnp.ndarray, cfg: ClassifierConfig) -> jn
     return jax.nn.sigmoid(model.apply({"params": params}, vectors))
 
 
-def classifier_inputs(model: nn.Module, params: dict, rows: Rows, cfg: ClassifierConfig) -> jnp.ndarray:
-    """What the sample classifier sees of one user's rows [N]: float [N, D] (``cfg.features == "vector"``)
-    or [N, D + 1], the sample vector and one more column: the label as -1 / +1 (``"vector+label"``) or the
-    label minus the cloud model's predicted probability (``"vector+residual"``, in [-1, 1]; ``params`` are
-    the device's copy of the cloud model, before fine-tuning)."""
-    if cfg.features == "vector":
-        return rows.vector
-    if cfg.features == "vector+label":
-        extra = 2.0 * rows.label - 1.0
-    else:
-        extra = rows.label - jax.nn.sigmoid(score(model, params, rows))
-    return jnp.concatenate([rows.vector, extra[:, None].astype(rows.vector.dtype)], axis=1)
-
-
 def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
     """Fine-grained filter: which candidates to keep.
 
@@ -100,13 +85,6 @@ def concat_rows(a: Rows, b: Rows) -> Rows:
     return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
 
 
-def latest_rows(mask: jnp.ndarray, fraction: float) -> jnp.ndarray:
-    """The latest :func:`~coda_jax.data.split.holdout_count` of a user's ``n`` real rows (the rule of the
-    temporal split), rows in time order with padding last: mask bool [N] -> bool [N]."""
-    n = jnp.sum(mask.astype(jnp.int32))
-    return mask & (jnp.arange(mask.shape[0]) >= n - holdout_count(n, fraction, jnp))
-
-
 def make_optimizer(cfg: FinetuneConfig) -> optax.GradientTransformation:
     """The device's optimizer: Adam or plain SGD at ``cfg.learning_rate`` (which may be traced)."""
     return (optax.adam if cfg.optimizer == "adam" else optax.sgd)(cfg.learning_rate)
@@ -124,11 +102,6 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     augmented rows. The local rows are drawn from the key alone, so fine-tuning runs that share a key see the
     same local rows (common random numbers for paired comparisons).
 
-    With ``cfg.select == "holdout"`` the latest ``cfg.holdout_fraction`` of the local rows are not trained
-    on; the result is the checkpoint (the start, then every ``cfg.check_every`` steps) scoring best on them by
-    :func:`local_criterion` (device-side early stopping; the start wins ties). With ``cfg.interpolate`` a < 1
-    the result is ``start + a * (tuned - start)`` on the trainable parameters.
-
     Args:
       model: the CTR model.
       params: the device's local parameter copy.
@@ -141,11 +114,6 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     """
     train, frozen = split_trainable(params, tuple(cfg.trainable))
     opt = make_optimizer(cfg)
-    holdout = None
-    if cfg.select == "holdout":
-        held = latest_rows(local.mask, cfg.holdout_fraction)
-        holdout = local.replace(mask=held)
-        local_weights = jnp.where(held, 0.0, local_weights)
     rows = jax.tree_util.tree_map(jnp.asarray, local if aug is None else concat_rows(local, aug))
     idx, row_weight = epoch_batches(key, local_weights, aug_weights if aug is not None else None, cfg.steps,
                                     cfg.batch_size, cfg.aug_batch_size, cfg.sampling)
@@ -159,25 +127,7 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
         updates, s = opt.update(grads, s, tr)
         return (optax.apply_updates(tr, updates), s), None
 
-    if holdout is None:
-        (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), (idx, row_weight))
-    else:
-        def value(t):
-            return local_criterion(model, {**frozen, **t}, holdout)
-
-        def block(carry, xs):        # check_every steps, then a check on the held-out rows
-            tr, s, best, best_value = carry
-            (tr, s), _ = jax.lax.scan(step, (tr, s), xs)
-            v = value(tr)
-            better = v > best_value + 1e-7
-            best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), tr, best)
-            return (tr, s, best, jnp.where(better, v, best_value)), v
-
-        blocks = cfg.steps // cfg.check_every
-        xs = jax.tree_util.tree_map(lambda x: x.reshape((blocks, cfg.check_every) + x.shape[1:]), (idx, row_weight))
-        (_, _, tuned, _), _ = jax.lax.scan(block, (train, opt.init(train), train, value(train)), xs)
-    a = cfg.interpolate               # keep a fraction of the move (weight-space interpolation); 1 = all of it
-    tuned = jax.tree_util.tree_map(lambda t0, t1: jnp.where(a == 1.0, t1, t0 + a * (t1 - t0)), train, tuned)
+    (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), (idx, row_weight))
     return {**frozen, **tuned}
 
 
@@ -212,7 +162,7 @@ def mpda_trials(model: nn.Module, params: dict, local: Rows, matched: Rows, num_
     """
     m = num_matched
     per_user = jax.tree_util.tree_map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), matched)
-    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps, select="none", interpolate=1.0)
+    trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps)
 
     def visit(carry, xs):
         p, best = carry
