@@ -23,7 +23,7 @@ class Results:
       retrieval: ScaNN / exact recall and candidate counts.
       timings: stage name -> seconds.
       overhead: per-device bytes down / up, storage and FLOPs (means over simulated users).
-      data: dataset counts.
+      data: dataset counts; ``per_user_test_rows``: {dataset user id: test rows} of the evaluated users.
       memory: peak host memory of the run's process (``peak_rss_gb``) and peak accelerator memory per device
         (``device_peak_gb``; None on the CPU backend), read when the run finished.
       diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see

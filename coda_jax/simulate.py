@@ -126,4 +126,6 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
     diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons,
                                  kept=point["kept_mask"][0])
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
-                   retrieval=retrieval, timings=timings, overhead=ovh, data=data.info, diagnostics=diagnostics)
+                   retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=diagnostics,
+                   data=dict(data.info, per_user_test_rows={str(uid): int(n) for uid, n in
+                                                            zip(user_ids[has_labels], rows.counts("test")[has_labels])}))

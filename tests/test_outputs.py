@@ -196,3 +196,13 @@ def test_results_report_peak_memory(tiny_cfg, tiny_data, tiny_cloud_output):
         assert res.memory["device_peak_gb"] is None
     assert "peak host RSS" in res.table()
     assert res.timings["results"] > 0
+    # per_user.csv's rows column: each evaluated user's test rows, from the run itself
+    from sims.report_data import per_user_rows
+
+    test_counts = {str(data.table.user_ids[u]): int((data.heldout & (data.table.user == u)).sum())
+                   for u in data.users}
+    got = res.data["per_user_test_rows"]
+    assert got and all(got[uid] == test_counts[uid] for uid in got)
+    assert set(res.methods["coda"]["per_user"]) <= set(got)
+    csv_rows = per_user_rows("run", res.to_json())
+    assert csv_rows and all(r[4] == got[r[1]] for r in csv_rows if r[2] == "coda")
