@@ -156,6 +156,9 @@ class CloudConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalConfig:
+    MOVED: typing.ClassVar[dict[str, str]] = {   # the ScaNN knobs gave way to derived settings (docs/retrieval.md)
+        "scann_leaves_to_search": "retrieval.target_recall (ScaNN's settings are derived from the pool)",
+        "scann_reorder": "retrieval.target_recall (ScaNN's settings are derived from the pool)"}
     backend: str = "auto"          # "auto" (exact or ScaNN by pool, width, queries, platform), "scann" or "exact"
     neighbors: int = 30            # neighbours retrieved per local sample
     max_candidates: int = 300      # candidates kept per user after dedupe

@@ -130,3 +130,12 @@ def test_an_older_results_config_reads_when_retired_keys_hold_the_kept_behaviour
     other = {**old, section: {**old[section], name: "something else"}}
     with pytest.raises(ConfigError, match=f"{key} was retired"):
         from_dict(drop_retired(other))
+
+
+@pytest.mark.parametrize("old", ["scann_leaves_to_search", "scann_reorder"])
+def test_the_old_scann_knobs_name_what_replaced_them(tmp_path, old):
+    p = _write(tmp_path, "old.yaml", f"retrieval:\n  {old}: 1\n")
+    with pytest.raises(ConfigError, match=f"old.yaml: retrieval.{old}: moved to retrieval.target_recall"):
+        load(p)
+    with pytest.raises(ConfigError, match=f"retrieval.{old} moved to retrieval.target_recall"):
+        with_overrides(Config(), [f"retrieval.{old}=1"])
