@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from kernels.sharding import shard_map
+
 __all__ = ["TopK", "exact_topk"]
 
 _AXIS = "db"
@@ -71,15 +73,6 @@ def _scan_blocks(q, blocks, starts, k, n_valid):
     return s, i
 
 
-def _shard_map(fn, mesh: Mesh):
-    specs = (PartitionSpec(), PartitionSpec(_AXIS), PartitionSpec(_AXIS))
-    if hasattr(jax, "shard_map"):
-        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(_AXIS), check_vma=False)
-    from jax.experimental.shard_map import shard_map  # noqa: PLC0415 - older jax
-
-    return shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(_AXIS), check_rep=False)
-
-
 @partial(jax.jit, static_argnames=("k", "n_valid", "mesh"))
 def _topk_sharded(q, blocks, starts, k: int, n_valid: int, mesh: Mesh):
     """q: float32 [Qb, D] (replicated); blocks: float32 [nb, B, D] and starts int32 [nb], split over ``mesh``.
@@ -90,7 +83,8 @@ def _topk_sharded(q, blocks, starts, k: int, n_valid: int, mesh: Mesh):
         s, i = _scan_blocks(q, blocks, starts, k, n_valid)
         return s[None], i[None]
 
-    per_s, per_i = _shard_map(local, mesh)(q, blocks, starts)       # [devices, Qb, k] each
+    specs = (PartitionSpec(), PartitionSpec(_AXIS), PartitionSpec(_AXIS))
+    per_s, per_i = shard_map(local, mesh, specs, PartitionSpec(_AXIS))(q, blocks, starts)   # [devices, Qb, k] each
     s, i = per_s[0], per_i[0]
     for d in range(1, per_s.shape[0]):                              # device d holds higher ids than d - 1
         s, i = _merge(s, i, per_s[d], per_i[d], k)

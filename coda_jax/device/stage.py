@@ -24,6 +24,7 @@ from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score
                                    train_classifier)
 from coda_jax.methods import AugmentInputs, get_method
 from kernels.auc import masked_auc
+from kernels.sharding import shard_map
 
 USERS = "users"
 """The mesh axis the user axis of a chunk is sharded over."""
@@ -175,12 +176,7 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
 
 def _shard_map(fn, mesh: Mesh, n_in: int):
     """``fn`` run per device on its share of the user axis (the first argument's leading axis)."""
-    specs = (PartitionSpec(USERS),) + (PartitionSpec(),) * (n_in - 1)
-    if hasattr(jax, "shard_map"):
-        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(USERS), check_vma=False)
-    from jax.experimental.shard_map import shard_map  # noqa: PLC0415 - older jax
-
-    return shard_map(fn, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(USERS), check_rep=False)
+    return shard_map(fn, mesh, (PartitionSpec(USERS),) + (PartitionSpec(),) * (n_in - 1), PartitionSpec(USERS))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "settings", "with_logits", "mesh"))
