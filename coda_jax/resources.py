@@ -10,25 +10,52 @@ import jax
 GIB = float(1 << 30)
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux ``/proc/self/clear_refs``); False if not
+    possible (then :func:`peak_rss_bytes` is the peak since the process started)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far, in bytes (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process in bytes: Linux's ``VmHWM`` (since the last :func:`reset_peak_rss`),
+    else ``ru_maxrss`` (since the start; KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def device_peak_bytes(devices: list | None = None) -> list[int] | None:
-    """Peak bytes in use on each device JAX sees (``memory_stats()['peak_bytes_in_use']``), or None where the
-    backend keeps no statistics (the CPU backend)."""
+def device_memory_stats(devices: list | None = None) -> list[dict] | None:
+    """``memory_stats()`` of each device (all JAX sees by default), or None where a device keeps no statistics
+    (the CPU backend)."""
     out = []
     for dev in devices if devices is not None else jax.devices():
         try:
             stats = dev.memory_stats()
         except Exception:  # noqa: BLE001 - backends without statistics raise various errors
             stats = None
-        if not stats or "peak_bytes_in_use" not in stats:
+        if not stats:
             return None
-        out.append(int(stats["peak_bytes_in_use"]))
+        out.append(stats)
     return out
+
+
+def device_peak_bytes(devices: list | None = None) -> list[int] | None:
+    """Peak bytes in use on each device (``peak_bytes_in_use``), or None where the backend keeps no statistics."""
+    stats = device_memory_stats(devices)
+    if stats is None or not all("peak_bytes_in_use" in s for s in stats):
+        return None
+    return [int(s["peak_bytes_in_use"]) for s in stats]
 
 
 def memory_report() -> dict:

@@ -1,11 +1,10 @@
 """What the scaling benchmark measures besides time: arithmetic (XLA cost analysis), a matmul's FLOP/s for
-reference, and memory (peak host RSS, device memory where the backend reports it)."""
+reference, and device memory summed over devices (peak host RSS: :mod:`coda_jax.resources`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import resource
 import time
 
 import jax
@@ -14,6 +13,7 @@ import numpy as np
 
 from coda_jax.device.settings import StageSettings
 from coda_jax.device.stage import device_stage
+from coda_jax.resources import device_memory_stats
 from sims.contenders import StepPieces
 
 
@@ -94,34 +94,10 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> dict:
     return {"n": n, "seconds": seconds, "flops_per_second": 2.0 * n ** 3 / seconds}
 
 
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux ``/proc/self/clear_refs``); False if not
-    possible (then :func:`peak_rss_bytes` is the peak since the process started)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process in bytes: ``VmHWM`` (since the last :func:`reset_peak_rss`),
-    else ``resource.getrusage``'s ``ru_maxrss`` (since the start)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
 def device_memory() -> dict | None:
     """Device memory summed over JAX's devices from ``memory_stats()`` (``bytes_in_use``,
     ``peak_bytes_in_use``), or None where the backend reports none (XLA's CPU backend)."""
-    stats = [d.memory_stats() for d in jax.devices()]
-    if not all(stats):
+    stats = device_memory_stats()
+    if stats is None:
         return None
     return {k: int(sum(s.get(k, 0) for s in stats)) for k in ("bytes_in_use", "peak_bytes_in_use")}

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from coda_jax.device.engine import StageCompiler, user_mesh
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.stage import USERS, device_stage
+from coda_jax.resources import peak_rss_bytes, reset_peak_rss
 from kernels.auc import masked_auc
 from sims import bench_measure, contenders
 from sims.bench_report import print_table, write_plot
@@ -189,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     # --- scaling: every point once (the ratio point: its interleaved rounds)
     fig["points"] = []
     for users in points:
-        bench_measure.reset_peak_rss()
+        reset_peak_rss()
         if users == ratio_users:
             seconds = float(np.median(engine_times))
         else:
             seconds = run_engine(compiler, params, pop, users, numbers, keys, sharding)["seconds"]
         fig["points"].append({"users": users, "seconds": seconds, "per_user_seconds": seconds / users,
                               "user_steps_per_second": users * steps_per_user / seconds,
-                              "peak_rss_bytes": bench_measure.peak_rss_bytes(),
+                              "peak_rss_bytes": peak_rss_bytes(),
                               "device_memory": bench_measure.device_memory()})
         print(f"  {users:>7} users: {seconds:8.2f} s, {1e3 * seconds / users:.3f} ms/user")
     fig["engine_compiles"] = compiler.compiles
