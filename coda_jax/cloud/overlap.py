@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from coda_jax.data.split import user_offsets
+
 ITEM_OVERLAP_WORK_PER_USER = 2_000_000
 """Multiply-adds of the sparse overlap product allowed per query user before popular items are left out."""
 
@@ -101,7 +103,7 @@ def item_overlap_users(sets: sp.csr_matrix, query_users: np.ndarray, count: int,
         q = query_users[s0:s0 + block]
         overlap = (sets[q] @ by_item).tocsr()                                        # [b, num_users] |A & B|
         r, c, cos = _best(overlap, q, sizes, count)
-        rank = np.arange(len(r)) - np.searchsorted(r, r)                             # position within the query
+        rank, _ = user_offsets(r)                                                    # position within the query
         keep = rank < count
         users[s0 + r[keep], rank[keep]] = c[keep]
         scores[s0 + r[keep], rank[keep]] = cos[keep]

@@ -59,6 +59,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     sim_index = np.full(table.num_users, -1)
     sim_index[data.users] = np.arange(len(data.users))
     local_rows = np.flatnonzero(data.train & (sim_index[table.user] >= 0))
+    local_owner = sim_index[table.user[local_rows]]                      # simulated user of each local row
     r_cfg = cfg.retrieval
     pool_lists = pool_by_user(table.user, pool, table.num_users)
     report = {"backend": None, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
@@ -68,8 +69,8 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
         with timer("index_build"):
             searcher = make_searcher(vectors[pool], r_cfg, cfg.seed, queries=len(local_rows))
         with timer("coarse_match"):
-            cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows,
-                                             sim_index[table.user[local_rows]], len(data.users), r_cfg)
+            cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows, local_owner,
+                                             len(data.users), r_cfg)
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
         with timer("recall_check"):
             report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))
@@ -82,7 +83,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())
     heldout_rows = np.flatnonzero(data.heldout & (sim_index[table.user] >= 0))
     rows = UserRows(
-        local=csr_from_owner(sim_index[table.user[local_rows]], local_rows, len(data.users)),
+        local=csr_from_owner(local_owner, local_rows, len(data.users)),
         candidates=(cands.offsets, cands.rows),
         random=random_rows(pool, table.user, data.users, cfg.retrieval.max_candidates, cfg.seed + 1),
         test=csr_from_owner(sim_index[table.user[heldout_rows]], heldout_rows, len(data.users)),

@@ -24,6 +24,7 @@ import numpy as np
 
 from coda_jax.config import SyntheticConfig
 from coda_jax.data.schema import Interactions
+from coda_jax.data.split import user_offsets
 
 
 TIME_SCALE = 10 ** 9
@@ -117,6 +118,7 @@ def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.
       rows, fewer only as said above) and 0-based item index, each user's items in draw order.
     """
     n_items = item_order.shape[0]
+    cluster_last = np.append(cluster_start[1:], n_items) - 1            # last position of each cluster
     n_clusters = cluster_p.shape[1]
     cdf = np.cumsum(cluster_p, axis=1)
     cdf[:, -1] = 1.0
@@ -134,7 +136,7 @@ def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.
         c = np.minimum(c, n_clusters - 1)
         lo, hi = cluster_cum[c], cluster_cum[c + 1]
         pos = np.searchsorted(item_cum, lo + rng.random(who.shape[0]) * (hi - lo), side="right")
-        pos = np.clip(pos, cluster_start[c], np.append(cluster_start[1:], n_items)[c] - 1)
+        pos = np.clip(pos, cluster_start[c], cluster_last[c])
         owner = np.concatenate([owner, who])
         item = np.concatenate([item, item_order[pos]])
         _, first = np.unique(owner * n_items + item, return_index=True)     # first draw of each (user, item)
@@ -142,7 +144,7 @@ def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.
         owner, item = owner[first], item[first]
         order = np.argsort(owner, kind="stable")
         owner, item = owner[order], item[order]
-        rank = np.arange(owner.shape[0]) - np.searchsorted(owner, owner)      # position within the user's draws
+        rank, _ = user_offsets(owner)                                         # position within the user's draws
         keep = rank < n_rows[owner]
         owner, item = owner[keep], item[keep]
     return owner, item
