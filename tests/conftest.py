@@ -10,6 +10,22 @@ import pytest
 from coda_jax.config import Config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_compile_cache(tmp_path_factory):
+    """The CLI turns on JAX's persistent compilation cache (``$CODA_JAX_CACHE``) for the rest of the process when
+    a test calls it in-process. Point it at a folder of this session, so a compile count a test asserts never
+    depends on programs cached by earlier sessions in the user's ``~/.cache``."""
+    import os
+
+    old = os.environ.get("CODA_JAX_CACHE")
+    os.environ["CODA_JAX_CACHE"] = str(tmp_path_factory.mktemp("xla-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CODA_JAX_CACHE", None)
+    else:
+        os.environ["CODA_JAX_CACHE"] = old
+
+
 def tiny_config(**overrides) -> Config:
     """A config small enough for unit tests on a 2-core CPU."""
     cfg = Config()
