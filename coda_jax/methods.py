@@ -126,8 +126,7 @@ def _coda(x: AugmentInputs):
 def _mpda_start(model, params, device, key, ft_cfg, settings):
     from coda_jax.device.train import mpda_trials   # noqa: PLC0415 - train imports this module's callers
 
-    return mpda_trials(model, params, device.local, device.matched, settings.matched_users, key, ft_cfg,
-                       settings.mpda)
+    return mpda_trials(model, params, device, key, ft_cfg, settings.mpda)
 
 
 register_method("global", None, description="the cloud model as is")

@@ -34,18 +34,20 @@ def finetune_flops(cfg: Config, n_local: np.ndarray, fwd: float) -> np.ndarray:
     return np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
 
 
-def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-             kept: np.ndarray, vocab_size: np.ndarray, user_rows: np.ndarray | None = None) -> dict:
+def estimate(cfg: Config, data: Dataset, cloud, dev) -> dict:
     """Per-device overhead of the ``coda`` method, averaged over simulated users.
 
     Args:
-      kept: int [S] candidates each device kept; vocab_size, user_rows: int [S] item and user rows in each
-        device's model copy (user_rows defaults to 1, the device's own user).
+      cloud: the run's :class:`~coda_jax.cloud.output.CloudOutput` (model, parameters, vectors, rows).
+      dev: one sweep point's :class:`~coda_jax.device.output.DeviceOutput`: the candidates each device kept
+        (mean over repeats) and the item and user rows of each device's model copy.
 
     Returns a dict of means: ``bytes_down`` (model copy + candidates with their vectors, + random negatives
     if the classifier uses them), ``bytes_up`` (local sample vectors sent for matching), ``storage_bytes``
     (local + kept rows + model copy), ``flops_classifier``, ``flops_finetune``, and the per-item pieces.
     """
+    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
+    kept, vocab_size, users_held = dev.kept[0].mean(axis=0), dev.vocab_size, dev.user_rows
     table = data.table
     row_bytes = INT_BYTES * (2 + table.genres.shape[1] + 2 * table.history_len) + FLOAT_BYTES  # ids + label
     vec_bytes = FLOAT_BYTES * vectors.shape[1]
@@ -55,7 +57,6 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
                    for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
     fixed = sum(int(np.prod(t.shape)) for k, v in params.items() if param_group(k) not in ("item", "user")
                 for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
-    users_held = np.ones_like(vocab_size) if user_rows is None else user_rows
     model_bytes = fixed + per_item * vocab_size.astype(np.float64) + per_user * users_held.astype(np.float64)
     n_local = rows.counts("local").astype(np.float64)
     n_cand = rows.counts("candidates").astype(np.float64)

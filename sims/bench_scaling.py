@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     fig["engine_at_ratio_point"] = {"seconds": engine_times, "per_user_seconds": engine_per_user}
 
     # --- parity on the subset: the engine's own program with its test logits
-    ref = device_stage(model, settings, params, jax.device_put(pop.first(subset)), numbers, keys,
-                       with_logits=True)
+    ref = device_stage(model, dataclasses.replace(settings, with_logits=True), params,
+                       jax.device_put(pop.first(subset)), numbers, keys)
     ref_logits = np.asarray(ref["logits"])[:, 0, 0]                                   # [n, M, Nt]
     t = sub_chunk.test
     msk = np.broadcast_to(t.mask[:, None], ref_logits.shape)

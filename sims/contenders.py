@@ -16,6 +16,7 @@ Each returns test logits float [n, M, Nt] of the first ``n`` users of a chunk (M
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
@@ -41,8 +42,8 @@ def _user(chunk: DeviceChunk, u: int) -> DeviceChunk:
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
 def _one_user(model, settings: StageSettings, params, chunk: DeviceChunk, u, numbers: StageNumbers, key):
     device = jax.tree_util.tree_map(lambda x: x[u], chunk)
-    out = user_stage(model, settings, params, device, numbers, jax.random.fold_in(key, device.user_index),
-                     with_logits=True)
+    out = user_stage(model, dataclasses.replace(settings, with_logits=True), params, device, numbers,
+                     jax.random.fold_in(key, device.user_index))
     return out["logits"]
 
 
@@ -126,8 +127,7 @@ class StepPieces:
 def _batches(key, local_w, aug_w, ft_cfg):
     from coda_jax.device.sampler import epoch_batches  # noqa: PLC0415
 
-    return epoch_batches(key, local_w, aug_w, ft_cfg.steps, ft_cfg.batch_size, ft_cfg.aug_batch_size,
-                         ft_cfg.sampling)
+    return epoch_batches(key, local_w, aug_w, ft_cfg)
 
 
 def step_loop(pieces: StepPieces, params, chunk: DeviceChunk, key, n: int) -> np.ndarray:

@@ -247,7 +247,8 @@ def test_chunk_vocab_equals_the_sort_per_row(num_ids, monkeypatch):
 def test_make_chunk_is_unchanged_by_the_presence_table(tiny_cloud, row_users, monkeypatch):
     cfg, data, _, _, vectors, rows = tiny_cloud
     owners = np.concatenate([np.arange(min(6, len(data.users))), [-1, -1]])
-    args = (data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates, 8, row_users, 0)
+    args = (data.table, vectors, rows, owners, data.users,
+            chunk_mod.ChunkSpec(cfg.retrieval.max_candidates, 8, row_users, 0))
     got = chunk_mod.make_chunk(*args)
     monkeypatch.setattr(chunk_mod, "chunk_vocab", lambda ids, n: local_vocab(ids))     # the sort per row
     want = chunk_mod.make_chunk(*args)

@@ -18,6 +18,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from coda_jax.config import ClassifierConfig, Config, FinetuneConfig, MpdaConfig
 
@@ -79,6 +80,8 @@ class StageSettings:
     mpda: MpdaConfig = MpdaConfig()
     matched_users: int = 10        # the chunk's matched rows are matched_users blocks of equal width
     lockstep_users: int = 0        # users vmapped together; groups run one after another (0 = the whole chunk)
+    with_logits: bool = False      # the stage also returns test logits and candidate scores
+    mesh: Mesh | None = None       # the user axis is split over this mesh's "users" axis (None: one device)
 
     @staticmethod
     def from_config(cfg: Config) -> "StageSettings":
