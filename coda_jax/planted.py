@@ -23,6 +23,7 @@ from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
 from coda_jax.data.synthetic import REFERENCES, reference_logits
+from coda_jax.device.methods import anchor
 from coda_jax.evaluate import grouped_auc, paired_bootstrap
 
 
@@ -83,11 +84,11 @@ def _padded(csr: tuple[np.ndarray, np.ndarray], width: int | None = None) -> tup
     return pad_rows(offsets, flat, np.arange(n), w)
 
 
-def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None = None) -> dict:
+def own_group_shares(data: Dataset, rows, kept: np.ndarray | None = None) -> dict:
     """Mean over simulated users of the share of their random rows, coarse candidates and kept candidates whose
     owners are in the user's own planted group (users with none of a kind are skipped). ``1 / groups`` is
     chance. ``kept``: bool [S, >= candidate width], which candidates (in ``rows.candidates`` order) each
-    user's classifier kept in the device stage (repeat 0)."""
+    user's classifier kept in the device stage (repeat 0); None: no kept share."""
     table = data.table
     world = table.planted
     group_of_row = world.group[table.user_ids[table.user]]
@@ -102,7 +103,7 @@ def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None =
     r_idx, r_mask = _padded(rows.random)
     c_idx, c_mask = _padded(rows.candidates)
     out = {"chance": 1.0 / world.num_groups, "random": share(r_idx, r_mask), "candidates": share(c_idx, c_mask)}
-    if kept is not None and "coda" in cfg.methods:
+    if kept is not None:
         out["kept"] = share(c_idx, c_mask & kept[:, :c_idx.shape[1]])
     return out
 
@@ -141,7 +142,8 @@ def references(cfg: Config, data: Dataset, cloud, dev, methods: dict) -> Referen
       cloud: the run's :class:`~coda_jax.cloud.output.CloudOutput`; dev: one sweep point's
         :class:`~coda_jax.device.output.DeviceOutput` (``valid`` [S]: the methods' users; repeat 0's kept
         candidates go into the own-group shares).
-      methods: the run's method rows (``Results.methods``), read for coda's and global's AUC.
+      methods: the run's method rows (``Results.methods``), read for the anchor's (coda's) AUC and that of the
+        method that does not fine-tune (global).
     """
     table, rows, valid = data.table, cloud.rows, dev.valid
     if table.planted is None and data.cloud_train is None:
@@ -155,18 +157,21 @@ def references(cfg: Config, data: Dataset, cloud, dev, methods: dict) -> Referen
         per_user[name] = auc
         out[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
     diagnostics: dict = {}
-    if "coda" in methods and "per_user" in methods["coda"]:
-        coda = methods["coda"]["per_user"]
+    first = anchor(dev.methods)
+    if first is not None and "per_user" in methods[first.name]:
+        coda = methods[first.name]["per_user"]
         coda_auc = np.array([coda.get(str(u), np.nan) for u in user_ids])
         for name, auc in per_user.items():
             both = np.isfinite(coda_auc) & np.isfinite(auc) & valid
             comparisons[name] = paired_bootstrap(coda_auc[both], auc[both], cfg.eval.bootstrap, cfg.eval.confidence,
                                                  cfg.seed)
-        if "global" in methods and "group-oracle" in out:
-            g, o, c = methods["global"]["auc"], out["group-oracle"]["auc"], methods["coda"]["auc"]
+        baseline = next((m.name for m in dev.methods if not m.finetunes), None)
+        if baseline is not None and "group-oracle" in out:
+            g, o, c = methods[baseline]["auc"], out["group-oracle"]["auc"], methods[first.name]["auc"]
             # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
             diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
     if table.planted is not None:
-        diagnostics["own_group_share"] = own_group_shares(cfg, data, rows, dev.kept_mask[0, 0])
+        kept = dev.kept_mask[0, 0] if any(m.keeps_candidates for m in dev.methods) else None
+        diagnostics["own_group_share"] = own_group_shares(data, rows, kept)
     diagnostics["references_seconds"] = time.perf_counter() - t
     return References(rows=out, comparisons=comparisons, diagnostics=diagnostics)

@@ -17,6 +17,7 @@ from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_
 from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
+from coda_jax.device.methods import anchor
 from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
@@ -87,9 +88,9 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
 
 
 def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, dict]:
-    """Every method's row of ``Results.methods`` and coda's paired differences against the others, from one
-    sweep point's device output ``dev`` (``auc`` [1, R, M, S])."""
-    methods_list = tuple(cfg.methods)
+    """Every method's row of ``Results.methods`` and the anchor's (coda's) paired differences against the
+    others, from one sweep point's device output ``dev`` (``auc`` [1, R, M, S])."""
+    methods_list = tuple(m.name for m in dev.methods)
     has_labels = dev.valid
     user_ids = data.table.user_ids[data.users]
     auc, repeats, nonfinite = dev.auc_mean[0], dev.auc[0], dev.nonfinite[0]
@@ -106,10 +107,11 @@ def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, di
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")
                                                for r in repeats]
     comparisons = {}
-    if "coda" in methods_list:
-        ci = methods_list.index("coda")
+    first = anchor(dev.methods)
+    if first is not None:
+        ci = dev.methods.index(first)
         for i, name in enumerate(methods_list):
-            if name != "coda":
+            if i != ci:
                 both = valid[ci] & valid[i]
                 comparisons[name] = paired_bootstrap(auc[ci][both], auc[i][both], cfg.eval.bootstrap,
                                                      cfg.eval.confidence, cfg.seed)
@@ -122,7 +124,7 @@ def assemble_results(cfg: Config, data: Dataset, cloud: CloudOutput, dev: Device
     rows, user_ids = cloud.rows, data.table.user_ids[data.users]
     methods, comparisons = method_rows(cfg, data, dev)
     augmentation = {"local_rows": float(rows.counts("local").mean())}
-    augmentation.update({name: float(dev.aug_rows[0][:, i].mean()) for i, name in enumerate(cfg.methods)})
+    augmentation.update({m.name: float(dev.aug_rows[0][:, i].mean()) for i, m in enumerate(dev.methods)})
     retrieval = dict(cloud.retrieval, device_stage_compiles=dev.compile.compiles,
                      device_stage_shapes=dev.compile.shapes, lanes=dev.compile.lanes)
     ovh = overhead.estimate(cfg, data, cloud, dev)

@@ -32,7 +32,7 @@ from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.settings import StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.device.train import classifier_scores, keep_mask, make_optimizer, score
-from coda_jax.models.classifier import SampleClassifier
+from coda_jax.models.registry import make_classifier
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import masked_auc
 
@@ -65,7 +65,7 @@ class PerUserLoop:
     def __init__(self, model, params, chunk: DeviceChunk, cfg: Config):
         self.cfg, self.params = cfg, params
         cls_cfg, ft_cfg = cfg.classifier, cfg.finetune
-        self.clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
+        self.clf = make_classifier(cls_cfg)
         self.model = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), make_optimizer(ft_cfg)
         m, clf = self.model, self.clf
@@ -83,7 +83,7 @@ class PerUserLoop:
         self.cls_step, self.ft_step = cls_step, ft_step
         self.cls_init = jax.jit(lambda k, x: clf.init(k, x[:1])["params"])
         self.cls_opt_init, self.ft_opt_init = jax.jit(cls_opt.init), jax.jit(ft_opt.init)
-        self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(p, x, cls_cfg), mask, cls_cfg))
+        self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(clf, p, x), mask, cls_cfg))
         self.batches = jax.jit(lambda k, wl, wa: epoch_batches(k, wl, wa, ft_cfg))
         self.localize = jax.jit(localize_params)
         self.predict = jax.jit(lambda p, r: score(m, p, r))

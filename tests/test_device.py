@@ -16,8 +16,10 @@ from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.sampler import epoch_batches, epoch_order
 from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
 from coda_jax.device.stage import device_stage, user_stage
+from coda_jax.device.methods import get_method
 from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
+from coda_jax.models.registry import make_classifier
 
 
 def _user(chunk, u):
@@ -85,11 +87,12 @@ def test_classifier_learns_the_local_boundary(kind):
     local = rng.normal(0.8, 1.0, size=(40, d)).astype(np.float32)
     outside = rng.normal(-0.8, 1.0, size=(60, d)).astype(np.float32)
     cfg = ClassifierConfig(kind=kind, steps=150, learning_rate=0.05)
-    p = train_classifier(jnp.asarray(local), jnp.ones(40, bool), jnp.asarray(outside), jnp.ones(60, bool),
+    clf = make_classifier(cfg)
+    p = train_classifier(clf, (jnp.asarray(local), jnp.ones(40, bool)), (jnp.asarray(outside), jnp.ones(60, bool)),
                          jax.random.PRNGKey(0), cfg)
     test_local = rng.normal(0.8, 1.0, size=(200, d)).astype(np.float32)
     test_out = rng.normal(-0.8, 1.0, size=(200, d)).astype(np.float32)
-    s = np.asarray(classifier_scores(p, jnp.asarray(np.concatenate([test_local, test_out])), cfg))
+    s = np.asarray(classifier_scores(clf, p, jnp.asarray(np.concatenate([test_local, test_out]))))
     assert roc_auc_score(np.r_[np.ones(200), np.zeros(200)], s) > 0.9
 
 
@@ -99,11 +102,12 @@ def test_classifier_ignores_padding():
     neg = rng.normal(-1.0, 1.0, size=(16, 4)).astype(np.float32)
     pm = np.arange(16) < 10
     cfg = ClassifierConfig(steps=30)
-    p1 = train_classifier(jnp.asarray(pos), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+    clf = make_classifier(cfg)
+    p1 = train_classifier(clf, (jnp.asarray(pos), jnp.asarray(pm)), (jnp.asarray(neg), jnp.ones(16, bool)),
                           jax.random.PRNGKey(0), cfg)
     garbage = pos.copy()
     garbage[~pm] = 1e3
-    p2 = train_classifier(jnp.asarray(garbage), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+    p2 = train_classifier(clf, (jnp.asarray(garbage), jnp.asarray(pm)), (jnp.asarray(neg), jnp.ones(16, bool)),
                           jax.random.PRNGKey(0), cfg)
     chex.assert_trees_all_close(p1, p2, rtol=1e-5, atol=1e-6)
 
@@ -334,16 +338,18 @@ def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, ma
     rows (not the candidates): the stage's scores and kept mask equal a classifier trained on those rows."""
     cfg, data, model, params, vectors, rows = tiny_cloud
     cls_cfg = dataclasses.replace(cfg.classifier, negatives="random", kind="mlp")
-    settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, methods=("coda",))
+    clf = make_classifier(cls_cfg)
+    settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, classifier_model=clf,
+                                   methods=(get_method("coda"),))
     c = _user(make_tiny_chunk([6]), 0)
     key = jax.random.PRNGKey(11)
     settings = dataclasses.replace(settings, with_logits=True)
     out = jax.jit(user_stage, static_argnums=(0, 1))(model, settings, params, c, _numbers(cfg), key)
     k_cls, _ = jax.random.split(key)
     local_x, rand_x, cand_x = (r.vector for r in (c.local, c.random, c.candidates))
-    cls = train_classifier(local_x, c.local.mask, rand_x, c.random.mask, k_cls, cls_cfg)
-    want = classifier_scores(cls, cand_x, cls_cfg)
+    cls = train_classifier(clf, (local_x, c.local.mask), (rand_x, c.random.mask), k_cls, cls_cfg)
+    want = classifier_scores(clf, cls, cand_x)
     np.testing.assert_allclose(np.asarray(out["candidate_score"]), np.asarray(want), rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(out["kept"]), np.asarray(keep_mask(want, c.candidates.mask, cls_cfg)))
-    with_cands = train_classifier(local_x, c.local.mask, cand_x, c.candidates.mask, k_cls, cls_cfg)
-    assert not np.allclose(np.asarray(classifier_scores(with_cands, cand_x, cls_cfg)), np.asarray(want), atol=1e-4)
+    with_cands = train_classifier(clf, (local_x, c.local.mask), (cand_x, c.candidates.mask), k_cls, cls_cfg)
+    assert not np.allclose(np.asarray(classifier_scores(clf, with_cands, cand_x)), np.asarray(want), atol=1e-4)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from coda_jax.device.engine import local_width_classes
-from coda_jax.methods import get_method, register_method
+from coda_jax.device.methods import get_method, register_method
 from coda_jax.cloud.output import CloudOutput
 from coda_jax.simulate import simulate, simulate_points
 

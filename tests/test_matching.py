@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coda_jax.cloud.matching import (candidates_from_users, match_users, pool_by_user,
+from coda_jax.cloud.matchings import match_users
+from coda_jax.cloud.matching import (MatchInputs, candidates_from_users, pool_by_user,
                                      random_users, top_users, user_vectors, users_from_candidates)
 from coda_jax.cloud.overlap import item_sets
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher
@@ -124,7 +125,7 @@ def test_match_users_by_item_overlap_finds_the_user_sharing_most_items():
     item = np.array([1, 2, 3, 4,  1, 2, 3, 9,  7, 8, 9, 10,  1, 2, 11, 12])
     lists = pool_by_user(row_user, np.arange(16), 4)
     cfg = RetrievalConfig(matching="item_overlap", backend="exact")
-    users, _ = match_users(cfg, {}, np.zeros((16, 2), np.float32), item, 12, lists, np.array([0, 2]), 2, 0)
+    users, _ = match_users(MatchInputs(cfg, {}, np.zeros((16, 2), np.float32), item, 12, lists, np.array([0, 2]), 2, 0))
     np.testing.assert_array_equal(users, [[1, 3], [1, -1]])      # user 2 shares items with user 1 only
 
 
@@ -219,8 +220,8 @@ def test_match_users_dispatch(matching):
     emb = rng.normal(size=(num_users, 4)).astype(np.float32)
     cfg = RetrievalConfig(matching=matching, backend="exact")
     sim = np.array([0, 5, 9])
-    users, _ = match_users(cfg, {"user_embed": {"embedding": emb}}, np.zeros((len(row_user), 2), np.float32),
-                           item, num_items, lists, sim, 4, 0)
+    users, _ = match_users(MatchInputs(cfg, {"user_embed": {"embedding": emb}},
+                                       np.zeros((len(row_user), 2), np.float32), item, num_items, lists, sim, 4, 0))
     valid = np.diff(lists[0]) > 0
     for s, row in zip(sim, users):
         got = row[row >= 0]

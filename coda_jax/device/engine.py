@@ -199,7 +199,7 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
-    spec = ChunkSpec.from_config(cfg, cfg.mpda.rows_per_user if any(m == "mpda" for m in settings.methods) else 0)
+    spec = ChunkSpec.from_config(cfg, cfg.mpda.rows_per_user if any(m.matched_rows for m in settings.methods) else 0)
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
     params = jax.device_put(cloud.params)
     vocab_widths: dict[int, tuple[int, int]] = {}                       # local width -> widest vocabularies
@@ -243,7 +243,7 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
                            lanes={"sweep_points": p, "repeats": r, "methods": m,
                                   "users_in_lockstep": min(lock, size // n_dev), "devices": n_dev})
     return DeviceOutput(auc=auc, aug_rows=aug_rows, nonfinite=nonfinite, kept_mask=kept_mask, valid=valid,
-                        vocab_size=vocab_size, user_rows=user_rows, compile=report)
+                        vocab_size=vocab_size, user_rows=user_rows, compile=report, settings=settings)
 
 
 def device_keys(cfg: Config) -> jax.Array:

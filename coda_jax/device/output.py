@@ -4,6 +4,7 @@ device stage (host numpy arrays), and :class:`CompileReport`, what running it co
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.struct
 import numpy as np
@@ -42,6 +43,8 @@ class DeviceOutput:
       valid: bool [S] the user's test rows hold both classes.
       vocab_size: int [S] item rows of each device's model copy; user_rows: int [S] its user rows.
       compile: the :class:`CompileReport` (static).
+      settings: the :class:`~coda_jax.device.settings.StageSettings` that ran (static): its ``methods`` are
+        the registry entries behind the M axis, its ``classifier_model`` the sample classifier.
     """
 
     auc: np.ndarray
@@ -52,6 +55,17 @@ class DeviceOutput:
     vocab_size: np.ndarray
     user_rows: np.ndarray
     compile: CompileReport = flax.struct.field(pytree_node=False, default_factory=CompileReport)
+    settings: Any = flax.struct.field(pytree_node=False, default=None)
+
+    @property
+    def methods(self) -> tuple:
+        """The :class:`~coda_jax.device.methods.Method` entries of the M axis, in order."""
+        return self.settings.methods
+
+    @property
+    def classifier(self):
+        """The sample classifier module that ran."""
+        return self.settings.classifier_model
 
     @property
     def auc_mean(self) -> np.ndarray:

@@ -22,7 +22,7 @@ from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
-from coda_jax.methods import AugmentInputs, get_method
+from coda_jax.device.methods import AugmentInputs
 from kernels.auc import masked_auc
 from kernels.sharding import shard_map
 
@@ -58,16 +58,16 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
     local_x, cand_x = local.vector, candidates.vector          # the classifier sees the sample vectors
     neg_mask, neg_x = ((candidates.mask, cand_x) if cls_cfg.negatives == "candidates"
                        else (random.mask, random.vector))
-    cls_params = train_classifier(local_x, local.mask, neg_x, neg_mask, k_cls, cls_cfg)
-    cand_score = classifier_scores(cls_params, cand_x, cls_cfg)
+    classifier = settings.classifier_model
+    cls_params = train_classifier(classifier, (local_x, local.mask), (neg_x, neg_mask), k_cls, cls_cfg)
+    cand_score = classifier_scores(classifier, cls_params, cand_x)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     inputs = AugmentInputs(local=local, candidates=candidates, random=random, kept=kept,
                            candidate_score=cand_score, finetune=ft_cfg)
     out = {"params": params, "kept": kept, "candidate_score": cand_score, "key": k_ft,
            "mpda_accepted": jnp.zeros(settings.matched_users, dtype=bool)}
     starts, aug, aug_w, aug_rows = [], [], [], []
-    for name in settings.methods:
-        m = get_method(name)
+    for m in settings.methods:
         if not m.finetunes:
             continue
         rows, w = m.augment(inputs)
@@ -110,8 +110,8 @@ def finish_user(model: nn.Module, settings: StageSettings, device: DeviceChunk, 
     test = device.test
     global_logits = score(model, prep["params"], test)
     logits, rows, lane = [], [], 0
-    for name in settings.methods:
-        if get_method(name).finetunes:
+    for m in settings.methods:
+        if m.finetunes:
             logits.append(lane_logits[lane])
             rows.append(prep["aug_rows"][lane])
             lane += 1

@@ -23,26 +23,26 @@ from coda_jax.config import ClassifierConfig, FinetuneConfig, MpdaConfig
 from coda_jax.device.chunk import Rows
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.submodel import split_trainable
-from coda_jax.models.classifier import SampleClassifier
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import auc_1d
 
 
 # ----------------------------------------------------------------------------- sample classifier
 
-def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, neg_mask: jnp.ndarray,
+def train_classifier(classifier: nn.Module, pos: tuple[jnp.ndarray, jnp.ndarray], neg: tuple[jnp.ndarray, jnp.ndarray],
                      key: jax.Array, cfg: ClassifierConfig):
     """Train one user's sample classifier, local (positive) vs outside (negative), full-batch Adam.
 
     Args:
-      pos: float [Np, D] vectors of local rows; pos_mask: bool [Np].
-      neg: float [Nn, D] vectors of outside rows; neg_mask: bool [Nn].
+      classifier: the classifier module (vectors [..., D] -> logits [...]; ``StageSettings.classifier_model``).
+      pos: ``(vectors float [Np, D], mask bool [Np])`` of the local rows.
+      neg: ``(vectors float [Nn, D], mask bool [Nn])`` of the outside rows.
       key: PRNG key for initialisation.
 
     Returns:
       The classifier's parameter dict. Classes are balanced (each class carries half the loss weight).
     """
-    model = SampleClassifier(kind=cfg.kind, hidden=cfg.hidden)
+    (pos, pos_mask), (neg, neg_mask), model = pos, neg, classifier
     x = jnp.concatenate([pos, neg])
     y = jnp.concatenate([jnp.ones(pos.shape[0]), jnp.zeros(neg.shape[0])])
     w = jnp.concatenate([pos_mask / jnp.maximum(pos_mask.sum(), 1), neg_mask / jnp.maximum(neg_mask.sum(), 1)])
@@ -59,10 +59,9 @@ def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, 
     return params
 
 
-def classifier_scores(params, vectors: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
+def classifier_scores(classifier: nn.Module, params, vectors: jnp.ndarray) -> jnp.ndarray:
     """Probability that each row is local-like: vectors [N, D] -> float [N]."""
-    model = SampleClassifier(kind=cfg.kind, hidden=cfg.hidden)
-    return jax.nn.sigmoid(model.apply({"params": params}, vectors))
+    return jax.nn.sigmoid(classifier.apply({"params": params}, vectors))
 
 
 def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
