@@ -39,17 +39,19 @@ def test_step_blocks_cover_the_steps_with_fewer_padding_steps_than_blocks(steps)
 def test_blocks_of_draws_are_the_draws_of_all_steps_at_once():
     w_local = jnp.asarray(np.r_[np.ones(13), np.zeros(3)], jnp.float32)
     w_aug = jnp.asarray(np.r_[np.full(20, 0.5), np.zeros(4)], jnp.float32)
-    key = jax.random.PRNGKey(7)
-    for sampling in ("pooled", "stratified"):
-        idx, weight = epoch_batches(key, w_local, w_aug, 50, 8, 4, sampling)
-        plan = batch_plan(key, w_local, w_aug, 8, 4, sampling)
-        got = [draw_steps(plan, first, count) for first, count in ((0, 17), (17, 20), (37, 13))]
-        np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), idx)
-        np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), weight)
     valid = jnp.asarray(np.arange(11) % 3 != 0)
-    whole = epoch_order(key, valid, 40)
-    np.testing.assert_array_equal(np.concatenate([epoch_order(key, valid, 25), epoch_order(key, valid, 15, first=25)]),
-                                  whole)
+
+    @jax.jit
+    def both(k):                  # stratified: a local and an augmented stratum
+        plan = batch_plan(k, w_local, w_aug, 8, 4, "stratified")
+        blocks = [draw_steps(plan, jnp.int32(first), count) for first, count in ((0, 17), (17, 20), (37, 13))]
+        orders = epoch_order(k, valid, 25), epoch_order(k, valid, 15, jnp.int32(25)), epoch_order(k, valid, 40)
+        return epoch_batches(k, w_local, w_aug, 50, 8, 4, "stratified"), blocks, orders
+
+    (idx, weight), got, (a, b, whole) = both(jax.random.PRNGKey(7))
+    np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), idx)
+    np.testing.assert_array_equal(np.concatenate([g[1] for g in got]), weight)
+    np.testing.assert_array_equal(np.concatenate([a, b]), whole)
 
 
 @pytest.mark.parametrize("steps", [3, 2 * STEP_BLOCK + 1])       # one block; three blocks with one padding step
