@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from coda_jax.cloud.search import report_line
-from coda_jax.results_io import write_json_atomic
+from coda_jax.results_io import save_json
 
 
 @dataclasses.dataclass
@@ -47,10 +47,10 @@ class Results:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
-        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        return write_json_atomic(out / "results.json", self.to_json())
+        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact,
+        writes the results to a fallback file and raises :class:`~coda_jax.results_io.SaveError` naming both
+        (see :func:`~coda_jax.results_io.save_json`)."""
+        return save_json(Path(out_dir) / "results.json", self.to_json())
 
     def table(self) -> str:
         """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired

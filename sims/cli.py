@@ -74,7 +74,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
     from coda_jax.evaluate import combine_runs  # noqa: PLC0415
-    from coda_jax.results_io import check_out_file, read_json, write_json_atomic  # noqa: PLC0415
+    from coda_jax.results_io import check_out_file, read_json, save_json  # noqa: PLC0415
 
     if args.out:
         check_out_file(args.out, overwrite=args.overwrite)
@@ -103,8 +103,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
         print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out, out)
+        save_json(args.out, out)
         print(f"written to {args.out}")
     return 0
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from coda_jax.config import Config, ConfigError, to_dict, with_overrides
-from coda_jax.results_io import (check_out_dir, read_json, remove_stale_temporaries, strict_json,
-                                 write_json_atomic)
+from coda_jax.config import Config, ConfigError, check_memory, to_dict, with_overrides
+from coda_jax.results_io import check_out_dir, read_json, remove_stale_temporaries, save_json, strict_json
 from sims.common import build_config
 
 
@@ -116,7 +115,9 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
     from coda_jax.cloud.stage import cloud_key, cloud_stage  # noqa: PLC0415
     from coda_jax.simulate import simulate_points  # noqa: PLC0415
 
-    variants = [(ov, with_overrides(base, ov) if ov else base) for ov in grid_overrides(grid)]
+    variants = [(ov, with_overrides(base, ov, "--grid") if ov else base) for ov in grid_overrides(grid)]
+    for _, cfg in variants:               # before any work: a variant too big for this machine is refused
+        check_memory(cfg)
     ids = [variant_id(cfg) for _, cfg in variants]
     for j, vid in enumerate(ids):
         i = ids.index(vid)
@@ -152,7 +153,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         for i in members:
             if store is not None:
                 (store / ids[i]).mkdir(parents=True, exist_ok=True)
-                write_json_atomic(store / ids[i] / "variant.json", {"overrides": variants[i][0],
+                save_json(store / ids[i] / "variant.json", {"overrides": variants[i][0],
                                                                     "config": to_dict(variants[i][1])})
         if key not in clouds:
             datasets[key] = make_dataset(cfgs[0])
@@ -165,7 +166,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         # rows in grid order, as far as every earlier variant is done
         rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants)) if i in results_of]
         if store is not None:
-            write_json_atomic(store / "sweep.json", rows)
+            save_json(store / "sweep.json", rows)
         while printed < len(variants) and printed in results_of:
             print(format_row(summarize(printed, variants[printed][0], results_of[printed], ids[printed])), flush=True)
             printed += 1
@@ -174,7 +175,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         print(format_row(rows[printed]), flush=True)
         printed += 1
     if store is not None:
-        write_json_atomic(store / "sweep.json", rows)
+        save_json(store / "sweep.json", rows)
     return rows
 
 
