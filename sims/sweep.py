@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from coda_jax.config import Config, ConfigError, check_memory, to_dict, with_overrides
+from coda_jax.evaluate import format_difference
 from coda_jax.results_io import check_out_dir, read_json, remove_stale_temporaries, save_json, strict_json
 from sims.common import build_config
 
@@ -88,12 +89,26 @@ def _finished(path: Path, cfg: Config, overwrite: bool) -> dict | None:
 
 
 def _check_sweep_json(path: Path, ids: list[str]) -> None:
-    """Refuse to replace a sweep.json that lists variants outside this sweep (another sweep's index)."""
+    """Refuse to replace a sweep.json that lists variants outside this sweep (another sweep's index).
+
+    A damaged sweep.json (truncated, not a list of rows) is rebuilt from the variant folders (this sweep
+    rewrites it from every finished variant's results.json), unless the folder holds variant folders of
+    another grid: then the error says how to rebuild it."""
     if not path.exists():
         return
-    rows = read_json(path, "sweep.json")
-    old = [r.get("id") for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [None]
-    other = [i for i in old if i not in ids]
+    try:
+        rows = read_json(path, "sweep.json")
+        if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+            raise ConfigError(f"{path}: not a sweep.json (a list of variant rows)")
+    except ConfigError as err:
+        others = sorted(d.name for d in path.parent.glob("variant-*") if d.is_dir() and d.name not in ids)
+        if others:
+            raise ConfigError(f"{err}; {path.parent} also holds variant folders of another grid ({others[0]}), so "
+                              f"it is not rebuilt from this one: remove {path} to rebuild it from this grid's "
+                              "variant folders, give --overwrite, or use another --out") from None
+        print(f"coda-sim sweep: {err}; rebuilding it from the variant folders", file=sys.stderr)
+        return
+    other = [r.get("id") for r in rows if r.get("id") not in ids]
     if other:
         raise ConfigError(f"{path}: belongs to another sweep (variant {other[0] or 'without an id'} is not in this "
                           "grid); give --overwrite to replace it (finished variant folders are kept), or use "
@@ -186,8 +201,7 @@ def _num(x, spec: str) -> str:
 def format_row(s: dict) -> str:
     aucs = "  ".join(f"{m}={_num(a, '.4f')}" for m, a in s["auc"].items())
     diff = s["coda_minus"].get("local")
-    d = "" if diff is None else (f"  coda-local={_num(diff['mean'], '+.4f')} "
-                                 f"[{_num(diff['low'], '+.4f')},{_num(diff['high'], '+.4f')}]")
+    d = "" if diff is None else f"  coda-local={format_difference(diff).replace(', ', ',')}"
     return f"[{s['variant']}] {' '.join(s['overrides']) or '(base)'}: {aucs}{d}"
 
 
