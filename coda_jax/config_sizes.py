@@ -88,6 +88,41 @@ def machine_memory_bytes() -> int | None:
     return total
 
 
+def row_bytes(history_len: int, genres: int, vector: int) -> int:
+    """Bytes of one padded row of a chunk: features (user, item, genres, liked / disliked history), label,
+    table row, sample vector (float32 / int32 each) and its mask."""
+    return 4 * (3 + genres + 2 * history_len + 2 + vector) + 1
+
+
+def _lanes(cfg) -> int:
+    """Fine-tuning lanes in lockstep: users in lockstep (0 = 8, as on a CPU) x fine-tuned methods x repeats."""
+    e = cfg.engine
+    return (e.lockstep_users or min(e.chunk_users, 8)) * max(len(cfg.methods) - 1, 1) * cfg.eval.repeats
+
+
+def chunk_bytes(cfg, users: int, widths: dict, row: int) -> int:
+    """About the bytes of a run's chunk arrays: ``users`` devices x padded rows (``widths``: ``local``,
+    ``candidates`` (random rows as wide), ``test``, ``matched``) x ``row`` bytes, twice (one chunk packed while
+    the previous one runs), plus each lane's own local and augmented rows."""
+    per_device = widths["local"] + 2 * widths["candidates"] + widths["test"] + widths.get("matched", 0)
+    return 2 * users * per_device * row + _lanes(cfg) * (widths["local"] + widths["candidates"]) * row
+
+
+def chunk_memory_error(cfg, users: int, widths: dict, genres: int, vector: int,
+                       available: int | None = None) -> str | None:
+    """The engine's check once the data's widths are known (``widths`` as :func:`chunk_bytes`; ``genres`` per
+    row, ``vector`` the sample vectors' width): a message naming ``engine.chunk_users`` and the estimate when
+    the chunk arrays exceed the machine's memory (or ``available`` bytes), else None."""
+    available = machine_memory_bytes() if available is None else available
+    need = chunk_bytes(cfg, users, widths, row_bytes(cfg.data.history_len, genres, vector))
+    if not available or need <= available:
+        return None
+    parts = ", ".join(f"{k} {v:,}" for k, v in widths.items())
+    return (f"engine.chunk_users: {users:,} devices per chunk with padded rows ({parts}) need about "
+            f"{need / GIB:.1f} GiB for the padded chunk arrays, more than this machine's {available / GIB:.1f} "
+            "GiB; lower engine.chunk_users (or engine.min_bucket, retrieval.max_candidates)")
+
+
 def estimate_memory(cfg) -> dict:
     """About how many bytes a run of ``cfg`` holds at its peak, by part, from the config alone.
 
@@ -109,7 +144,7 @@ def estimate_memory(cfg) -> dict:
     synthetic = d.source == "synthetic"
     genres = 1 if synthetic else _GENRES_PER_ROW
     vector = 4 * cfg.model.embed_dim
-    row_bytes = 4 * (3 + genres + 2 * d.history_len + 2 + vector) + 1      # features, label, row, vector; mask
+    row = row_bytes(d.history_len, genres, vector)
     natural = s.max_rows_per_user if synthetic else 1
     local = test = _bucket(natural, e.min_bucket)
     cand = -(-max(r.max_candidates, 1) // e.min_bucket) * e.min_bucket
@@ -120,10 +155,9 @@ def estimate_memory(cfg) -> dict:
                           (matched, "mpda.rows_per_user")):
         widths[setter or "engine.min_bucket"] = widths.get(setter or "engine.min_bucket", 0) + width
     chunk_key = max(widths, key=widths.get)
-    chunk = 2 * e.chunk_users * (local + 2 * cand + test + matched) * row_bytes
-    lockstep = e.lockstep_users or min(e.chunk_users, 8)        # 0 = auto: 8 users on a CPU
-    lanes = lockstep * max(len(cfg.methods) - 1, 1) * cfg.eval.repeats
-    chunk += lanes * (local + cand) * row_bytes                  # each lane's own rows (local + augmented)
+    chunk = chunk_bytes(cfg, e.chunk_users, {"local": local, "candidates": cand, "test": test, "matched": matched},
+                        row)
+    lanes = _lanes(cfg)
     per_step = f.batch_size + (f.aug_batch_size or f.batch_size)
     steps = lanes * min(f.steps, 128) * per_step * _DRAW_BYTES  # one block of draws per lane, whatever the steps
     out = {"padded chunk arrays": (chunk, chunk_key), "step-index arrays": (steps, "finetune.batch_size")}

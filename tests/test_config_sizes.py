@@ -64,3 +64,14 @@ def test_the_default_run_fits_and_step_arrays_do_not_grow_with_steps():
     wide = estimate_memory(dataclasses.replace(Config(), retrieval=dataclasses.replace(
         Config().retrieval, max_candidates=600)))
     assert wide["padded chunk arrays"][0] > few["padded chunk arrays"][0]
+
+
+def test_the_engine_check_on_the_data_widths_names_chunk_users():
+    from coda_jax.config_sizes import chunk_memory_error
+
+    widths = {"local": 4096, "test": 64, "candidates": 304, "matched": 0}
+    assert chunk_memory_error(Config(), 64, widths, genres=1, vector=64, available=8 << 30) is None
+    msg = chunk_memory_error(Config(), 1 << 20, widths, genres=1, vector=64, available=8 << 30)
+    assert msg.startswith("engine.chunk_users: 1,048,576 devices per chunk with padded rows (local 4,096, test 64, "
+                          "candidates 304, matched 0) need about ")
+    assert "more than this machine's 8.0 GiB; lower engine.chunk_users" in msg

@@ -22,7 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from coda_jax.cloud.output import UserRows
-from coda_jax.config import Config
+from coda_jax.config import Config, ConfigError
+from coda_jax.config_sizes import chunk_memory_error
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
 from coda_jax.device.chunk import candidate_width, make_chunk
@@ -206,6 +207,12 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
     matched_rows = cfg.mpda.rows_per_user if any(m == "mpda" for m in settings.methods) else 0
+    widths = {"local": int(plan["local"].max(initial=1)), "test": int(plan["test"]),
+              "candidates": candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket),
+              "matched": matched_rows * cfg.retrieval.matched_users}
+    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], vectors.shape[1])
+    if too_big:                      # the data's widths are known now: before the first chunk is packed
+        raise ConfigError(f"config: {too_big}")
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
     params = jax.device_put(params)
     vocab_widths: dict[int, tuple[int, int]] = {}                       # local width -> widest vocabularies
