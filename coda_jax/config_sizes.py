@@ -36,6 +36,10 @@ HIDDEN_LIMIT = 1 << 16
 DRAW_POSITIONS = 1 << 32
 """Minibatch draws are numbered in uint32 (:mod:`coda_jax.device.sampler`): steps x rows per step stays below."""
 
+STEP_BLOCK = 128
+"""Most fine-tuning steps whose minibatch indices are drawn together, one block of the training scan
+(:func:`coda_jax.device.train.step_blocks`); the memory estimate counts one block per lane."""
+
 _GENRES_PER_ROW = 8          # a guess for file sources (MovieLens items have at most 6 genres)
 _DRAW_BYTES = 40             # per minibatch draw in a block: index, weight, Feistel round keys, temporaries
 _TABLE_COPIES = 3            # the sample table, its feature gathers and the split masks live at once
@@ -136,7 +140,7 @@ def estimate_memory(cfg) -> dict:
       read, and ``engine.min_bucket`` stands in (a lower bound).
       Plus each lane's own copy of its local and augmented rows, for every lane in lockstep (users in
       lockstep, ``engine.lockstep_users``, 0 = 8 as on a CPU, x fine-tuned methods x repeats).
-    - ``step-index arrays``: the minibatch draws of one block of fine-tuning steps (at most 128, see
+    - ``step-index arrays``: the minibatch draws of one block of fine-tuning steps (at most :data:`STEP_BLOCK`, see
       :mod:`coda_jax.device.train`) for every lane in lockstep; independent of ``finetune.steps``.
     - ``sample table``: generated data only: users x rows per user x a row's bytes (history, genres, vector).
     """
@@ -159,7 +163,7 @@ def estimate_memory(cfg) -> dict:
                         row)
     lanes = _lanes(cfg)
     per_step = f.batch_size + (f.aug_batch_size or f.batch_size)
-    steps = lanes * min(f.steps, 128) * per_step * _DRAW_BYTES  # one block of draws per lane, whatever the steps
+    steps = lanes * min(f.steps, STEP_BLOCK) * per_step * _DRAW_BYTES  # one block of draws per lane, whatever the steps
     out = {"padded chunk arrays": (chunk, chunk_key), "step-index arrays": (steps, "finetune.batch_size")}
     if synthetic:
         mean_rows = (s.mean_rows_per_user if s.rows_per_user == "lognormal"

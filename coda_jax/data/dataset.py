@@ -152,13 +152,13 @@ def check_two_cutoff(name: str, cfg: Config, table: SampleTable, parts: dict) ->
     if not parts["cloud"].any():
         raise DataError(f"{name}: {_cutoff_text(cfg, 'data.cutoff_t0', t0)}: no row is before T0, so the cloud "
                         f"model has no training rows; {span}; raise data.cutoff_t0")
-    if not (table.time >= t1).any():
+    if cfg.data.eval_on == "test" and not (table.time >= t1).any():     # validation rows come from [T0, T1)
         raise DataError(f"{name}: {_cutoff_text(cfg, 'data.cutoff_t1', t1)}: no row is at or after T1, so no "
                         f"device has test rows; {span}; lower data.cutoff_t1")
     if not ((table.time >= t0) & (table.time < t1)).any():
-        raise DataError(f"{name}: {_cutoff_text(cfg, 'data.cutoff_t0', t0)} to {_cutoff_text(cfg, 'data.cutoff_t1', t1)}: "
-                        f"no row is in the local window [T0, T1), so no device has local rows; {span}; widen the "
-                        "window (data.cutoff_t0 / data.cutoff_t1)")
+        window = f"{_cutoff_text(cfg, 'data.cutoff_t0', t0)} to {_cutoff_text(cfg, 'data.cutoff_t1', t1)}"
+        raise DataError(f"{name}: {window}: no row is in the local window [T0, T1), so no device has local rows; "
+                        f"{span}; widen the window (data.cutoff_t0 / data.cutoff_t1)")
 
 
 def _no_users_error(name: str, cfg: Config, table: SampleTable, has_train: np.ndarray, n_heldout: np.ndarray,

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from coda_jax.config import ClassifierConfig, FinetuneConfig, MpdaConfig
+from coda_jax.config_sizes import STEP_BLOCK
 from coda_jax.device.chunk import Rows
 from coda_jax.device.sampler import batch_plan, draw_steps
 from coda_jax.device.submodel import split_trainable
@@ -79,10 +80,6 @@ def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> 
 
 
 # ----------------------------------------------------------------------------- fine-tuning
-
-STEP_BLOCK = 128
-"""Most fine-tuning steps whose minibatch indices are drawn together (one block of the training scan)."""
-
 
 def step_blocks(steps: int, block: int = STEP_BLOCK) -> tuple[int, int]:
     """``(blocks, steps per block)``: the fewest blocks of at most ``block`` steps covering ``steps``, as even
