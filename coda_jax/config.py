@@ -21,7 +21,7 @@ from pathlib import Path
 from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
-                                   add_method_name, validate)
+                                   add_method_name, check_memory, validate)
 from coda_jax.config_io import (RETIRED, apply_overrides, build, drop_retired, merge, parse_value, parse_yaml,
                                 read_yaml_file, to_dict)
 
@@ -30,7 +30,7 @@ __all__ = [
     "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "RETIRED", "SEED_LIMIT", "SPLITS",
     "TAOBAO_BEHAVIORS", "TRAINABLE_GROUPS", "WORLDS", "ClassifierConfig", "CloudConfig", "Config",
     "ConfigError", "DataConfig", "EngineConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "MpdaConfig",
-    "RetrievalConfig", "SyntheticConfig", "add_method_name", "drop_retired", "from_dict", "from_dict_unchecked", "load",
+    "RetrievalConfig", "SyntheticConfig", "add_method_name", "check_memory", "drop_retired", "from_dict", "from_dict_unchecked", "load",
     "load_all", "merge", "parse_value", "parse_yaml", "to_dict", "validate", "with_overrides"
 ]
 

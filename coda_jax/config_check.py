@@ -7,6 +7,8 @@ config's attributes only, so it needs neither the dataclasses nor the YAML readi
 
 from __future__ import annotations
 
+from coda_jax.config_sizes import memory_error, size_errors
+
 METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.device.methods)
 DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
 MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
@@ -192,4 +194,17 @@ def validate(cfg, source: str = "config"):
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
     ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
+    for key, msg in size_errors(cfg):         # upper bounds (coda_jax.config_sizes.SIZE_LIMITS)
+        ck(key, False, msg)
+    return cfg
+
+
+def check_memory(cfg, source: str = "config", available: int | None = None):
+    """Refuse (:class:`ConfigError` naming ``source``, the key and the estimate) a run of ``cfg`` whose memory
+    estimate (:func:`coda_jax.config_sizes.estimate_memory`) exceeds the machine's memory (or ``available``
+    bytes); returns ``cfg``. Called where a run starts (:func:`coda_jax.simulate.simulate_points`, the sweep),
+    not by :func:`validate`: a config read back from a results.json is not refused on a smaller machine."""
+    err = memory_error(cfg, available)
+    if err is not None:
+        _check(False, f"{source}: {err[0]}", err[1])
     return cfg

@@ -200,6 +200,10 @@ def read_yaml_file(path: str | Path) -> Any:
     """The parsed YAML of a config file (see :func:`parse_yaml`); a missing or unreadable file raises
     :class:`ConfigError` naming it."""
     path = Path(path)
+    if path.is_dir():
+        yamls = sorted(p.name for p in path.glob("*.yaml"))[:3]
+        raise ConfigError(f"{path}: is a directory, not a config file; give a YAML file"
+                          + (f" in it, e.g. {path / yamls[0]}" if yamls else ""))
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:

@@ -44,6 +44,14 @@ def grouped_auc(owner: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_g
     return auc
 
 
+MIN_INTERVAL_USERS = 2
+"""Fewest users a bootstrap interval over users is drawn from: one user's resamples are all that user, an
+interval of width 0 that says nothing (shown as n/a)."""
+
+FEW_USERS = 30
+"""Below this many evaluated users a run's table warns that its intervals over users are rough."""
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence: float,
                      seed: int = 0) -> dict:
     """Mean of ``a - b`` over users with a percentile bootstrap interval (users resampled with replacement).
@@ -52,13 +60,14 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence:
       a, b: float [n] per-user metrics of two methods on the same users.
 
     Returns:
-      ``{"mean", "low", "high"}`` (low/high are NaN when ``num_samples`` is 0 or n is 0).
+      ``{"mean", "low", "high"}`` (mean NaN when n is 0; low/high NaN when ``num_samples`` is 0 or n is below
+      :data:`MIN_INTERVAL_USERS`).
     """
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     n = d.shape[0]
     if n == 0:
         return {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
-    if num_samples == 0:
+    if num_samples == 0 or n < MIN_INTERVAL_USERS:
         return {"mean": float(d.mean()), "low": float("nan"), "high": float("nan")}
     rng = np.random.default_rng(seed)
     means = np.empty(num_samples)
@@ -68,6 +77,30 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, num_samples: int, confidence:
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return {"mean": float(d.mean()), "low": float(low), "high": float(high)}
+
+
+def _finite(x) -> bool:
+    return x is not None and np.isfinite(x)
+
+
+def format_difference(cmp: dict | None) -> str:
+    """``+0.0123 [+0.0010, +0.0240]`` for a :func:`paired_bootstrap` dict (JSON ``null`` or NaN ends as
+    ``n/a``: no interval from fewer than :data:`MIN_INTERVAL_USERS` users); ``""`` for None."""
+    if cmp is None:
+        return ""
+    mean = f"{cmp['mean']:+.4f}" if _finite(cmp.get("mean")) else "n/a"
+    if not (_finite(cmp.get("low")) and _finite(cmp.get("high"))):
+        return f"{mean} [n/a]"
+    return f"{mean} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+
+
+def few_users_warning(users: int) -> str | None:
+    """A warning line when only ``users`` (< :data:`FEW_USERS`) users were evaluated, else None."""
+    if users >= FEW_USERS:
+        return None
+    none = f"; no interval from fewer than {MIN_INTERVAL_USERS} (n/a)" if users < MIN_INTERVAL_USERS else ""
+    return (f"warning: only {users} user{'s' if users != 1 else ''} evaluated (fewer than {FEW_USERS}): "
+            f"intervals over users are rough{none}")
 
 
 RESULT_NEUTRAL = ("seed", "methods", "engine", "eval")

@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 
 from coda_jax.cloud.search import report_line
-from coda_jax.results_io import write_json_atomic
+from coda_jax.evaluate import few_users_warning, format_difference
+from coda_jax.results_io import save_json
 
 
 @dataclasses.dataclass
@@ -47,10 +48,10 @@ class Results:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
-        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        return write_json_atomic(out / "results.json", self.to_json())
+        infinities as ``null``); returns its path. A failed write leaves an earlier ``results.json`` intact,
+        writes the results to a fallback file and raises :class:`~coda_jax.results_io.SaveError` naming both
+        (see :func:`~coda_jax.results_io.save_json`)."""
+        return save_json(Path(out_dir) / "results.json", self.to_json())
 
     def table(self) -> str:
         """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
@@ -59,12 +60,16 @@ class Results:
         flag = {name: "  <- diverged" for name, m in self.methods.items() if m.get("diverged_users")}
         for name, m in self.methods.items():
             cmp = self.comparisons.get(name)
-            diff = "" if cmp is None else f"   {cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+            diff = "" if cmp is None else f"   {format_difference(cmp)}"
             if m.get("reference"):
                 lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{'reference':>22}{diff}")
                 continue
             lines.append(f"{name:<14}{m['auc']:>8.4f}{m['users']:>7d}{self.augmentation['local_rows']:>12.1f}"
                          f"{self.augmentation.get(name, 0.0):>10.1f}{diff}{flag.get(name, '')}")
+        users = [m["users"] for m in self.methods.values() if not m.get("reference")]
+        warning = few_users_warning(min(users)) if users else None
+        if warning:
+            lines.append(warning)
         repeats = self.config.get("eval", {}).get("repeats", 1)
         if repeats > 1:
             lines.append(f"each user's AUC is the mean over {repeats} device-stage repeats; user-averaged AUC per "

@@ -7,7 +7,11 @@
   never a truncated one.
 * :func:`check_out_dir` / :func:`check_out_file` find an unusable ``--out`` (a file where a folder is wanted,
   a folder where a file is wanted, a parent that cannot be created, an existing result without
-  ``--overwrite``) before any simulation runs.
+  ``--overwrite``) before any simulation runs, and prove the folder writable: it is created and a probe file
+  written into it and removed.
+* :func:`save_json` writes a result atomically; when that fails (a full disk, ``ulimit -f``, a folder gone)
+  it leaves the results in a fallback file (beside the target, else in the temporary directory) and raises
+  :class:`SaveError` naming the target, the reason and the fallback; an earlier file stays as it was.
 * :func:`read_json` reads a result back, every failure a :class:`~coda_jax.config.ConfigError` naming the file.
 """
 
@@ -17,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +124,70 @@ def read_json(path: str | Path, what: str = "results.json") -> Any:
                           f"a truncated or unfinished {what}?") from None
 
 
+class SaveError(ConfigError):
+    """A result could not be written. ``target`` is the file asked for, ``fallback`` the file the results
+    were written to instead (None when that failed too)."""
+
+    def __init__(self, message: str, target: Path, fallback: Path | None):
+        super().__init__(message)
+        self.target, self.fallback = target, fallback
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def save_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
+    """:func:`write_json_atomic` into ``path``'s folder (created if needed); returns ``path``.
+
+    On an ``OSError`` the results are written, as compact JSON (smaller), to a fallback file: beside ``path``
+    (``NAME.unsaved-<time>-<pid>.json``), else in the temporary directory; then :class:`SaveError` is raised:
+    ``cannot write PATH: REASON; the results are in FALLBACK`` (or, when no fallback could be written either,
+    what failed). An earlier ``path`` is never touched by a failed write.
+    """
+    path = Path(path)
+    text = dumps_strict(obj, indent) + "\n"           # serialized first: an unwritable object changes nothing
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_text_atomic(path, text)
+    except OSError as err:
+        reason = _reason(err)
+    compact = dumps_strict(obj, None) + "\n"
+    name = f"{path.stem}.unsaved-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    failed = []
+    for folder in dict.fromkeys((path.parent, Path(tempfile.gettempdir()))):
+        try:
+            fallback = write_text_atomic(folder / name, compact)
+        except OSError as err:
+            failed.append(f"{folder / name}: {_reason(err)}")
+            continue
+        raise SaveError(f"cannot write {path}: {reason}; the results are in {fallback}", path, fallback)
+    raise SaveError(f"cannot write {path}: {reason}; no fallback file could be written either "
+                    f"({'; '.join(failed)}): these results are lost", path, None)
+
+
+def prove_writable(path: str | Path, label: str) -> Path:
+    """Create the folder ``path`` (and its parents) and write and remove a probe file in it; any failure
+    raises :class:`ConfigError` starting with ``label`` (e.g. ``--out DIR``) and the reason."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{label}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{label}: cannot create this folder: {_reason(err)}") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".coda-sim-probe-", suffix=".tmp")
+        try:
+            os.write(fd, b"probe\n")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{label}: cannot write into this folder: {_reason(err)}") from None
+    return path
+
+
 def _creatable_folder(path: Path, flag: str) -> None:
     """Raise unless ``path`` is a writable folder or could be created as one."""
     if path.exists():
@@ -138,7 +207,8 @@ def _creatable_folder(path: Path, flag: str) -> None:
 
 def check_out_dir(out: str | Path, files: tuple[str, ...] = ("results.json",), overwrite: bool = False,
                   flag: str = "--out") -> Path:
-    """Check, before any work, that results can be written into the folder ``out``.
+    """Check, before any work, that results can be written into the folder ``out``: it is created (with its
+    parents) and a probe file is written into it and removed.
 
     Raises :class:`ConfigError` when ``out`` is a file, is not writable or cannot be created, or already
     holds one of ``files`` and ``overwrite`` is false (the message names the file and ``--overwrite``)."""
@@ -149,6 +219,7 @@ def check_out_dir(out: str | Path, files: tuple[str, ...] = ("results.json",), o
             if (out / name).exists():
                 raise ConfigError(f"{flag} {out}: {out / name} already exists; give --overwrite to replace it "
                                   "(or choose another --out)")
+    prove_writable(out, f"{flag} {out}")
     return out
 
 
@@ -160,5 +231,7 @@ def check_out_file(out: str | Path, overwrite: bool = False, flag: str = "--out"
         raise ConfigError(f"{flag} {out}: is a folder; give a file name, e.g. {out / 'combined.json'}")
     if out.exists() and not overwrite:
         raise ConfigError(f"{flag} {out}: already exists; give --overwrite to replace it (or choose another --out)")
-    _creatable_folder(out.parent if str(out.parent) else Path("."), flag)
+    folder = out.parent if str(out.parent) else Path(".")
+    _creatable_folder(folder, flag)
+    prove_writable(folder, f"{flag} {folder}")
     return out

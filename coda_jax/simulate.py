@@ -14,7 +14,7 @@ from coda_jax import overhead
 from coda_jax.cloud.output import CloudOutput
 from coda_jax.cloud.pretrain import init_params
 from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
-from coda_jax.config import Config, ConfigError, to_dict
+from coda_jax.config import Config, ConfigError, check_memory, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.methods import anchor
@@ -66,6 +66,8 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     program's time for all points together.
     """
     cfg = cfgs[0]
+    for c in cfgs:                    # before any work: a run too big for this machine is refused, naming the key
+        check_memory(c)
     timer = Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)

@@ -73,8 +73,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_combine(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from coda_jax.evaluate import combine_runs  # noqa: PLC0415
-    from coda_jax.results_io import check_out_file, read_json, write_json_atomic  # noqa: PLC0415
+    from coda_jax.evaluate import combine_runs, few_users_warning, format_difference  # noqa: PLC0415
+    from coda_jax.results_io import check_out_file, read_json, save_json  # noqa: PLC0415
 
     if args.out:
         check_out_file(args.out, overwrite=args.overwrite)
@@ -99,12 +99,13 @@ def cmd_combine(args: argparse.Namespace) -> int:
     print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}coda - method [95% CI]")
     for name, m in out["methods"].items():
         cmp = out["comparisons"].get(name)
-        diff = "" if cmp is None else f"{cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
+        diff = format_difference(cmp)
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
         print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
+    if few_users_warning(out["users"]):
+        print(few_users_warning(out["users"]))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out, out)
+        save_json(args.out, out)
         print(f"written to {args.out}")
     return 0
 

@@ -41,7 +41,20 @@ def use_compile_cache(args: argparse.Namespace) -> None:
     kept on disk, so a second run (or sweep) of the same structure loads them instead of compiling."""
     if getattr(args, "no_compile_cache", False):
         return
+    import os  # noqa: PLC0415
+
+    from coda_jax.results_io import prove_writable  # noqa: PLC0415
+
+    folder = compile_cache_dir()
+    # JAX itself only warns "Error reading persistent compilation cache entry" (without naming the variable)
+    # and compiles again every run; a folder that cannot be written is a setup problem, said before any work.
+    label = f"CODA_JAX_CACHE={folder}" if os.environ.get("CODA_JAX_CACHE") else f"compilation cache {folder}"
+    try:
+        prove_writable(folder, label)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (JAX's persistent compilation cache); point CODA_JAX_CACHE at a writable "
+                          "folder, or give --no-compile-cache") from None
     import jax  # noqa: PLC0415
 
-    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

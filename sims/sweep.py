@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from coda_jax.config import Config, ConfigError, to_dict, with_overrides
-from coda_jax.results_io import (check_out_dir, read_json, remove_stale_temporaries, strict_json,
-                                 write_json_atomic)
+from coda_jax.config import Config, ConfigError, check_memory, to_dict, with_overrides
+from coda_jax.evaluate import format_difference
+from coda_jax.results_io import check_out_dir, read_json, remove_stale_temporaries, save_json, strict_json
 from sims.common import build_config
 
 
@@ -89,12 +89,26 @@ def _finished(path: Path, cfg: Config, overwrite: bool) -> dict | None:
 
 
 def _check_sweep_json(path: Path, ids: list[str]) -> None:
-    """Refuse to replace a sweep.json that lists variants outside this sweep (another sweep's index)."""
+    """Refuse to replace a sweep.json that lists variants outside this sweep (another sweep's index).
+
+    A damaged sweep.json (truncated, not a list of rows) is rebuilt from the variant folders (this sweep
+    rewrites it from every finished variant's results.json), unless the folder holds variant folders of
+    another grid: then the error says how to rebuild it."""
     if not path.exists():
         return
-    rows = read_json(path, "sweep.json")
-    old = [r.get("id") for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [None]
-    other = [i for i in old if i not in ids]
+    try:
+        rows = read_json(path, "sweep.json")
+        if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+            raise ConfigError(f"{path}: not a sweep.json (a list of variant rows)")
+    except ConfigError as err:
+        others = sorted(d.name for d in path.parent.glob("variant-*") if d.is_dir() and d.name not in ids)
+        if others:
+            raise ConfigError(f"{err}; {path.parent} also holds variant folders of another grid ({others[0]}), so "
+                              f"it is not rebuilt from this one: remove {path} to rebuild it from this grid's "
+                              "variant folders, give --overwrite, or use another --out") from None
+        print(f"coda-sim sweep: {err}; rebuilding it from the variant folders", file=sys.stderr)
+        return
+    other = [r.get("id") for r in rows if r.get("id") not in ids]
     if other:
         raise ConfigError(f"{path}: belongs to another sweep (variant {other[0] or 'without an id'} is not in this "
                           "grid); give --overwrite to replace it (finished variant folders are kept), or use "
@@ -116,7 +130,9 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
     from coda_jax.cloud.stage import cloud_key, cloud_stage  # noqa: PLC0415
     from coda_jax.simulate import simulate_points  # noqa: PLC0415
 
-    variants = [(ov, with_overrides(base, ov) if ov else base) for ov in grid_overrides(grid)]
+    variants = [(ov, with_overrides(base, ov, "--grid") if ov else base) for ov in grid_overrides(grid)]
+    for _, cfg in variants:               # before any work: a variant too big for this machine is refused
+        check_memory(cfg)
     ids = [variant_id(cfg) for _, cfg in variants]
     for j, vid in enumerate(ids):
         i = ids.index(vid)
@@ -152,7 +168,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         for i in members:
             if store is not None:
                 (store / ids[i]).mkdir(parents=True, exist_ok=True)
-                write_json_atomic(store / ids[i] / "variant.json", {"overrides": variants[i][0],
+                save_json(store / ids[i] / "variant.json", {"overrides": variants[i][0],
                                                                     "config": to_dict(variants[i][1])})
         if key not in clouds:
             datasets[key] = make_dataset(cfgs[0])
@@ -165,7 +181,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         # rows in grid order, as far as every earlier variant is done
         rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants)) if i in results_of]
         if store is not None:
-            write_json_atomic(store / "sweep.json", rows)
+            save_json(store / "sweep.json", rows)
         while printed < len(variants) and printed in results_of:
             print(format_row(summarize(printed, variants[printed][0], results_of[printed], ids[printed])), flush=True)
             printed += 1
@@ -174,7 +190,7 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         print(format_row(rows[printed]), flush=True)
         printed += 1
     if store is not None:
-        write_json_atomic(store / "sweep.json", rows)
+        save_json(store / "sweep.json", rows)
     return rows
 
 
@@ -185,8 +201,7 @@ def _num(x, spec: str) -> str:
 def format_row(s: dict) -> str:
     aucs = "  ".join(f"{m}={_num(a, '.4f')}" for m, a in s["auc"].items())
     diff = s["coda_minus"].get("local")
-    d = "" if diff is None else (f"  coda-local={_num(diff['mean'], '+.4f')} "
-                                 f"[{_num(diff['low'], '+.4f')},{_num(diff['high'], '+.4f')}]")
+    d = "" if diff is None else f"  coda-local={format_difference(diff).replace(', ', ',')}"
     return f"[{s['variant']}] {' '.join(s['overrides']) or '(base)'}: {aucs}{d}"
 
 

@@ -24,13 +24,18 @@ def reference(a, b, num_samples: int, confidence: float, seed: int = 0) -> dict:
             "high": float(np.quantile(means, 1 - alpha))}
 
 
-@pytest.mark.parametrize("n, num_samples, confidence", [(30, 1000, 0.95), (7, 300, 0.9), (1, 50, 0.95)])
+@pytest.mark.parametrize("n, num_samples, confidence", [(30, 1000, 0.95), (7, 300, 0.9), (2, 50, 0.95)])
 def test_paired_bootstrap_matches_a_numpy_reference(n, num_samples, confidence):
     rng = np.random.default_rng(n)
     a, b = rng.uniform(0.4, 0.9, n), rng.uniform(0.4, 0.9, n)
     got = paired_bootstrap(a, b, num_samples, confidence, seed=3)
     assert got == pytest.approx(reference(a, b, num_samples, confidence, seed=3))
     assert got["low"] <= got["mean"] <= got["high"]
+
+
+def test_paired_bootstrap_draws_no_interval_from_one_user():
+    got = paired_bootstrap(np.array([0.8]), np.array([0.6]), 50, 0.95)     # its resamples are all that one user
+    assert got["mean"] == pytest.approx(0.2) and math.isnan(got["low"]) and math.isnan(got["high"])
 
 
 def test_paired_bootstrap_interval_covers_the_normal_approximation():

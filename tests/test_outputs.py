@@ -131,8 +131,8 @@ def test_a_failed_write_leaves_the_previous_results_json_intact(tmp_path, monkey
     def disk_full(fd):                                           # fails after the new text is half on disk
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results_io.os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(results_io.os, "fsync", disk_full)      # every file, the fallback ones too
+    with pytest.raises(results_io.SaveError, match=f"cannot write {path}: No space left on device; no fallback"):
         _results().save(out)
     assert path.read_bytes() == before                           # the old file, not a truncated new one
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]     # and no temporary file left

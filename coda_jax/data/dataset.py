@@ -138,6 +138,47 @@ def two_cutoff_split(cfg: Config, table: SampleTable) -> dict:
     return {"cloud": cloud, "train": train, "heldout": heldout, "pool": pool, "cutoffs": (t0, t1)}
 
 
+def _cutoff_text(cfg: Config, key: str, t: int) -> str:
+    value = getattr(cfg.data, key.split(".")[-1])
+    return f"{key} {value:g}" + (f" (a time quantile: T = {t})" if cfg.data.cutoff_by == "quantile" else "")
+
+
+def check_two_cutoff(name: str, cfg: Config, table: SampleTable, parts: dict) -> None:
+    """Raise :class:`DataError` naming ``data.cutoff_t0`` / ``data.cutoff_t1`` and the data's time range when
+    the two-cutoff split leaves the cloud model no rows before T0, no local rows in [T0, T1) or no rows after T1
+    (``parts``: :func:`two_cutoff_split`'s masks)."""
+    t0, t1 = parts["cutoffs"]
+    span = f"the data's times run from {int(table.time.min())} to {int(table.time.max())}" if len(table) else "no rows"
+    if not parts["cloud"].any():
+        raise DataError(f"{name}: {_cutoff_text(cfg, 'data.cutoff_t0', t0)}: no row is before T0, so the cloud "
+                        f"model has no training rows; {span}; raise data.cutoff_t0")
+    if cfg.data.eval_on == "test" and not (table.time >= t1).any():     # validation rows come from [T0, T1)
+        raise DataError(f"{name}: {_cutoff_text(cfg, 'data.cutoff_t1', t1)}: no row is at or after T1, so no "
+                        f"device has test rows; {span}; lower data.cutoff_t1")
+    if not ((table.time >= t0) & (table.time < t1)).any():
+        window = f"{_cutoff_text(cfg, 'data.cutoff_t0', t0)} to {_cutoff_text(cfg, 'data.cutoff_t1', t1)}"
+        raise DataError(f"{name}: {window}: no row is in the local window [T0, T1), so no device has local rows; "
+                        f"{span}; widen the window (data.cutoff_t0 / data.cutoff_t1)")
+
+
+def _no_users_error(name: str, cfg: Config, table: SampleTable, has_train: np.ndarray, n_heldout: np.ndarray,
+                    split_name: str, cutoffs: tuple | None) -> DataError:
+    """The error when no user has training rows and at least ``data.min_test_rows`` held-out rows: it names
+    the keys that decide both (and, for the two-cutoff split, the window and the data's time range)."""
+    most = int(n_heldout[has_train].max(initial=0))
+    which = "validation" if cfg.data.eval_on == "validation" else "held-out"
+    if split_name == "two_cutoff":
+        t0, t1 = cutoffs
+        span = f"the data's times run from {int(table.time.min())} to {int(table.time.max())}"
+        local = (f"local rows in [T0, T1) = [{t0}, {t1}) ({_cutoff_text(cfg, 'data.cutoff_t0', t0)}, "
+                 f"{_cutoff_text(cfg, 'data.cutoff_t1', t1)})")
+    else:
+        span, local = f"split {split_name}", "training rows"
+    return DataError(f"{name}: data.min_test_rows: no user has both {local} and at least {cfg.data.min_test_rows} "
+                     f"{which} rows (data.min_test_rows; among users with {'local' if cutoffs else 'training'} rows "
+                     f"the most {which} rows any has is {most}); {span}")
+
+
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     """Build and split the dataset of a run (``inter`` overrides the configured source).
 
@@ -160,6 +201,7 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     cloud_train, extra_info = None, {}
     if split_name == "two_cutoff":
         parts = two_cutoff_split(cfg, table)
+        check_two_cutoff(inter.name, cfg, table, parts)
         train, heldout, pool, cloud_train = parts["train"], parts["heldout"], parts["pool"], parts["cloud"]
         extra_info = {"cutoffs": [int(c) for c in parts["cutoffs"]], "cloud_rows": int(cloud_train.sum()),
                       "match_from": cfg.data.match_from}
@@ -182,7 +224,8 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     if cfg.data.max_users:
         users = users[: cfg.data.max_users]
     if users.size == 0:
-        raise DataError(f"{inter.name}: no user has both training and held-out rows")
+        raise _no_users_error(inter.name, cfg, table, has_train, n_heldout, split_name,
+                              extra_info.get("cutoffs"))
     _check_both_classes(inter.name, table, heldout, users, cfg.data.eval_on)
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,

@@ -22,7 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from coda_jax.cloud.output import CloudOutput, UserRows
-from coda_jax.config import Config
+from coda_jax.config import Config, ConfigError
+from coda_jax.config_sizes import chunk_memory_error
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
 from coda_jax.device.chunk import ChunkSpec, candidate_width, make_chunk
@@ -200,6 +201,12 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
     spec = ChunkSpec.from_config(cfg, cfg.mpda.rows_per_user if any(m.matched_rows for m in settings.methods) else 0)
+    widths = {"local": int(plan["local"].max(initial=1)), "test": int(plan["test"]),
+              "candidates": candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket),
+              "matched": spec.matched_rows * cfg.retrieval.matched_users}
+    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], cloud.vectors.shape[1])
+    if too_big:                      # the data's widths are known now: before the first chunk is packed
+        raise ConfigError(f"config: {too_big}")
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
     params = jax.device_put(cloud.params)
     vocab_widths: dict[int, tuple[int, int]] = {}                       # local width -> widest vocabularies

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import optax
 
 from coda_jax.config import ClassifierConfig, FinetuneConfig, MpdaConfig
+from coda_jax.config_sizes import STEP_BLOCK
 from coda_jax.device.chunk import Rows
-from coda_jax.device.sampler import epoch_batches
+from coda_jax.device.sampler import batch_plan, draw_steps
 from coda_jax.device.submodel import split_trainable
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import auc_1d
@@ -79,6 +80,13 @@ def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> 
 
 # ----------------------------------------------------------------------------- fine-tuning
 
+def step_blocks(steps: int, block: int = STEP_BLOCK) -> tuple[int, int]:
+    """``(blocks, steps per block)``: the fewest blocks of at most ``block`` steps covering ``steps``, as even
+    as possible, so the padding steps (``blocks * per_block - steps``, skipped) are fewer than ``blocks``."""
+    n_blocks = max(-(-steps // block), 1)
+    return n_blocks, -(-steps // n_blocks)
+
+
 def concat_rows(a: Rows, b: Rows) -> Rows:
     """Stack two row sets of one user along the row axis: [Na] + [Nb] -> [Na + Nb]."""
     return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
@@ -95,8 +103,10 @@ def finetune(model: nn.Module, params: dict, local: tuple[Rows, jnp.ndarray],
 
     The objective is the weighted mean cross-entropy over local + augmented rows. Each of ``cfg.steps``
     optimizer steps (``cfg.optimizer``: Adam or plain SGD) estimates it on a minibatch; only the parameter
-    groups in ``cfg.trainable`` move. Every step's rows and loss weights are drawn before the training scan
-    as shuffled epochs (:func:`~coda_jax.device.sampler.epoch_batches`): ``cfg.sampling == "pooled"`` draws
+    groups in ``cfg.trainable`` move. Every step's rows and loss weights are drawn as shuffled epochs
+    (:func:`~coda_jax.device.sampler.epoch_batches`'s numbers), a block of at most :data:`STEP_BLOCK` steps
+    at a time inside the training scan (:func:`step_blocks`), so memory does not grow with ``cfg.steps``:
+    ``cfg.sampling == "pooled"`` draws
     ``cfg.batch_size`` rows of the union, ``"stratified"`` ``batch_size`` local and ``aug_batch_size``
     augmented rows. The local rows are drawn from the key alone, so fine-tuning runs that share a key see the
     same local rows (common random numbers for paired comparisons).
@@ -116,18 +126,32 @@ def finetune(model: nn.Module, params: dict, local: tuple[Rows, jnp.ndarray],
     opt = make_optimizer(cfg)
     (local, local_weights), (aug, aug_weights) = local, aug if aug is not None else (None, None)
     rows = jax.tree_util.tree_map(jnp.asarray, local if aug is None else concat_rows(local, aug))
-    idx, row_weight = epoch_batches(key, local_weights, aug_weights, cfg)
+    plan = batch_plan(key, local_weights, aug_weights, cfg)
     features, labels = rows.features, rows.label
+    n_blocks, per_block = step_blocks(cfg.steps)
+    padded = n_blocks * per_block != cfg.steps
 
     def step(carry, xs):
         tr, s = carry
-        i, w = xs
+        i, w, live = xs
         batch = jax.tree_util.tree_map(lambda x: x[i], features)
         grads = jax.grad(lambda t: weighted_loss(model, {**frozen, **t}, batch, labels[i], w))(tr)
-        updates, s = opt.update(grads, s, tr)
-        return (optax.apply_updates(tr, updates), s), None
+        updates, s_new = opt.update(grads, s, tr)
+        new = (optax.apply_updates(tr, updates), s_new)
+        if padded:                # the last block's steps past cfg.steps leave the state as it is
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(live, a, b), new, (tr, s))
+        return new, None
 
-    (tuned, _), _ = jax.lax.scan(step, (train, opt.init(train)), (idx, row_weight))
+    def block(carry, b):          # one block's draws, made inside the scan: memory flat in cfg.steps
+        idx, row_weight = draw_steps(plan, b * per_block, per_block)
+        live = b * per_block + jnp.arange(per_block) < cfg.steps
+        return jax.lax.scan(step, carry, (idx, row_weight, live))[0], None
+
+    carry = (train, opt.init(train))
+    if n_blocks == 1:
+        tuned, _ = block(carry, 0)[0]
+    else:
+        (tuned, _), _ = jax.lax.scan(block, carry, jnp.arange(n_blocks))
     return {**frozen, **tuned}
 
 
