@@ -199,12 +199,13 @@ def validate(cfg, source: str = "config"):
     return cfg
 
 
-def check_memory(cfg, source: str = "config", available: int | None = None):
+def check_memory(cfg, source: str = "config", available: int | None = None, matched_rows: int = 0):
     """Refuse (:class:`ConfigError` naming ``source``, the key and the estimate) a run of ``cfg`` whose memory
     estimate (:func:`coda_jax.config_sizes.estimate_memory`) exceeds the machine's memory (or ``available``
     bytes); returns ``cfg``. Called where a run starts (:func:`coda_jax.simulate.simulate_points`, the sweep),
-    not by :func:`validate`: a config read back from a results.json is not refused on a smaller machine."""
-    err = memory_error(cfg, available)
+    not by :func:`validate`: a config read back from a results.json is not refused on a smaller machine.
+    ``matched_rows``: as :func:`coda_jax.config_sizes.estimate_memory`."""
+    err = memory_error(cfg, available, matched_rows)
     if err is not None:
         _check(False, f"{source}: {err[0]}", err[1])
     return cfg

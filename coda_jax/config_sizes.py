@@ -127,8 +127,10 @@ def chunk_memory_error(cfg, users: int, widths: dict, genres: int, vector: int,
             "GiB; lower engine.chunk_users (or engine.min_bucket, retrieval.max_candidates)")
 
 
-def estimate_memory(cfg) -> dict:
-    """About how many bytes a run of ``cfg`` holds at its peak, by part, from the config alone.
+def estimate_memory(cfg, matched_rows: int = 0) -> dict:
+    """About how many bytes a run of ``cfg`` holds at its peak, by part, from the config alone
+    (``matched_rows``: rows per matched user its chunks carry, from its methods' registry entries:
+    :func:`coda_jax.device.methods.matched_rows_per_user`).
 
     Returns ``{part: (bytes, key)}``, ``key`` the dotted config key that sets the part's size:
 
@@ -152,7 +154,7 @@ def estimate_memory(cfg) -> dict:
     natural = s.max_rows_per_user if synthetic else 1
     local = test = _bucket(natural, e.min_bucket)
     cand = -(-max(r.max_candidates, 1) // e.min_bucket) * e.min_bucket
-    matched = r.matched_users * cfg.mpda.rows_per_user if "mpda" in cfg.methods else 0
+    matched = r.matched_users * matched_rows
     widths: dict[str, int] = {}            # each width's bytes under the key that sets it
     for width, setter in ((local + test, "synthetic.max_rows_per_user" if natural > e.min_bucket else None),
                           (2 * cand, "retrieval.max_candidates" if r.max_candidates > e.min_bucket else None),
@@ -173,13 +175,13 @@ def estimate_memory(cfg) -> dict:
     return out
 
 
-def memory_error(cfg, available: int | None = None) -> tuple[str, str] | None:
+def memory_error(cfg, available: int | None = None, matched_rows: int = 0) -> tuple[str, str] | None:
     """``(key, message)`` when :func:`estimate_memory` exceeds the machine's memory (``available`` bytes,
     default :func:`machine_memory_bytes`), else None."""
     available = machine_memory_bytes() if available is None else available
     if not available:
         return None
-    parts = estimate_memory(cfg)
+    parts = estimate_memory(cfg, matched_rows)
     total = sum(b for b, _ in parts.values())
     if total <= available:
         return None

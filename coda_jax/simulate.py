@@ -17,7 +17,7 @@ from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_
 from coda_jax.config import Config, ConfigError, check_memory, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
-from coda_jax.device.methods import anchor
+from coda_jax.device.methods import anchor, get_method, matched_rows_per_user
 from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
@@ -28,6 +28,12 @@ from coda_jax.timing import Timer
 
 __all__ = ["CLOUD_SECTIONS", "CloudOutput", "Results", "assemble_results", "check_trainable", "cloud_key",
            "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
+
+
+def run_matched_rows(cfg: Config) -> int:
+    """Rows per matched user the chunks of a run of ``cfg`` carry (its methods' registry entries say; for
+    :func:`~coda_jax.config.check_memory`)."""
+    return matched_rows_per_user(cfg, tuple(get_method(m) for m in cfg.methods))
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
@@ -67,7 +73,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     """
     cfg = cfgs[0]
     for c in cfgs:                    # before any work: a run too big for this machine is refused, naming the key
-        check_memory(c)
+        check_memory(c, matched_rows=run_matched_rows(c))
     timer = Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)

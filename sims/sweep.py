@@ -128,11 +128,11 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
     from coda_jax.device.settings import structure  # noqa: PLC0415
     from coda_jax.cloud.stage import cloud_key, cloud_stage  # noqa: PLC0415
-    from coda_jax.simulate import simulate_points  # noqa: PLC0415
+    from coda_jax.simulate import run_matched_rows, simulate_points  # noqa: PLC0415
 
     variants = [(ov, with_overrides(base, ov, "--grid") if ov else base) for ov in grid_overrides(grid)]
     for _, cfg in variants:               # before any work: a variant too big for this machine is refused
-        check_memory(cfg)
+        check_memory(cfg, matched_rows=run_matched_rows(cfg))
     ids = [variant_id(cfg) for _, cfg in variants]
     for j, vid in enumerate(ids):
         i = ids.index(vid)

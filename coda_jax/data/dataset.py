@@ -162,9 +162,11 @@ def check_two_cutoff(name: str, cfg: Config, table: SampleTable, parts: dict) ->
 
 
 def _no_users_error(name: str, cfg: Config, table: SampleTable, has_train: np.ndarray, n_heldout: np.ndarray,
-                    split_name: str, cutoffs: tuple | None) -> DataError:
+                    split: tuple[str, tuple | None]) -> DataError:
     """The error when no user has training rows and at least ``data.min_test_rows`` held-out rows: it names
-    the keys that decide both (and, for the two-cutoff split, the window and the data's time range)."""
+    the keys that decide both (and, for the two-cutoff split, the window and the data's time range).
+    ``split``: the split's name and its cutoffs (T0, T1), or None for a split without cutoffs."""
+    split_name, cutoffs = split
     most = int(n_heldout[has_train].max(initial=0))
     which = "validation" if cfg.data.eval_on == "validation" else "held-out"
     if split_name == "two_cutoff":
@@ -224,8 +226,7 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     if cfg.data.max_users:
         users = users[: cfg.data.max_users]
     if users.size == 0:
-        raise _no_users_error(inter.name, cfg, table, has_train, n_heldout, split_name,
-                              extra_info.get("cutoffs"))
+        raise _no_users_error(inter.name, cfg, table, has_train, n_heldout, (split_name, extra_info.get("cutoffs")))
     _check_both_classes(inter.name, table, heldout, users, cfg.data.eval_on)
     info = {"source": inter.name, "rows": len(table), "users": table.num_users, "items": table.num_items,
             "users_dropped_min_rows": dropped, "users_below_min_test_rows": dropped_test,

@@ -27,6 +27,7 @@ from coda_jax.config_sizes import chunk_memory_error
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
 from coda_jax.device.chunk import ChunkSpec, candidate_width, make_chunk
+from coda_jax.device.methods import matched_rows_per_user
 from coda_jax.device.output import CompileReport, DeviceOutput
 from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, StageSettings, structure
 from coda_jax.device.stage import USERS, device_stage
@@ -200,7 +201,7 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
-    spec = ChunkSpec.from_config(cfg, cfg.mpda.rows_per_user if any(m.matched_rows for m in settings.methods) else 0)
+    spec = ChunkSpec.from_config(cfg, matched_rows_per_user(cfg, settings.methods))
     widths = {"local": int(plan["local"].max(initial=1)), "test": int(plan["test"]),
               "candidates": candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket),
               "matched": spec.matched_rows * cfg.retrieval.matched_users}

@@ -173,6 +173,12 @@ def method_names() -> tuple[str, ...]:
     return REGISTRY.names()
 
 
+def matched_rows_per_user(cfg, methods: tuple[Method, ...]) -> int:
+    """Rows per matched user a run's chunks carry: ``mpda.rows_per_user`` when one of ``methods`` reads
+    matched users' rows (:attr:`Method.matched_rows`), else 0."""
+    return cfg.mpda.rows_per_user if any(m.matched_rows for m in methods) else 0
+
+
 def anchor(methods: tuple[Method, ...]) -> Method | None:
     """The method the paired differences of a run are taken against: the first anchor it lists."""
     return next((m for m in methods if m.anchor), None)
