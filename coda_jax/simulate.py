@@ -75,7 +75,9 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     timer.timings.update(cloud.timings)
     with timer("device_stage"):
         dev = run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
-    timer.timings.update({"device_stage_compile": dev["compile_seconds"], "device_stage_compiles": dev["compiles"],
+    timer.timings.update({"device_stage_compile": dev["compile_seconds"],
+                          "device_stage_execute": timer.timings["device_stage"] - dev["compile_seconds"],
+                          "device_stage_compiles": dev["compiles"],
                           "device_stage_cache_hits": dev["cache_hits"]})
     out = []
     for p, c in enumerate(cfgs):
