@@ -18,6 +18,7 @@ from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.evaluate import paired_bootstrap
+from coda_jax.multihost import run_device_stage_processes
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import add_references
 from coda_jax.resources import memory_report
@@ -74,7 +75,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     retrieval = dict(cloud.retrieval)
     timer.timings.update(cloud.timings)
     with timer("device_stage"):
-        dev = run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
+        dev = run_device_stage_processes(cfgs, data, model, params, vectors, rows, show_progress, compiler)
     timer.timings.update({"device_stage_compile": dev["compile_seconds"],
                           "device_stage_execute": timer.timings["device_stage"] - dev["compile_seconds"],
                           "device_stage_compiles": dev["compiles"],
