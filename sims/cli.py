@@ -207,6 +207,10 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--overwrite", action="store_true",
                        help="run every variant again, replacing finished ones, and replace a sweep.json "
                             "from a different grid")
+    sweep.add_argument("--shard", metavar="I/N",
+                       help="run shard I of N into the shared --out store (e.g. a Slurm array job: "
+                            "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); each variant is claimed once, a "
+                            "rerun of the shard fills what is missing")
     sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop; scaling: "
                                          "the device stage against users, contenders, FLOP/s, retrieval)")
