@@ -12,10 +12,12 @@ which process ran it: its keys come from its global user index.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-USER_AXIS = {"auc": -1, "aug_rows": -1, "nonfinite": -1, "kept": -1, "auc_mean": -1, "kept_mask": 2,
-             "valid": 0, "vocab_size": 0, "user_rows": 0}
+USER_AXIS = {"auc": -1, "aug_rows": -1, "nonfinite": -1, "kept_mask": 2, "valid": 0, "vocab_size": 0,
+             "user_rows": 0}
 """The user axis of each per-user array of the device stage's output (the rest are per-run figures)."""
 
 
@@ -29,54 +31,51 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
 
 
-def gather_users(dev: dict, counts: list[int]) -> dict:
+def gather_users(dev, counts: list[int]):
     """Concatenate every process's per-user device arrays in process order (each process's share is the
     next contiguous block of users), padding each share to the largest so every process sends one shape.
 
     Args:
-      dev: this process's output of :func:`coda_jax.device.engine.run_device_stage` (its share of ``S_i``
-        users); counts: ``S_i`` of every process, in process order.
+      dev: this process's :class:`~coda_jax.device.output.DeviceOutput` (its share of ``S_i`` users);
+        counts: ``S_i`` of every process, in process order.
 
-    Returns the output over all ``sum(S_i)`` users (per-run figures: compiles and compile time summed over
-    processes, the rest this process's).
+    Returns the :class:`~coda_jax.device.output.DeviceOutput` over all ``sum(S_i)`` users (its compile
+    report: compiles, cache hits and compile seconds summed over processes).
     """
     from jax.experimental import multihost_utils  # noqa: PLC0415
 
     width = max(counts)
-    out = dict(dev)
+    arrays = {}
     for key, axis in USER_AXIS.items():
-        if key not in dev:
-            continue
-        x = np.asarray(dev[key])
+        x = np.asarray(getattr(dev, key))
         axis = axis % x.ndim
         pad = [(0, 0)] * x.ndim
         pad[axis] = (0, width - x.shape[axis])
         fill = np.nan if np.issubdtype(x.dtype, np.floating) else 0
         every = np.asarray(multihost_utils.process_allgather(np.pad(x, pad, constant_values=fill), tiled=False))
-        out[key] = np.concatenate([np.take(every[i], np.arange(n), axis=axis) for i, n in enumerate(counts)],
-                                  axis=axis)
-    for key in ("compiles", "cache_hits", "compile_seconds"):
-        if key in dev:
-            out[key] = float(np.sum(multihost_utils.process_allgather(np.float64(dev[key]))))
-            out[key] = int(out[key]) if key != "compile_seconds" else out[key]
-    return out
+        arrays[key] = np.concatenate([np.take(every[i], np.arange(n), axis=axis) for i, n in enumerate(counts)],
+                                     axis=axis)
+    c = dev.compile
+    total = np.asarray(multihost_utils.process_allgather(np.array([c.compiles, c.cache_hits, c.seconds],
+                                                                  np.float64))).sum(axis=0)
+    report = dataclasses.replace(c, compiles=int(total[0]), cache_hits=int(total[1]), seconds=float(total[2]))
+    return dev.replace(**arrays, compile=report)
 
 
-def run_device_stage_processes(cfgs, data, model, params, vectors, rows, show_progress: bool = True,
-                               compiler=None) -> dict:
+def run_device_stage_processes(cfgs, data, cloud, show_progress: bool = True, compiler=None):
     """:func:`~coda_jax.device.engine.run_device_stage` over every process of a ``jax.distributed`` run: this
     process's share of the users on its local devices, then :func:`gather_users`. With one process it is
-    ``run_device_stage`` itself."""
+    ``run_device_stage`` itself. Returns a :class:`~coda_jax.device.output.DeviceOutput` over every user."""
     import jax  # noqa: PLC0415
 
     from coda_jax.device.engine import run_device_stage, share_of_users  # noqa: PLC0415
 
     n, me = jax.process_count(), jax.process_index()
     if n == 1:
-        return run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
+        return run_device_stage(cfgs, data, cloud, show_progress, compiler)
     bounds = np.linspace(0, len(data.users), n + 1).round().astype(np.int64)
     counts = [int(b - a) for a, b in zip(bounds[:-1], bounds[1:])]
-    data_i, rows_i = share_of_users(data, rows, me, n)
-    dev = run_device_stage(cfgs, data_i, model, params, vectors, rows_i, show_progress, compiler,
+    data_i, rows_i = share_of_users(data, cloud.rows, me, n)
+    dev = run_device_stage(cfgs, data_i, dataclasses.replace(cloud, rows=rows_i), show_progress, compiler,
                            devices=jax.local_devices())
     return gather_users(dev, counts)

@@ -34,9 +34,21 @@ def _stablehlo_ops(fn, *args) -> int:
     return len(re.findall(r"= (?:stablehlo|chlo)\.|\bstablehlo\.\w+ ", jax.jit(fn).lower(*args).as_text()))
 
 
+def _pack(cfg, data, cloud, owners, matched: int, widths: dict):
+    """:func:`~coda_jax.device.chunk.make_chunk` across versions (a ``ChunkSpec`` since the DeviceOutput
+    hand-off; positional packing arguments before)."""
+    from coda_jax.device import chunk as ch  # noqa: PLC0415
+
+    if hasattr(ch, "ChunkSpec"):
+        spec = ch.ChunkSpec(cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users, matched,
+                            widths)
+        return ch.make_chunk(data.table, cloud.vectors, cloud.rows, owners, data.users, spec)
+    return ch.make_chunk(data.table, cloud.vectors, cloud.rows, owners, data.users, cfg.retrieval.max_candidates,
+                         cfg.engine.min_bucket, cfg.finetune.row_users, matched, widths=widths)
+
+
 def programs(cfg, data, cloud) -> list[dict]:
     """Lower and compile every distinct chunk program of the run, one after another: a dict per program."""
-    from coda_jax.device.chunk import make_chunk  # noqa: PLC0415
     from coda_jax.device.engine import device_keys, plan_chunks, user_mesh  # noqa: PLC0415
     from coda_jax.device.settings import StageNumbers, StageSettings  # noqa: PLC0415
     from coda_jax.device.stage import device_stage  # noqa: PLC0415
@@ -50,9 +62,8 @@ def programs(cfg, data, cloud) -> list[dict]:
     for c in range(len(slots) // size):          # as run_chunks packs them: a new shape is a new program
         lw = int(plan["local"][c])
         vw = seen.get(lw, (0, 0))
-        chunk = make_chunk(data.table, cloud.vectors, cloud.rows, slots[c * size:(c + 1) * size], data.users,
-                           cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users, matched,
-                           widths={"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]})
+        chunk = _pack(cfg, data, cloud, slots[c * size:(c + 1) * size], matched,
+                      {"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]})
         seen[lw] = (chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         shape = jax.tree_util.tree_map(jnp.shape, chunk)
         sig = str(jax.tree_util.tree_leaves(shape))
@@ -71,31 +82,44 @@ def programs(cfg, data, cloud) -> list[dict]:
 
 
 def parts(cfg, data, cloud) -> dict:
-    """StableHLO ops of the stage's parts for one user of the run's first chunk, each lowered alone."""
-    from coda_jax.device.chunk import make_chunk  # noqa: PLC0415
+    """StableHLO ops of the stage's parts for one user of the run's first chunk, each lowered alone (the
+    signatures since the DeviceOutput hand-off, the older ones as a fallback)."""
+    import inspect  # noqa: PLC0415
+
+    from coda_jax.device import train  # noqa: PLC0415
     from coda_jax.device.engine import plan_chunks  # noqa: PLC0415
     from coda_jax.device.sampler import epoch_batches  # noqa: PLC0415
     from coda_jax.device.settings import StageNumbers, StageSettings  # noqa: PLC0415
     from coda_jax.device.stage import user_stage  # noqa: PLC0415
     from coda_jax.device.submodel import local_model, localize_params, split_trainable  # noqa: PLC0415
-    from coda_jax.device.train import make_optimizer, mpda_trials, score, train_classifier  # noqa: PLC0415
     from coda_jax.models.losses import weighted_loss  # noqa: PLC0415
     from kernels.auc import masked_auc  # noqa: PLC0415
 
     size, slots, plan = plan_chunks(cfg, cloud.rows, 1)
     settings = StageSettings.from_config(cfg)
-    matched = cfg.mpda.rows_per_user if "mpda" in settings.methods else 0
-    chunk = make_chunk(data.table, cloud.vectors, cloud.rows, slots[:size], data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket, cfg.finetune.row_users, matched,
-                       widths={"local": int(plan["local"][0]), "test": plan["test"]})
+    matched = cfg.mpda.rows_per_user if "mpda" in cfg.methods else 0
+    chunk = _pack(cfg, data, cloud, slots[:size], matched, {"local": int(plan["local"][0]), "test": plan["test"]})
     d = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0]), chunk)
     nums, key = StageNumbers.from_config(cfg), jax.random.PRNGKey(0)
     ccfg, fcfg = settings.classifier_config(nums), settings.finetune_config(nums)
     m = local_model(cloud.model, d.vocab.shape[0], d.user_vocab.shape[0])
     p = localize_params(cloud.params, d.vocab, d.user_vocab)
     tr, fr = split_trainable(p, tuple(fcfg.trainable))
-    opt = make_optimizer(fcfg)
+    opt = train.make_optimizer(fcfg)
     b = fcfg.batch_size
+    new = "classifier" in inspect.signature(train.train_classifier).parameters
+    lw, aw = d.local.mask.astype(jnp.float32), d.candidates.mask.astype(jnp.float32)
+
+    def classifier(d, k):
+        if new:
+            return train.train_classifier(settings.classifier_model, (d.local.vector, d.local.mask),
+                                          (d.candidates.vector, d.candidates.mask), k, ccfg)
+        return train.train_classifier(d.local.vector, d.local.mask, d.candidates.vector, d.candidates.mask, k, ccfg)
+
+    def sampler(k, a, c):
+        if len(inspect.signature(epoch_batches).parameters) == 4:
+            return epoch_batches(k, a, c, fcfg)
+        return epoch_batches(k, a, c, fcfg.steps, b, fcfg.aug_batch_size, fcfg.sampling)
 
     def step(tr, s, rows, i):
         batch = jax.tree_util.tree_map(lambda x: x[i], rows.features)
@@ -105,17 +129,18 @@ def parts(cfg, data, cloud) -> dict:
 
     out = {"whole user stage": _stablehlo_ops(lambda d, k: user_stage(cloud.model, settings, cloud.params, d, nums, k),
                                               d, key),
-           "classifier (training)": _stablehlo_ops(lambda d, k: train_classifier(
-               d.local.vector, d.local.mask, d.candidates.vector, d.candidates.mask, k, ccfg), d, key),
-           "sampler (one lane)": _stablehlo_ops(lambda k, a, c: epoch_batches(
-               k, a, c, fcfg.steps, b, fcfg.aug_batch_size, fcfg.sampling), key,
-               d.local.mask.astype(jnp.float32), d.candidates.mask.astype(jnp.float32)),
+           "classifier (training)": _stablehlo_ops(classifier, d, key),
+           "sampler (one lane)": _stablehlo_ops(sampler, key, lw, aw),
            "fine-tuning step": _stablehlo_ops(step, tr, opt.init(tr), d.local, jnp.arange(b) % d.local.width),
-           "score + AUC": _stablehlo_ops(lambda p, d: masked_auc(score(m, p, d.test)[None], d.test.label[None],
+           "score + AUC": _stablehlo_ops(lambda p, d: masked_auc(train.score(m, p, d.test)[None], d.test.label[None],
                                                                  d.test.mask[None]), p, d)}
     if matched:
-        out["mpda trials"] = _stablehlo_ops(lambda p, d, k: mpda_trials(
-            m, p, d.local, d.matched, settings.matched_users, k, fcfg, settings.mpda), p, d, key)
+        if "device" in inspect.signature(train.mpda_trials).parameters:
+            trials = lambda p, d, k: train.mpda_trials(m, p, d, k, fcfg, settings.mpda)  # noqa: E731
+        else:
+            trials = lambda p, d, k: train.mpda_trials(m, p, d.local, d.matched, settings.matched_users,  # noqa: E731
+                                                       k, fcfg, settings.mpda)
+        out["mpda trials"] = _stablehlo_ops(trials, p, d, key)
     return out
 
 

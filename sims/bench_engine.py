@@ -35,7 +35,7 @@ import numpy as np
 from coda_jax.cloud.stage import cloud_stage
 from coda_jax.config import Config
 from coda_jax.data.dataset import make_dataset
-from coda_jax.device.chunk import make_chunk
+from coda_jax.device.chunk import ChunkSpec, make_chunk
 from coda_jax.device.engine import StageCompiler, device_keys, plan_chunks, run_chunks, user_mesh
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.stage import device_stage
@@ -114,7 +114,7 @@ class Sides:
     def __init__(self, args, cfg: Config):
         self.cfg = cfg
         self.data = make_dataset(cfg)
-        cloud = cloud_stage(cfg, self.data, show_progress=False)
+        self.cloud = cloud = cloud_stage(cfg, self.data, show_progress=False)
         self.model, self.params, self.vectors, self.rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
         self.numbers, self.keys = StageNumbers.stack([cfg]), device_keys(cfg)
         self.settings = StageSettings.from_config(cfg)
@@ -125,19 +125,18 @@ class Sides:
         size, slots, plan = plan_chunks(cfg, self.rows, 1 if mesh is None else mesh.size)
         self.n = min(args.loop_users or len(self.data.users), len(self.data.users))
         self.owners = slots[:self.n]
-        self.chunk = make_chunk(self.data.table, self.vectors, self.rows, self.owners, self.data.users,
-                                cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users,
-                                widths={"local": int(plan["local"][0]), "test": plan["test"]})
+        spec = dataclasses.replace(ChunkSpec.from_config(cfg), widths={"local": int(plan["local"][0]),
+                                                                       "test": plan["test"]})
+        self.chunk = make_chunk(self.data.table, self.vectors, self.rows, self.owners, self.data.users, spec)
         self.pieces = contenders.StepPieces(self.model, self.settings, StageNumbers.from_config(cfg), self.chunk)
         self.dev_chunk = jax.device_put(self.chunk)
         self.engine_out: dict = {}
 
     def engine(self, name: str):
         def run(n=None):
-            out = run_chunks(self.cfg, self.data, self.model, self.params, self.vectors, self.rows, self.numbers,
-                             self.keys, False, self.compilers[name])
+            out = run_chunks([self.cfg], self.data, self.cloud, self.compilers[name], False)
             self.engine_out[name] = out
-            return out["auc"][0, 0, 0]                                   # [S] users in data.users order
+            return out.auc[0, 0, 0]                                      # [S] users in data.users order
         return run
 
     def contender(self, name: str):
@@ -151,8 +150,8 @@ class Sides:
     def engine_logits(self, n: int) -> np.ndarray:
         """The engine's own program's test logits of the first ``n`` contender users: float [n, M, Nt]."""
         part = jax.tree_util.tree_map(lambda x: x[:n], self.dev_chunk)
-        out = device_stage(self.model, dataclasses.replace(self.settings, lockstep_users=0), self.params, part,
-                           self.numbers, self.keys, with_logits=True)
+        out = device_stage(self.model, dataclasses.replace(self.settings, lockstep_users=0, with_logits=True),
+                           self.params, part, self.numbers, self.keys)
         return np.asarray(out["logits"])[:, 0, 0]
 
 
@@ -256,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
            "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
            "batch_size": cfg.finetune.batch_size, "rounds": max(1, args.repeats), "contender_users": sides.n}
     fig.update(measure(args, sides))
-    fig["lanes"] = sides.engine_out["engine"]["lanes"]
+    fig["lanes"] = sides.engine_out["engine"].compile.lanes
     fig["step_hlo"] = step_hlo_ops(sides.pieces, sides.params, sides.chunk)
     print_figures(fig)
     if args.out:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.bench_compile import _pack
 from sims.bench_engine import bench_config
 from sims.bench_measure import _flops, matmul_flops_per_second
 
@@ -46,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from coda_jax.cloud.stage import cloud_stage  # noqa: PLC0415
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
-    from coda_jax.device.chunk import make_chunk  # noqa: PLC0415
     from coda_jax.device.engine import plan_chunks  # noqa: PLC0415
     from coda_jax.device.settings import StageNumbers, StageSettings  # noqa: PLC0415
     from sims.contenders import StepPieces  # noqa: PLC0415
@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     data = make_dataset(cfg)
     cloud = cloud_stage(cfg, data, show_progress=False)
     size, slots, plan = plan_chunks(cfg, cloud.rows, 1)
-    chunk = make_chunk(data.table, cloud.vectors, cloud.rows, slots[:args.lanes], data.users,
-                       cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users,
-                       widths={"local": int(plan["local"][0]), "test": plan["test"]})
+    chunk = _pack(cfg, data, cloud, slots[:args.lanes], 0, {"local": int(plan["local"][0]), "test": plan["test"]})
     settings = StageSettings.from_config(cfg)
     pieces = StepPieces(cloud.model, settings, StageNumbers.from_config(cfg), chunk)
     d = jax.tree_util.tree_map(jnp.asarray, chunk)
