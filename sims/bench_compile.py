@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import re
 import time
 
@@ -71,7 +72,11 @@ def programs(cfg, data, cloud) -> list[dict]:
             continue
         shapes.add(sig)
         w0, c0 = time.perf_counter(), time.process_time()
-        lowered = device_stage.lower(cloud.model, settings, cloud.params, chunk, numbers, keys, mesh=mesh)
+        if "mesh" in {f.name for f in dataclasses.fields(settings)}:      # the mesh in the settings since api-core
+            lowered = device_stage.lower(cloud.model, dataclasses.replace(settings, mesh=mesh), cloud.params, chunk,
+                                         numbers, keys)
+        else:
+            lowered = device_stage.lower(cloud.model, settings, cloud.params, chunk, numbers, keys, mesh=mesh)
         w1, c1 = time.perf_counter(), time.process_time()
         exe = lowered.compile()
         w2, c2 = time.perf_counter(), time.process_time()
