@@ -68,7 +68,7 @@ def start_processes(args: argparse.Namespace) -> None:
                               "alone, to let JAX detect the cluster)")
         if given[1] is not None and not 0 <= given[2] < given[1]:
             raise ConfigError(f"--process-id: must be in [0, {given[1]}), got {given[2]}")
-        from coda_jax.multihost import initialize  # noqa: PLC0415
+        from coda_jax.device.multihost import initialize  # noqa: PLC0415
 
         initialize(*given)
 
