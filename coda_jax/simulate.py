@@ -18,9 +18,9 @@ from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.methods import anchor
+from coda_jax.device.multihost import run_device_stage_processes
 from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
-from coda_jax.device.multihost import run_device_stage_processes
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import references
 from coda_jax.resources import memory_report
