@@ -214,7 +214,8 @@ class EngineConfig:
     chunk_users: int = 64          # users per compiled chunk (the last chunk is padded): 64 was fastest per user
                                    # on a 2-core CPU (vs 32, 128, 256); raise it on a GPU (e.g. 1024)
     min_bucket: int = 16           # smallest padded row / vocabulary size; buckets are powers of two
-    max_shapes: int = 2            # local-row widths per run (chunk shapes, so compiled programs; see docs/engine.md)
+    max_shapes: int = 1            # local-row widths per run (chunk shapes, so compiled programs; see docs/engine.md):
+                                   # 1 = one program per run (padding local rows costs little; a compile costs much)
     lockstep_users: int = 0        # users vmapped together inside a chunk, groups in turn (0 = auto: 8 on CPU,
                                    # the whole chunk on a GPU / TPU); results do not depend on it
 

@@ -39,7 +39,7 @@ def device_memory_stats(devices: list | None = None) -> list[dict] | None:
     """``memory_stats()`` of each device (all JAX sees by default), or None where a device keeps no statistics
     (the CPU backend)."""
     out = []
-    for dev in devices if devices is not None else jax.devices():
+    for dev in devices if devices is not None else jax.local_devices():
         try:
             stats = dev.memory_stats()
         except Exception:  # noqa: BLE001 - backends without statistics raise various errors

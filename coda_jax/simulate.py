@@ -18,6 +18,7 @@ from coda_jax.config import Config, ConfigError, check_memory, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.methods import anchor, get_method, matched_rows_per_user
+from coda_jax.device.multihost import run_device_stage_processes
 from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
@@ -82,8 +83,10 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
         cloud = cloud_stage(cfg, data, show_progress)
     timer.timings.update(cloud.timings)
     with timer("device_stage"):
-        dev = run_device_stage(cfgs, data, cloud, show_progress, compiler)
-    timer.timings.update({"device_stage_compile": dev.compile.seconds, "device_stage_compiles": dev.compile.compiles,
+        dev = run_device_stage_processes(cfgs, data, cloud, show_progress, compiler)
+    timer.timings.update({"device_stage_compile": dev.compile.seconds,
+                          "device_stage_execute": timer.timings["device_stage"] - dev.compile.seconds,
+                          "device_stage_compiles": dev.compile.compiles,
                           "device_stage_cache_hits": dev.compile.cache_hits})
     out = []
     for p, c in enumerate(cfgs):

@@ -108,7 +108,7 @@ class TopK:
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.n, self.d = database.shape
-        self.devices = list(jax.devices() if devices is None else devices)
+        self.devices = list(jax.local_devices() if devices is None else devices)
         self.mesh = Mesh(np.asarray(self.devices), (_AXIS,))
         self._database = database
         self._block_size = int(block_size)
@@ -160,7 +160,7 @@ def exact_topk(queries, database, k: int, block_size: int = 4096, query_block: i
       block_size: database rows scored per scan step (raised to at least k, lowered to N rounded up to a
         multiple of 8 when N is smaller).
       query_block: queries processed per device call (host-side loop).
-      devices: devices the database is split over (default: all of ``jax.devices()``).
+      devices: devices the database is split over (default: this process's, ``jax.local_devices()``).
 
     Returns:
       scores: float32 [Q, k], dot products sorted descending.

@@ -34,13 +34,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import jax  # noqa: PLC0415 - keep `--help` fast
 
+    start_processes(args)
     use_compile_cache(args)
 
     from coda_jax.simulate import simulate  # noqa: PLC0415
 
-    print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} {len(jax.devices())} device(s) on {jax.devices()[0].platform}",
-          file=sys.stderr)
+    print(f"coda-sim run: source={cfg.data.source} model={cfg.model.name} {len(jax.devices())} device(s) on "
+          f"{jax.devices()[0].platform}" + (f", process {jax.process_index()} of {jax.process_count()}"
+                                            if jax.process_count() > 1 else ""), file=sys.stderr)
     results = simulate(cfg, show_progress=not args.quiet)
+    if jax.process_index() > 0:      # every process simulated its share of the users; process 0 writes
+        print(f"coda-sim run: process {jax.process_index()}: done (process 0 writes the results)", file=sys.stderr)
+        return 0
     print(results.table())
     if args.out:
         path = results.save(args.out)
@@ -51,6 +56,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         figures = report([args.out], args.out)
         print(f"figures written to {args.out}: {', '.join(p.name for p in figures)}")
     return 0
+
+
+def start_processes(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` for ``--coordinator/--num-processes/--process-id`` or ``--distributed``
+    (the cluster detected by JAX: Slurm, Open MPI, ...), before any other JAX call."""
+    given = [getattr(args, k, None) for k in ("coordinator", "num_processes", "process_id")]
+    if any(v is not None for v in given) or getattr(args, "distributed", False):
+        if any(v is not None for v in given) and any(v is None for v in given):
+            raise ConfigError("--coordinator, --num-processes and --process-id go together (or --distributed "
+                              "alone, to let JAX detect the cluster)")
+        if given[1] is not None and not 0 <= given[2] < given[1]:
+            raise ConfigError(f"--process-id: must be in [0, {given[1]}), got {given[2]}")
+        from coda_jax.device.multihost import initialize  # noqa: PLC0415
+
+        initialize(*given)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -161,6 +181,14 @@ def make_parser() -> argparse.ArgumentParser:
                           "kept (error) unless --overwrite is given; the file is replaced atomically, so a "
                           "failed write never leaves a truncated one. NaN figures are written as null")
     run.add_argument("--overwrite", action="store_true", help="replace an existing results.json in --out")
+    run.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="several processes on jax.distributed: process 0's address (with --num-processes and "
+                          "--process-id); each process simulates its share of the users, process 0 gathers "
+                          "the per-user results and writes them")
+    run.add_argument("--num-processes", type=int, metavar="N", help="processes of a --coordinator run")
+    run.add_argument("--process-id", type=int, metavar="I", help="this process's index in [0, N)")
+    run.add_argument("--distributed", action="store_true",
+                     help="jax.distributed with the cluster JAX detects (Slurm, Open MPI, ...)")
     run.add_argument("--plot", action="store_true",
                      help="also write the run's figures and per_user.csv into --out (as coda-sim report does)")
     run.set_defaults(func=cmd_run)
@@ -180,6 +208,10 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--overwrite", action="store_true",
                        help="run every variant again, replacing finished ones, and replace a sweep.json "
                             "from a different grid")
+    sweep.add_argument("--shard", metavar="I/N",
+                       help="run shard I of N into the shared --out store (e.g. a Slurm array job: "
+                            "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); each variant is claimed once, a "
+                            "rerun of the shard fills what is missing")
     sweep.set_defaults(func=cmd_sweep)
     bench = sub.add_parser("bench", help="benchmarks (engine: vmapped device stage vs a per-user loop; scaling: "
                                          "the device stage against users, contenders, FLOP/s, retrieval)")

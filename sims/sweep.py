@@ -10,6 +10,12 @@ on test rows.
 ``--out DIR`` is a store a rerun resumes: ``DIR/variant-<hash of the variant's config>/results.json`` is
 written (atomically) when the variant finishes and ``DIR/sweep.json`` after every variant; the same command
 again reads finished variants back and runs only the missing or cut-off ones.
+
+``--shard I/N`` splits a sweep over N machines (e.g. a Slurm array job) into one shared store: each shard
+runs its groups of variants (those sharing one compiled program; group g for g = I mod N) and claims each
+variant (``variant-<hash>/claim``, created exclusively, so a variant is claimed once, never run twice); a
+rerun of the same shard retakes its own claims and fills what is missing; ``sweep.json`` lists every
+variant finished in the store so far.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -115,15 +122,44 @@ def _check_sweep_json(path: Path, ids: list[str]) -> None:
                           "another --out")
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N`` (None passes through)."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: needs 0 <= I < N")
+    return i, n
+
+
+def claim(folder: Path, shard: tuple[int, int]) -> bool:
+    """Claim a variant for ``shard``: create ``folder/claim`` exclusively (True), or find it held by this same
+    shard (True: a rerun retakes its claims) or by another (False)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = f"{shard[0]}/{shard[1]}"
+    try:
+        fd = os.open(folder / "claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return (folder / "claim").read_text().strip() == mine
+    with os.fdopen(fd, "w") as f:
+        f.write(mine + "\n")
+    return True
+
+
 def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progress: bool = True,
-              overwrite: bool = False) -> list[dict]:
+              overwrite: bool = False, shard: tuple[int, int] | None = None) -> list[dict]:
     """Run every grid point; returns one summary dict per variant (:func:`summarize`), in grid order.
 
     With ``out``, the sweep is a store that a rerun resumes: each variant's ``results.json`` goes into
     ``out/variant-<hash>`` (:func:`variant_id`) atomically when the variant finishes, and ``out/sweep.json``
     (the rows so far, in grid order) is rewritten atomically after each variant. Variants whose results.json
     is there are read back, not run; a variant folder without a complete results.json (cut off) is run
-    again. ``overwrite`` runs every variant again. ``out`` is checked before any work.
+    again. ``overwrite`` runs every variant again. ``out`` is checked before any work. ``shard`` ``(I, N)``
+    runs only the variants this shard claims (:func:`claim`) and returns the rows of every variant finished
+    in the store.
     """
     from coda_jax.data.dataset import make_dataset  # noqa: PLC0415
     from coda_jax.device.settings import structure  # noqa: PLC0415
@@ -140,6 +176,8 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
             raise ConfigError(f"--grid: variants {i} ({' '.join(variants[i][0]) or 'base'}) and {j} "
                               f"({' '.join(variants[j][0]) or 'base'}) are the same config")
     store = Path(out) if out else None
+    if shard is not None and store is None:
+        raise ConfigError("--shard: needs --out DIR (the store the shards share)")
     if store is not None:
         check_out_dir(store, files=(), overwrite=overwrite)
         if not overwrite:
@@ -163,7 +201,14 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
             groups.setdefault((cloud_key(cfg), json.dumps(to_dict(structure(cfg)), sort_keys=True)), []).append(i)
     datasets, clouds, rows = {}, {}, []
     printed = 0
-    for (key, _), members in groups.items():
+    order = list(groups.items())
+    if shard is not None:                 # its own groups of variants: group g for g = I mod N
+        order = order[shard[0]::shard[1]]
+    for (key, _), members in order:
+        if shard is not None:
+            members = [i for i in members if claim(store / ids[i], shard)]
+            if not members:
+                continue
         cfgs = [variants[i][1] for i in members]
         for i in members:
             if store is not None:
@@ -185,10 +230,16 @@ def run_sweep(base: Config, grid: list[str], out: str | None = None, show_progre
         while printed < len(variants) and printed in results_of:
             print(format_row(summarize(printed, variants[printed][0], results_of[printed], ids[printed])), flush=True)
             printed += 1
-    rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants))]
-    while printed < len(variants):
-        print(format_row(rows[printed]), flush=True)
-        printed += 1
+    if shard is not None:                 # the other shards' variants finished so far
+        for i, ((_, cfg), vid) in enumerate(zip(variants, ids)):
+            if i not in results_of:
+                done = _finished(store / vid / "results.json", cfg, False)
+                if done is not None:
+                    results_of[i] = done
+    rows = [summarize(i, variants[i][0], results_of[i], ids[i]) for i in range(len(variants)) if i in results_of]
+    for row in rows:
+        if row["variant"] >= printed:
+            print(format_row(row), flush=True)
     if store is not None:
         save_json(store / "sweep.json", rows)
     return rows
@@ -209,5 +260,5 @@ def main(args) -> int:
     base = build_config(args)
     print(yaml.safe_dump({"grid": args.grid or []}, default_flow_style=True).strip(), file=sys.stderr)
     run_sweep(base, args.grid or [], args.out, show_progress=not args.quiet,
-              overwrite=getattr(args, "overwrite", False))
+              overwrite=getattr(args, "overwrite", False), shard=parse_shard(getattr(args, "shard", None)))
     return 0

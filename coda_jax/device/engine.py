@@ -113,8 +113,9 @@ def share_of_users(data, rows: UserRows, index: int, count: int):
 
 
 def user_mesh(devices: list | None = None) -> Mesh | None:
-    """A one-axis mesh (``"users"``) over ``devices`` (all JAX sees); None for a single device."""
-    devices = jax.devices() if devices is None else devices
+    """A one-axis mesh (``"users"``) over ``devices`` (this process's: all JAX sees in a single-process run);
+    None for a single device."""
+    devices = jax.local_devices() if devices is None else devices
     return Mesh(np.asarray(devices), (USERS,)) if len(devices) > 1 else None
 
 
