@@ -180,4 +180,6 @@ def validate(cfg, source: str = "config"):
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
     ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
+    ck("eval.anchor", v.anchor in cfg.methods or v.anchor == "coda",
+       f"must be one of the run's methods ({', '.join(cfg.methods)}), got {v.anchor!r}")
     return cfg

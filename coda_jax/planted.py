@@ -124,8 +124,8 @@ def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, sho
 
 def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows, valid: np.ndarray,
                    methods: dict, comparisons: dict, show_progress: bool = False, kept: np.ndarray | None = None) -> dict:
-    """Add the reference rows that apply to ``methods`` (in place; paired ``coda - reference`` differences to
-    ``comparisons`` when coda ran) and return the diagnostics (``{}`` when nothing applies).
+    """Add the reference rows that apply to ``methods`` (in place; paired ``anchor - reference`` differences to
+    ``comparisons`` when the anchor, ``eval.anchor``, ran) and return the diagnostics (``{}`` when nothing applies).
 
     ``valid`` bool [S]: the simulated users whose held-out rows hold both classes (the methods' users)."""
     table = data.table
@@ -141,17 +141,18 @@ def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarra
         per_user[name] = auc
         methods[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
     diagnostics: dict = {}
-    if "coda" in methods and "per_user" in methods["coda"]:
-        coda = methods["coda"]["per_user"]
-        coda_auc = np.array([coda.get(str(u), np.nan) for u in user_ids])
+    anchor = cfg.eval.anchor                 # paired anchor - reference differences (coda by default)
+    if anchor in cfg.methods and "per_user" in methods.get(anchor, {}):
+        base = methods[anchor]["per_user"]
+        anchor_auc = np.array([base.get(str(u), np.nan) for u in user_ids])
         for name, auc in per_user.items():
-            both = np.isfinite(coda_auc) & np.isfinite(auc) & valid
-            comparisons[name] = paired_bootstrap(coda_auc[both], auc[both], cfg.eval.bootstrap, cfg.eval.confidence,
-                                                 cfg.seed)
-        if "global" in methods and "group-oracle" in methods:
-            g, o, c = methods["global"]["auc"], methods["group-oracle"]["auc"], methods["coda"]["auc"]
-            # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
-            diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
+            both = np.isfinite(anchor_auc) & np.isfinite(auc) & valid
+            comparisons[name] = paired_bootstrap(anchor_auc[both], auc[both], cfg.eval.bootstrap,
+                                                 cfg.eval.confidence, cfg.seed)
+    if "coda" in methods and "global" in methods and "group-oracle" in methods:
+        g, o, c = methods["global"]["auc"], methods["group-oracle"]["auc"], methods["coda"]["auc"]
+        # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
+        diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
     if table.planted is not None:
         diagnostics["own_group_share"] = own_group_shares(cfg, data, rows, kept)
     diagnostics["references_seconds"] = time.perf_counter() - t

@@ -14,23 +14,27 @@ from coda_jax import overhead
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import init_params
 from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
-from coda_jax.config import Config, ConfigError, to_dict
+from coda_jax.config import Config, ConfigError, to_dict, validate
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
+from coda_jax.device.settings import TRACED_FIELDS, structure
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import add_references
+from coda_jax.provenance import provenance, utc_now
 from coda_jax.resources import memory_report
 from coda_jax.results import Results
 from coda_jax.timing import Timer
 
 __all__ = ["CLOUD_SECTIONS", "CloudOutput", "Results", "assemble_results", "check_trainable", "cloud_key",
-           "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
+           "check_configs", "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
     """Every ``finetune.trainable`` entry must name a parameter group or a top-level parameter of the model
-    (checked on parameter shapes only, before any training)."""
+    (checked on parameter shapes only, before any training), and a group the data can move: genre weights on
+    data without genres are only the padding row, so fine-tuning them would change nothing and every method
+    would score as the cloud model."""
     table = data.table
     model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
     params = jax.eval_shape(lambda: init_params(model, table, cfg.seed))
@@ -39,6 +43,38 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
         if entry not in names:
             raise ConfigError(f"finetune.trainable: {entry!r} is neither a parameter group nor a top-level "
                               f"parameter of model {cfg.model.name!r}; known: {', '.join(sorted(names))}")
+        if table.num_genres == 0 and (entry == "genre" or (entry in params and param_group(entry) == "genre")):
+            raise ConfigError(f"finetune.trainable: {entry!r} names genre weights, but the data ({table.name}) has "
+                              "no genres, so fine-tuning them changes nothing (every method would score as "
+                              "global); train other groups (dense, user, item) or give the items genres")
+
+
+def check_configs(cfgs: list[Config], where: str = "simulate") -> list[Config]:
+    """Validate every config (:func:`coda_jax.config.validate`: a ``dataclasses.replace`` skips it) and check
+    that they may share one run: the same dataset and cloud stage, and a device stage that differs only in
+    traced numbers. Called before any work; raises :class:`ConfigError` naming the key."""
+    if not cfgs:
+        raise ConfigError(f"{where}: needs at least one config")
+    for i, c in enumerate(cfgs):
+        if not isinstance(c, Config):
+            raise ConfigError(f"{where}: config {i} is a {type(c).__name__}, not a coda_jax.Config")
+        validate(c, where if len(cfgs) == 1 else f"{where}: config {i}")
+    base, base_cloud = to_dict(structure(cfgs[0])), cloud_key(cfgs[0])
+    for i, c in enumerate(cfgs[1:], start=1):
+        if cloud_key(c) != base_cloud or to_dict(structure(c)) != base:
+            key = _first_difference(base, to_dict(structure(c)))
+            raise ConfigError(f"{where}: config {i} differs from config 0 in {key}, beyond the traced numbers "
+                              f"({', '.join(TRACED_FIELDS)}); run it on its own")
+    return list(cfgs)
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+                return _first_difference(a[k], b[k], f"{prefix}{k}.")
+            return f"{prefix}{k}"
+    return prefix.rstrip(".") or "?"
 
 
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
@@ -63,7 +99,9 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     The shared stages' timings are reported in every result; ``timings["device_stage"]`` is the one
     program's time for all points together.
     """
+    cfgs = check_configs(list(cfgs), "simulate_points" if len(cfgs) > 1 else "simulate")
     cfg = cfgs[0]
+    started_at = utc_now()
     timer = Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
@@ -84,6 +122,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
         res = assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev, point)
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
         res.memory = memory_report()
+        res.provenance = provenance(started_at)
         out.append(res)
     return out
 
@@ -98,10 +137,12 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
     auc = point["auc_mean"]
     valid = has_labels[None, :] & np.isfinite(auc)                     # [M, S]: a diverged user is not valid
     methods = {}
+    aug_rows = point["aug_rows"] if point["aug_rows"].ndim == 2 else point["aug_rows"].mean(axis=0)   # [M, S]
     for i, name in enumerate(methods_list):
         a, v = auc[i], valid[i]
         methods[name] = {"auc": float(np.mean(a[v])) if v.any() else float("nan"), "users": int(v.sum()),
                          "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], a[v])},
+                         "per_user_aug_rows": {str(uid): float(x) for uid, x in zip(user_ids[v], aug_rows[i][v])},
                          "nonfinite_logits": int(point["nonfinite"][:, i].sum()),
                          "diverged_users": int((has_labels & (point["nonfinite"][:, i] > 0).any(axis=0)).sum())}
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
@@ -109,10 +150,11 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")
                                                for r in point["auc"]]
     comparisons = {}
-    if "coda" in methods_list:
-        ci = methods_list.index("coda")
+    anchor = cfg.eval.anchor            # the paired differences are anchor - method
+    if anchor in methods_list:
+        ci = methods_list.index(anchor)
         for i, name in enumerate(methods_list):
-            if name != "coda":
+            if name != anchor:
                 both = valid[ci] & valid[i]
                 comparisons[name] = paired_bootstrap(auc[ci][both], auc[i][both], cfg.eval.bootstrap,
                                                      cfg.eval.confidence, cfg.seed)
@@ -127,5 +169,10 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
                                  kept=point["kept_mask"][0])
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
                    retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=diagnostics,
-                   data=dict(data.info, per_user_test_rows={str(uid): int(n) for uid, n in
-                                                            zip(user_ids[has_labels], rows.counts("test")[has_labels])}))
+                   data=dict(data.info, per_user_test_rows=_per_user(user_ids, rows.counts("test"), has_labels),
+                             per_user_local_rows=_per_user(user_ids, rows.counts("local"), has_labels)))
+
+
+def _per_user(user_ids: np.ndarray, counts: np.ndarray, keep: np.ndarray) -> dict[str, int]:
+    """``{dataset user id: count}`` of the simulated users ``keep`` (bool [S]; ``counts`` int [S])."""
+    return {str(uid): int(n) for uid, n in zip(user_ids[keep], counts[keep])}

@@ -89,14 +89,16 @@ def cmd_combine(args: argparse.Namespace) -> int:
         seen[real] = path
         results.append(read_json(path))
         sources.append(str(path))
+    first = results[0].get("config") if isinstance(results[0], dict) else None
+    anchor = str(((first or {}).get("eval") or {}).get("anchor", "coda")) if isinstance(first, dict) else "coda"
     try:
-        out = combine_runs(results, sources=sources)
+        out = combine_runs(results, sources=sources, reference=anchor)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{out['runs']} runs (seeds {out['seeds']}), {out['users']} users evaluated in every run; "
           f"per-user AUC averaged over runs")
     width = max(7 * out["runs"] + 3, 10)           # one "0.6871 " per run, then a gap
-    print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}coda - method [95% CI]")
+    print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}{anchor} - method [95% CI]")
     for name, m in out["methods"].items():
         cmp = out["comparisons"].get(name)
         diff = "" if cmp is None else f"{cmp['mean']:+.4f} [{cmp['low']:+.4f}, {cmp['high']:+.4f}]"
@@ -262,19 +264,11 @@ def _interrupted_exit() -> None:
 
 
 def host_devices(environ=None) -> None:
-    """Give JAX one CPU device per core (``--xla_force_host_platform_device_count``), so the device stage's
-    user axis is split over every core (on the 2-core machine its execution ran 1.4x faster than on one CPU
-    device, whose small batched products keep about one core busy). Only before JAX starts; a count already
-    in ``XLA_FLAGS`` or ``CODA_JAX_HOST_DEVICES`` (e.g. 1) wins; accelerators are not affected."""
-    import os  # noqa: PLC0415
+    """One JAX CPU device per core before JAX starts (:func:`coda_jax.host.use_host_devices`: a count already in
+    ``XLA_FLAGS`` or ``CODA_JAX_HOST_DEVICES`` wins; accelerators are not affected)."""
+    from coda_jax.host import use_host_devices  # noqa: PLC0415
 
-    env = os.environ if environ is None else environ
-    if "xla_force_host_platform_device_count" in env.get("XLA_FLAGS", ""):      # read when JAX's backend starts
-        return
-    count = env.get("CODA_JAX_HOST_DEVICES") or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                    else os.cpu_count() or 1)
-    if count.isdigit() and int(count) > 1:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}").strip()
+    use_host_devices(environ=environ)
 
 
 def main(argv: list[str] | None = None) -> int:
