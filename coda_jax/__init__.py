@@ -4,7 +4,9 @@ The public API, in pipeline order (each step usable on its own from research cod
 
     import coda_jax as cj
     cfg = cj.Config()                                   # or cj.load_config("configs/movielens100k.yaml")
+    cfg = cj.with_overrides(cfg, {"finetune.steps": 50})   # validated (dataclasses.replace is not)
     data = cj.make_dataset(cfg)                         # load or generate, build samples, split per user
+    #   (your own log: cj.make_dataset(cfg, cj.interactions_from_frame(df, user=, item=, label=, timestamp=)))
     cloud = cj.cloud_stage(cfg, data)                   # pretrain + coarse matching: a cj.CloudOutput
     model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
     #   (retrieval.matching: ScaNN sample neighbours, or user-level cj.match_users; cloud.matched_users)
@@ -18,6 +20,8 @@ The public API, in pipeline order (each step usable on its own from research cod
     results = cj.simulate_points([cfg_a, cfg_b], data)  # configs differing in numbers: lanes of one program
     auc, valid = cj.masked_auc(scores, labels, mask)   # per-user AUC, one jitted call
     results = cj.simulate(cfg)                          # all of the above, every method, one results object
+    frame = results.to_frame()                          # pandas: one row per user and method
+    cj.use_host_devices(); cj.enable_compile_cache()    # the CLI's host settings (before any JAX work)
 """
 
 from coda_jax import methods
@@ -26,10 +30,11 @@ from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
 from coda_jax.cloud.retrieval import coarse_match, make_searcher, recall_at_k
 from coda_jax.cloud.stage import cloud_stage
-from coda_jax.config import Config, ConfigError
+from coda_jax.config import Config, ConfigError, with_overrides
 from coda_jax.config import load as load_config
 from coda_jax.data.dataset import Dataset, load_interactions, make_dataset
 from coda_jax.data.features import build_samples
+from coda_jax.data.frame import interactions_from_frame
 from coda_jax.data.ingest import DataError
 from coda_jax.data.sources.movielens100k import read_movielens100k
 from coda_jax.data.schema import Interactions, SampleTable
@@ -39,14 +44,16 @@ from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.stage import device_stage, user_stage
 from coda_jax.device.train import finetune, mpda_finetune, train_classifier
+from coda_jax.evaluate import paired_bootstrap
+from coda_jax.host import enable_compile_cache, use_host_devices
 from coda_jax.methods import AugmentInputs, register_method
 from coda_jax.models import make_model
 from coda_jax.results import Results
 from coda_jax.simulate import simulate, simulate_points
+from coda_jax.version import __version__
 from kernels.auc import masked_auc
 from kernels.topk import exact_topk
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AugmentInputs", "CloudOutput", "Config", "ConfigError", "StageNumbers", "device_keys", "methods", "register_method", "simulate_points", "DataError", "Dataset", "DeviceChunk", "Interactions", "Results", "Rows",
@@ -55,4 +62,5 @@ __all__ = [
     "load_interactions", "make_chunk", "make_dataset", "make_model", "make_searcher", "masked_auc", "match_users",
     "mpda_finetune", "pool_by_user", "pretrain", "read_movielens100k", "recall_at_k", "run_device_stage",
     "sample_vectors", "simulate", "train_classifier", "user_stage",
+    "enable_compile_cache", "interactions_from_frame", "paired_bootstrap", "use_host_devices", "with_overrides", "__version__",
 ]
