@@ -5,7 +5,7 @@
   coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--lockstep-users N] [--out FILE]
   coda-sim bench scaling [--users N [N ...]] [--subset N] [--no-retrieval] [--quick] --out DIR
   coda-sim combine RUN_DIR RUN_DIR [...] [--out FILE]
-  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR]
+  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR] [--format png,pdf,svg]
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def make_parser() -> argparse.ArgumentParser:
     combine.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     combine.set_defaults(func=cmd_combine)
     report = sub.add_parser(
-        "report", help="figures (PNG) and a per-user CSV of runs and sweeps",
+        "report", help="figures (PNG, PDF or SVG) and a per-user CSV of runs and sweeps",
         description="Draw, for each run: every method's user-averaged AUC with 95% bootstrap intervals over "
                     "users (auc.png), coda's paired differences to every other method (coda_differences.png), "
                     "each user's AUC, coda vs global and vs local (per_user_scatter.png); for each sweep "
@@ -215,6 +215,9 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR",
                         help="folder for the figures and per_user.csv (created if needed); default: the input's "
                              "own folder (required with several inputs)")
+    report.add_argument("--format", default="png", metavar="FMT[,FMT]",
+                        help="figure formats, comma-separated: png (default), pdf, svg (vector, for a paper), "
+                             "e.g. --format png,pdf,svg writes auc.png, auc.pdf and auc.svg")
     report.set_defaults(func=cmd_report)
     return parser
 
