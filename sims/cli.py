@@ -105,8 +105,11 @@ def cmd_combine(args: argparse.Namespace) -> int:
         runs = " ".join(f"{a:.4f}" for a in m["per_run_auc"])
         print(f"{name:<14}{m['auc']:>8.4f}   {runs:<{width}}{diff}")
     if args.out:
+        from coda_jax.provenance import RESULTS_SCHEMA_VERSION, provenance  # noqa: PLC0415
+
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out, out)
+        write_json_atomic(args.out, {"schema_version": RESULTS_SCHEMA_VERSION, **out, "anchor": anchor,
+                                     "sources": sources, "provenance": provenance()})
         print(f"written to {args.out}")
     return 0
 

@@ -104,3 +104,25 @@ def test_use_host_devices_as_the_cli_does():
     assert cj.use_host_devices(have) == have
     with pytest.raises(RuntimeError, match="before the first JAX computation"):
         cj.use_host_devices(have + 1)
+
+
+def test_combine_takes_the_runs_anchor_and_records_its_provenance(tmp_path, capsys):
+    import json
+
+    from sims.cli import main
+    from tests.test_combine import _run
+
+    dirs = []
+    for seed in (0, 1):
+        pu = {str(u): 0.5 + 0.01 * u + 0.001 * seed for u in range(10)}
+        run = _run(seed, {"local": pu, "coda": {u: a + 0.02 for u, a in pu.items()}},
+                   eval=dataclasses.replace(Config().eval, anchor="local"))
+        (tmp_path / f"run{seed}").mkdir()
+        (tmp_path / f"run{seed}" / "results.json").write_text(json.dumps(run))
+        dirs.append(str(tmp_path / f"run{seed}"))
+    assert main(["combine", *dirs, "--out", str(tmp_path / "combined.json")]) == 0
+    assert "local - method [95% CI]" in capsys.readouterr().out
+    out = json.loads((tmp_path / "combined.json").read_text())
+    assert out["anchor"] == "local" and out["comparisons"]["coda"]["mean"] == pytest.approx(-0.02)
+    assert out["schema_version"] == 2 and out["provenance"]["versions"]["jax"]
+    assert out["sources"] == [str(tmp_path / f"run{s}" / "results.json") for s in (0, 1)]
