@@ -126,3 +126,14 @@ def test_combine_takes_the_runs_anchor_and_records_its_provenance(tmp_path, caps
     assert out["anchor"] == "local" and out["comparisons"]["coda"]["mean"] == pytest.approx(-0.02)
     assert out["schema_version"] == 2 and out["provenance"]["versions"]["jax"]
     assert out["sources"] == [str(tmp_path / f"run{s}" / "results.json") for s in (0, 1)]
+
+
+def test_use_host_devices_after_importing_the_library_takes_effect():
+    import subprocess
+    import sys
+
+    code = ("import coda_jax as cj\nassert cj.use_host_devices(3) == 3\nimport jax\nprint(len(jax.devices('cpu')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CODA_JAX_HOST_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
