@@ -14,10 +14,10 @@ from coda_jax import overhead
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import init_params
 from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
-from coda_jax.config import Config, ConfigError, to_dict, validate
+from coda_jax.config_points import check_configs
+from coda_jax.config import Config, ConfigError, to_dict
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
-from coda_jax.device.settings import TRACED_FIELDS, structure
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import add_references
@@ -27,7 +27,7 @@ from coda_jax.results import Results
 from coda_jax.timing import Timer
 
 __all__ = ["CLOUD_SECTIONS", "CloudOutput", "Results", "assemble_results", "check_trainable", "cloud_key",
-           "check_configs", "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
+           "cloud_stage", "device_keys", "random_rows", "run_device_stage", "simulate", "simulate_points"]
 
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
@@ -47,34 +47,6 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
             raise ConfigError(f"finetune.trainable: {entry!r} names genre weights, but the data ({table.name}) has "
                               "no genres, so fine-tuning them changes nothing (every method would score as "
                               "global); train other groups (dense, user, item) or give the items genres")
-
-
-def check_configs(cfgs: list[Config], where: str = "simulate") -> list[Config]:
-    """Validate every config (:func:`coda_jax.config.validate`: a ``dataclasses.replace`` skips it) and check
-    that they may share one run: the same dataset and cloud stage, and a device stage that differs only in
-    traced numbers. Called before any work; raises :class:`ConfigError` naming the key."""
-    if not cfgs:
-        raise ConfigError(f"{where}: needs at least one config")
-    for i, c in enumerate(cfgs):
-        if not isinstance(c, Config):
-            raise ConfigError(f"{where}: config {i} is a {type(c).__name__}, not a coda_jax.Config")
-        validate(c, where if len(cfgs) == 1 else f"{where}: config {i}")
-    base, base_cloud = to_dict(structure(cfgs[0])), cloud_key(cfgs[0])
-    for i, c in enumerate(cfgs[1:], start=1):
-        if cloud_key(c) != base_cloud or to_dict(structure(c)) != base:
-            key = _first_difference(base, to_dict(structure(c)))
-            raise ConfigError(f"{where}: config {i} differs from config 0 in {key}, beyond the traced numbers "
-                              f"({', '.join(TRACED_FIELDS)}); run it on its own")
-    return list(cfgs)
-
-
-def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-                return _first_difference(a[k], b[k], f"{prefix}{k}.")
-            return f"{prefix}{k}"
-    return prefix.rstrip(".") or "?"
 
 
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,

@@ -48,7 +48,9 @@ def test_simulate_points_checks_every_point_and_their_shared_structure(no_work):
     with pytest.raises(ConfigError, match=r"config 1 differs from config 0 in finetune.batch_size"):
         cj.simulate_points([good, other], show_progress=False)
     lanes = cj.with_overrides(good, {"finetune.learning_rate": 0.01})        # numbers only: lanes of one run
-    assert simulate_module.check_configs([good, lanes]) == [good, lanes]
+    from coda_jax.config_points import check_configs
+
+    assert check_configs([good, lanes]) == [good, lanes]
     with pytest.raises(ConfigError, match="not a coda_jax.Config"):
         cj.simulate_points([{"seed": 1}], show_progress=False)
 
