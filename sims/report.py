@@ -46,7 +46,8 @@ METHOD_COLOR = "#1f4e79"     # the other methods: dark blue
 SWEEP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 # reference rows: each its own grey, line style and marker, so oracle, group-oracle, ... tell apart in print
 REFERENCE_STYLES = (("#8c8c8c", "--", "s"), ("#4d4d4d", ":", "^"), ("#a6a6a6", "-.", "D"),
-                    ("#333333", (0, (5, 1, 1, 1)), "v"), ("#bdbdbd", (0, (1, 1)), "P"), ("#666666", "--", "X"))
+                    ("#333333", (0, (5, 1, 1, 1)), "v"), ("#bdbdbd", (0, (1, 1)), "P"), ("#666666", "--", "X"),
+                    ("#7f7f7f", (0, (3, 1, 1, 1, 1, 1)), "*"), ("#262626", (0, (2, 2)), "p"))
 FORMATS = ("png", "pdf", "svg")
 DPI = 200
 
