@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
+from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_ANCHOR, DEFAULT_METHODS, DIR_SOURCES,
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
                                    add_method_name, validate)
@@ -227,7 +227,7 @@ class EvalConfig:
     confidence: float = 0.95
     repeats: int = 1               # device-stage runs per user with independent device keys; each user's AUC is
                                    # the mean over them (same cloud model, candidates and test rows)
-    anchor: str = "coda"           # the method every other one is compared with: paired anchor - method differences
+    anchor: str = DEFAULT_ANCHOR   # the method every other one is compared with: paired anchor - method differences
                                    # (a method of the run; with the default coda absent, no differences)
 
 

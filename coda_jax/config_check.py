@@ -7,7 +7,7 @@ config's attributes only, so it needs neither the dataclasses nor the YAML readi
 
 from __future__ import annotations
 
-METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.methods)
+METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.device.methods)
 DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
 MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
 MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
@@ -21,6 +21,7 @@ WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
+DEFAULT_ANCHOR = "coda"           # eval.anchor: the method the paired differences start from (none where absent)
 SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
@@ -33,19 +34,28 @@ def _check(cond: bool, where: str, msg: str) -> None:
         raise ConfigError(f"{where}: {msg}")
 
 
-_METHOD_NAMES: dict[str, None] = dict.fromkeys(METHODS)
-"""Every method name a config may list: the built-ins, then those registered since (in order)."""
+CLASSIFIER_KINDS = ("logreg", "mlp")
+_NAMES: dict[str, dict[str, None]] = {
+    "methods": dict.fromkeys(METHODS), "model.name": dict.fromkeys(MODEL_NAMES),
+    "classifier.kind": dict.fromkeys(CLASSIFIER_KINDS), "retrieval.matching": dict.fromkeys(MATCHINGS)}
+"""Config key -> every name it may hold: the built-ins, then those registered since (in order)."""
+
+
+def add_name(key: str, name: str) -> None:
+    """Let configs name ``name`` under ``key`` (``methods``, ``model.name``, ``classifier.kind``,
+    ``retrieval.matching``); called by the registries (:mod:`coda_jax.registry`), which hold the values
+    themselves: the config sits below them and never imports them."""
+    _NAMES[key][name] = None
 
 
 def add_method_name(name: str) -> None:
-    """Let configs list ``name`` (called by :func:`coda_jax.methods.register_method`, which holds the methods
-    themselves; the config sits below the device code and never imports it)."""
-    _METHOD_NAMES[name] = None
+    """Let configs list the method ``name`` (see :func:`add_name`)."""
+    add_name("methods", name)
 
 
-def _known_methods() -> tuple[str, ...]:
-    """The built-in methods and any a researcher registered (coda_jax.methods.register_method)."""
-    return tuple(_METHOD_NAMES)
+def known_names(key: str) -> tuple[str, ...]:
+    """The built-in names and any a researcher registered under config key ``key``."""
+    return tuple(_NAMES[key])
 
 
 def validate(cfg, source: str = "config"):
@@ -60,7 +70,7 @@ def validate(cfg, source: str = "config"):
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
     ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
-        known = _known_methods()
+        known = known_names("methods")
         ck("methods", m in known, f"unknown method {m!r}; known: {', '.join(known)}")
     d = cfg.data
     ck("data.source", d.source in DATA_SOURCES, f"unknown source {d.source!r}; known: {', '.join(DATA_SOURCES)}")
@@ -126,7 +136,8 @@ def validate(cfg, source: str = "config"):
         ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
     ck("synthetic.shift_time", 0.0 <= s.shift_time <= 1.0, f"must be in [0, 1], got {s.shift_time}")
     m = cfg.model
-    ck("model.name", m.name in MODEL_NAMES, f"unknown model {m.name!r}; known: {', '.join(MODEL_NAMES)}")
+    models = known_names("model.name")
+    ck("model.name", m.name in models, f"unknown model {m.name!r}; known: {', '.join(models)}")
     ck("model.embed_dim", 1 <= m.embed_dim <= 1024, f"must be in [1, 1024], got {m.embed_dim}")
     ck("model.hidden", len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden),
        f"must be a non-empty list of positive widths, got {list(m.hidden)}")
@@ -142,12 +153,14 @@ def validate(cfg, source: str = "config"):
     ck("retrieval.max_candidates", r.max_candidates >= 1, f"must be >= 1, got {r.max_candidates}")
     ck("retrieval.recall_queries", r.recall_queries >= 0, f"must be >= 0, got {r.recall_queries}")
     ck("retrieval.target_recall", 0.0 <= r.target_recall <= 1.0, f"must be in [0, 1], got {r.target_recall}")
-    ck("retrieval.matching", r.matching in MATCHINGS, f"must be one of {', '.join(MATCHINGS)}, got {r.matching!r}")
+    matchings = known_names("retrieval.matching")
+    ck("retrieval.matching", r.matching in matchings, f"must be one of {', '.join(matchings)}, got {r.matching!r}")
     ck("retrieval.matched_users", r.matched_users >= 1, f"must be >= 1, got {r.matched_users}")
     ck("mpda.rows_per_user", cfg.mpda.rows_per_user >= 1, f"must be >= 1, got {cfg.mpda.rows_per_user}")
     ck("mpda.steps", cfg.mpda.steps >= 1, f"must be >= 1, got {cfg.mpda.steps}")
     k = cfg.classifier
-    ck("classifier.kind", k.kind in ("logreg", "mlp"), f"must be 'logreg' or 'mlp', got {k.kind!r}")
+    kinds = known_names("classifier.kind")
+    ck("classifier.kind", k.kind in kinds, f"must be one of {', '.join(kinds)}, got {k.kind!r}")
     ck("classifier.negatives", k.negatives in ("candidates", "random"),
        f"must be 'candidates' or 'random', got {k.negatives!r}")
     ck("classifier.hidden", k.hidden >= 1, f"must be >= 1, got {k.hidden}")
@@ -180,6 +193,6 @@ def validate(cfg, source: str = "config"):
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
     ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
-    ck("eval.anchor", v.anchor in cfg.methods or v.anchor == "coda",
+    ck("eval.anchor", v.anchor in cfg.methods or v.anchor == DEFAULT_ANCHOR,   # the default may be absent
        f"must be one of the run's methods ({', '.join(cfg.methods)}), got {v.anchor!r}")
     return cfg

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coda_jax.cloud.output import UserRows
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
+from coda_jax.device.costs import CostInputs, finetune_flops
 from coda_jax.models.features import param_group
 
 FLOAT_BYTES = 4
@@ -27,25 +27,27 @@ def forward_flops_per_sample(model, params, features_one: dict) -> float | None:
         return None
 
 
-def finetune_flops(cfg: Config, n_local: np.ndarray, fwd: float) -> np.ndarray:
-    """On-device FLOPs of one fine-tuning run per user: float [S] from local row counts [S] and the forward
-    FLOPs of one sample. A training step costs ~3 forward passes per minibatch row."""
-    ft = cfg.finetune
-    return np.full(n_local.shape, ft.steps * ft.batch_size * 3.0 * fwd)
+def classifier_forward_flops(classifier, dim: int) -> float:
+    """FLOPs of one sample classifier forward pass on one vector of width ``dim``: two per weight of its
+    matrices (``kernel`` leaves of two or more axes), from its parameter shapes."""
+    shapes = jax.eval_shape(lambda: classifier.init(jax.random.PRNGKey(0), jnp.zeros((1, dim), jnp.float32)))
+    return float(sum(2 * np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes) if len(leaf.shape) >= 2))
 
 
-def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-             kept: np.ndarray, vocab_size: np.ndarray, user_rows: np.ndarray | None = None) -> dict:
+def estimate(cfg: Config, data: Dataset, cloud, dev) -> dict:
     """Per-device overhead of the ``coda`` method, averaged over simulated users.
 
     Args:
-      kept: int [S] candidates each device kept; vocab_size, user_rows: int [S] item and user rows in each
-        device's model copy (user_rows defaults to 1, the device's own user).
+      cloud: the run's :class:`~coda_jax.cloud.output.CloudOutput` (model, parameters, vectors, rows).
+      dev: one sweep point's :class:`~coda_jax.device.output.DeviceOutput`: the candidates each device kept
+        (mean over repeats) and the item and user rows of each device's model copy.
 
     Returns a dict of means: ``bytes_down`` (model copy + candidates with their vectors, + random negatives
     if the classifier uses them), ``bytes_up`` (local sample vectors sent for matching), ``storage_bytes``
     (local + kept rows + model copy), ``flops_classifier``, ``flops_finetune``, and the per-item pieces.
     """
+    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
+    kept, vocab_size, users_held = dev.kept[0].mean(axis=0), dev.vocab_size, dev.user_rows
     table = data.table
     row_bytes = INT_BYTES * (2 + table.genres.shape[1] + 2 * table.history_len) + FLOAT_BYTES  # ids + label
     vec_bytes = FLOAT_BYTES * vectors.shape[1]
@@ -55,7 +57,6 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
                    for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
     fixed = sum(int(np.prod(t.shape)) for k, v in params.items() if param_group(k) not in ("item", "user")
                 for t in jax.tree_util.tree_leaves(v)) * FLOAT_BYTES
-    users_held = np.ones_like(vocab_size) if user_rows is None else user_rows
     model_bytes = fixed + per_item * vocab_size.astype(np.float64) + per_user * users_held.astype(np.float64)
     n_local = rows.counts("local").astype(np.float64)
     n_cand = rows.counts("candidates").astype(np.float64)
@@ -65,8 +66,7 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
         down = down + n_neg * vec_bytes
     one = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), table.features(np.arange(1)))
     fwd = forward_flops_per_sample(model, params, one)
-    d = vectors.shape[1]
-    cls_fwd = 2 * d if cfg.classifier.kind == "logreg" else 2 * (d * cfg.classifier.hidden + cfg.classifier.hidden)
+    cls_fwd = classifier_forward_flops(dev.classifier, vectors.shape[1])
     flops_cls = cfg.classifier.steps * 3.0 * cls_fwd * (n_local + n_neg)
     flops_ft = None if fwd is None else float(finetune_flops(cfg, n_local, fwd).mean())
     out = {
@@ -76,25 +76,9 @@ def estimate(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, row
         "flops_classifier": float(flops_cls.mean()), "flops_finetune": flops_ft,
         "forward_flops_per_sample": fwd,
     }
-    if "mpda" in cfg.methods and rows.matched_users is not None:
-        out["mpda"] = mpda_overhead(cfg, rows, model_bytes, row_bytes, n_local, fwd)
+    costs = CostInputs(cfg, rows, model_bytes, row_bytes, n_local, fwd)
+    for method in dev.methods:             # a method's own costs beyond the model copy (mpda: its matched rows)
+        extra = None if method.overhead is None else method.overhead(costs)
+        if extra is not None:
+            out[method.name] = extra
     return out
-
-
-def mpda_overhead(cfg: Config, rows: UserRows, model_bytes: np.ndarray, row_bytes: int, n_local: np.ndarray,
-                  fwd: float | None) -> dict:
-    """Per-device means for the ``mpda`` method: bytes down (model copy + every matched user's rows), the
-    matched rows, and FLOPs (a trial fine-tune per matched user, a pass over the local rows to check it, the
-    final local fine-tune)."""
-    offsets = rows.pool[0]
-    matched = rows.matched_users
-    sizes = np.where(matched >= 0, offsets[np.maximum(matched, 0) + 1] - offsets[np.maximum(matched, 0)], 0)
-    n_rows = np.minimum(sizes, cfg.mpda.rows_per_user).sum(axis=1).astype(np.float64)
-    n_users = (matched >= 0).sum(axis=1).astype(np.float64)
-    flops = None
-    if fwd is not None:
-        per_trial = cfg.mpda.steps * cfg.finetune.batch_size * 3.0 * fwd
-        flops = n_users * per_trial + (n_users + 1) * n_local * fwd + finetune_flops(cfg, n_local, fwd)
-        flops = float(flops.mean())
-    return {"bytes_down": float((model_bytes + n_rows * row_bytes).mean()), "matched_rows": float(n_rows.mean()),
-            "flops": flops}

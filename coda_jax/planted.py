@@ -12,6 +12,7 @@ Every reference row in ``Results.methods`` carries ``"reference": True``; it is 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
 from coda_jax.data.synthetic import REFERENCES, reference_logits
+from coda_jax.device.methods import anchor
 from coda_jax.evaluate import grouped_auc, paired_bootstrap
 
 
@@ -82,11 +84,11 @@ def _padded(csr: tuple[np.ndarray, np.ndarray], width: int | None = None) -> tup
     return pad_rows(offsets, flat, np.arange(n), w)
 
 
-def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None = None) -> dict:
+def own_group_shares(data: Dataset, rows, kept: np.ndarray | None = None) -> dict:
     """Mean over simulated users of the share of their random rows, coarse candidates and kept candidates whose
     owners are in the user's own planted group (users with none of a kind are skipped). ``1 / groups`` is
     chance. ``kept``: bool [S, >= candidate width], which candidates (in ``rows.candidates`` order) each
-    user's classifier kept in the device stage (repeat 0)."""
+    user's classifier kept in the device stage (repeat 0); None: no kept share."""
     table = data.table
     world = table.planted
     group_of_row = world.group[table.user_ids[table.user]]
@@ -101,7 +103,7 @@ def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None =
     r_idx, r_mask = _padded(rows.random)
     c_idx, c_mask = _padded(rows.candidates)
     out = {"chance": 1.0 / world.num_groups, "random": share(r_idx, r_mask), "candidates": share(c_idx, c_mask)}
-    if kept is not None and "coda" in cfg.methods:
+    if kept is not None:
         out["kept"] = share(c_idx, c_mask & kept[:, :c_idx.shape[1]])
     return out
 
@@ -111,49 +113,68 @@ def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None =
 _LAST: dict = {}
 
 
-def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray, show_progress: bool) -> dict:
+def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray) -> dict:
     """:func:`reference_scores`, computed once for the sweep points of one dataset and cloud stage (the points of
     :func:`coda_jax.simulate.simulate_points` share both; ``global-fresh`` retrains a cloud model)."""
 
     key = (cloud_key(cfg), len(test_rows))
     if _LAST.get("data") is not data or _LAST.get("key") != key:
         _LAST.clear()
-        _LAST.update(data=data, key=key, scores=reference_scores(cfg, data, model, test_rows, show_progress))
+        _LAST.update(data=data, key=key, scores=reference_scores(cfg, data, model, test_rows))
     return _LAST["scores"]
 
 
-def add_references(cfg: Config, data: Dataset, model, params, vectors: np.ndarray, rows, valid: np.ndarray,
-                   methods: dict, comparisons: dict, show_progress: bool = False, kept: np.ndarray | None = None) -> dict:
-    """Add the reference rows that apply to ``methods`` (in place; paired ``anchor - reference`` differences to
-    ``comparisons`` when the anchor, ``eval.anchor``, ran) and return the diagnostics (``{}`` when nothing applies).
+@dataclasses.dataclass(frozen=True)
+class References:
+    """The reference step's output: ``rows`` (name -> a ``Results.methods`` row with ``"reference": True``),
+    ``comparisons`` (name -> paired ``anchor - reference`` difference, when the run lists the anchor,
+    ``eval.anchor``) and ``diagnostics``."""
 
-    ``valid`` bool [S]: the simulated users whose held-out rows hold both classes (the methods' users)."""
-    table = data.table
+    rows: dict = dataclasses.field(default_factory=dict)
+    comparisons: dict = dataclasses.field(default_factory=dict)
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+
+
+def references(cfg: Config, data: Dataset, cloud, dev, methods: dict) -> References:
+    """The reference rows that apply to a run, their paired differences against coda, and the diagnostics
+    (empty when nothing applies).
+
+    Args:
+      cloud: the run's :class:`~coda_jax.cloud.output.CloudOutput`; dev: one sweep point's
+        :class:`~coda_jax.device.output.DeviceOutput` (``valid`` [S]: the methods' users; repeat 0's kept
+        candidates go into the own-group shares).
+      methods: the run's method rows (``Results.methods``), read for the anchor's (coda's) AUC and that of the
+        method that does not fine-tune (global).
+    """
+    table, rows, valid = data.table, cloud.rows, dev.valid
     if table.planted is None and data.cloud_train is None:
-        return {}
+        return References()
     t = time.perf_counter()
-    test_rows = rows.test[1]
     user_ids = table.user_ids[data.users]
-    scores = _cached_scores(cfg, data, model, test_rows, show_progress)
-    per_user = {}
+    scores = _cached_scores(cfg, data, cloud.model, rows.test[1])
+    per_user, out, comparisons = {}, {}, {}
     for name, s in scores.items():
         auc = per_user_auc(s, table, rows.test)
         per_user[name] = auc
-        methods[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
+        out[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
     diagnostics: dict = {}
-    anchor = cfg.eval.anchor                 # paired anchor - reference differences (coda by default)
-    if anchor in cfg.methods and "per_user" in methods.get(anchor, {}):
-        base = methods[anchor]["per_user"]
+    first = anchor(dev.methods, cfg.eval.anchor)      # paired anchor - reference differences (eval.anchor)
+    if first is not None and "per_user" in methods[first.name]:
+        base = methods[first.name]["per_user"]
         anchor_auc = np.array([base.get(str(u), np.nan) for u in user_ids])
         for name, auc in per_user.items():
             both = np.isfinite(anchor_auc) & np.isfinite(auc) & valid
             comparisons[name] = paired_bootstrap(anchor_auc[both], auc[both], cfg.eval.bootstrap,
                                                  cfg.eval.confidence, cfg.seed)
-    if "coda" in methods and "global" in methods and "group-oracle" in methods:
-        g, o, c = methods["global"]["auc"], methods["group-oracle"]["auc"], methods["coda"]["auc"]
-        # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
-        diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
+    coda = anchor(dev.methods)                         # the method the registry marks as CoDA's own
+    if coda is not None and "per_user" in methods[coda.name]:
+        baseline = next((m.name for m in dev.methods if not m.finetunes), None)
+        if baseline is not None and "group-oracle" in out:
+            g, o, c = methods[baseline]["auc"], out["group-oracle"]["auc"], methods[coda.name]["auc"]
+            # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
+            diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
     if table.planted is not None:
-        diagnostics["own_group_share"] = own_group_shares(cfg, data, rows, kept)
+        kept = dev.kept_mask[0, 0] if any(m.keeps_candidates for m in dev.methods) else None
+        diagnostics["own_group_share"] = own_group_shares(data, rows, kept)
     diagnostics["references_seconds"] = time.perf_counter() - t
-    return diagnostics
+    return References(rows=out, comparisons=comparisons, diagnostics=diagnostics)

@@ -11,16 +11,18 @@ import jax
 import numpy as np
 
 from coda_jax import overhead
-from coda_jax.cloud.output import CloudOutput, UserRows
+from coda_jax.cloud.output import CloudOutput
 from coda_jax.cloud.pretrain import init_params
 from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
-from coda_jax.config_points import check_configs
 from coda_jax.config import Config, ConfigError, to_dict
+from coda_jax.config_points import check_configs
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
+from coda_jax.device.methods import anchor
+from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
-from coda_jax.planted import add_references
+from coda_jax.planted import references
 from coda_jax.provenance import provenance, utc_now
 from coda_jax.resources import memory_report
 from coda_jax.results import Results
@@ -80,18 +82,15 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     check_trainable(cfg, data)
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
-    model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
-    retrieval = dict(cloud.retrieval)
     timer.timings.update(cloud.timings)
     with timer("device_stage"):
-        dev = run_device_stage(cfgs, data, model, params, vectors, rows, show_progress, compiler)
-    timer.timings.update({"device_stage_compile": dev["compile_seconds"], "device_stage_compiles": dev["compiles"],
-                          "device_stage_cache_hits": dev["cache_hits"]})
+        dev = run_device_stage(cfgs, data, cloud, show_progress, compiler)
+    timer.timings.update({"device_stage_compile": dev.compile.seconds, "device_stage_compiles": dev.compile.compiles,
+                          "device_stage_cache_hits": dev.compile.cache_hits})
     out = []
     for p, c in enumerate(cfgs):
-        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept", "kept_mask")}
         start = time.perf_counter()
-        res = assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev, point)
+        res = assemble_results(c, data, cloud, dev.point(p), dict(timer.timings))
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
         res.memory = memory_report()
         res.provenance = provenance(started_at)
@@ -99,48 +98,56 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     return out
 
 
-def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: UserRows, retrieval: dict,
-                     timings: dict, dev: dict, point: dict) -> Results:
-    """The :class:`Results` of one config from its device-stage arrays ``point`` (``auc`` [R, M, S],
-    ``auc_mean`` / ``aug_rows`` [M, S] or [R, M, S], ``nonfinite`` [R, M, S], ``kept`` [R, S])."""
-    methods_list = tuple(cfg.methods)
-    has_labels = dev["valid"]
+def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, dict]:
+    """Every method's row of ``Results.methods`` and the anchor's (``eval.anchor``, coda by default) paired
+    differences against the others, from one sweep point's device output ``dev`` (``auc`` [1, R, M, S])."""
+    methods_list = tuple(m.name for m in dev.methods)
+    has_labels = dev.valid
     user_ids = data.table.user_ids[data.users]
-    auc = point["auc_mean"]
+    auc, repeats, nonfinite = dev.auc_mean[0], dev.auc[0], dev.nonfinite[0]
     valid = has_labels[None, :] & np.isfinite(auc)                     # [M, S]: a diverged user is not valid
     methods = {}
-    aug_rows = point["aug_rows"] if point["aug_rows"].ndim == 2 else point["aug_rows"].mean(axis=0)   # [M, S]
+    aug_rows = dev.aug_rows[0].mean(axis=0)                            # [M, S]: the mean over repeats
     for i, name in enumerate(methods_list):
         a, v = auc[i], valid[i]
         methods[name] = {"auc": float(np.mean(a[v])) if v.any() else float("nan"), "users": int(v.sum()),
                          "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], a[v])},
                          "per_user_aug_rows": {str(uid): float(x) for uid, x in zip(user_ids[v], aug_rows[i][v])},
-                         "nonfinite_logits": int(point["nonfinite"][:, i].sum()),
-                         "diverged_users": int((has_labels & (point["nonfinite"][:, i] > 0).any(axis=0)).sum())}
+                         "nonfinite_logits": int(nonfinite[:, i].sum()),
+                         "diverged_users": int((has_labels & (nonfinite[:, i] > 0).any(axis=0)).sum())}
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
             methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid[i] & np.isfinite(r[i])]))
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")
-                                               for r in point["auc"]]
+                                               for r in repeats]
     comparisons = {}
-    anchor = cfg.eval.anchor            # the paired differences are anchor - method
-    if anchor in methods_list:
-        ci = methods_list.index(anchor)
+    first = anchor(dev.methods, cfg.eval.anchor)        # the paired differences are anchor - method
+    if first is not None:
+        ci = dev.methods.index(first)
         for i, name in enumerate(methods_list):
-            if name != anchor:
+            if i != ci:
                 both = valid[ci] & valid[i]
                 comparisons[name] = paired_bootstrap(auc[ci][both], auc[i][both], cfg.eval.bootstrap,
                                                      cfg.eval.confidence, cfg.seed)
-    kept = point["kept"].mean(axis=0)
+    return methods, comparisons
+
+
+def assemble_results(cfg: Config, data: Dataset, cloud: CloudOutput, dev: DeviceOutput, timings: dict) -> Results:
+    """The :class:`Results` of one config from its dataset, cloud stage and one sweep point's device output
+    (``dev.point(p)``: ``auc`` [1, R, M, S])."""
+    rows, user_ids = cloud.rows, data.table.user_ids[data.users]
+    methods, comparisons = method_rows(cfg, data, dev)
     augmentation = {"local_rows": float(rows.counts("local").mean())}
-    augmentation.update({name: float(point["aug_rows"][:, i].mean()) for i, name in enumerate(methods_list)})
-    retrieval = dict(retrieval, device_stage_compiles=dev["compiles"], device_stage_shapes=dev["shapes"],
-                     lanes=dev["lanes"])
-    ovh = overhead.estimate(cfg, data, model, params, vectors, rows, kept, dev["vocab_size"], dev["user_rows"])
+    augmentation.update({m.name: float(dev.aug_rows[0][:, i].mean()) for i, m in enumerate(dev.methods)})
+    retrieval = dict(cloud.retrieval, device_stage_compiles=dev.compile.compiles,
+                     device_stage_shapes=dev.compile.shapes, lanes=dev.compile.lanes)
+    ovh = overhead.estimate(cfg, data, cloud, dev)
     # Known answers (planted world / two-cutoff split): reference rows and diagnostics, see coda_jax.planted.
-    diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons,
-                                 kept=point["kept_mask"][0])
+    refs = references(cfg, data, cloud, dev, methods)
+    methods.update(refs.rows)
+    comparisons.update(refs.comparisons)
+    has_labels = dev.valid
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
-                   retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=diagnostics,
+                   retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=refs.diagnostics,
                    data=dict(data.info, per_user_test_rows=_per_user(user_ids, rows.counts("test"), has_labels),
                              per_user_local_rows=_per_user(user_ids, rows.counts("local"), has_labels)))
 

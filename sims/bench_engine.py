@@ -26,13 +26,13 @@ import optax
 from coda_jax.cloud.stage import cloud_stage
 from coda_jax.config import Config
 from coda_jax.data.dataset import make_dataset
-from coda_jax.device.chunk import DeviceChunk, make_chunk
+from coda_jax.device.chunk import ChunkSpec, DeviceChunk, make_chunk
 from coda_jax.device.engine import StageCompiler, device_keys, plan_chunks, run_chunks, user_mesh
 from coda_jax.device.sampler import epoch_batches
-from coda_jax.device.settings import StageNumbers, StageSettings
+from coda_jax.device.settings import StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.device.train import classifier_scores, keep_mask, make_optimizer, score
-from coda_jax.models.classifier import SampleClassifier
+from coda_jax.models.registry import make_classifier
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import masked_auc
 
@@ -65,7 +65,7 @@ class PerUserLoop:
     def __init__(self, model, params, chunk: DeviceChunk, cfg: Config):
         self.cfg, self.params = cfg, params
         cls_cfg, ft_cfg = cfg.classifier, cfg.finetune
-        self.clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
+        self.clf = make_classifier(cls_cfg)
         self.model = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), make_optimizer(ft_cfg)
         m, clf = self.model, self.clf
@@ -83,9 +83,8 @@ class PerUserLoop:
         self.cls_step, self.ft_step = cls_step, ft_step
         self.cls_init = jax.jit(lambda k, x: clf.init(k, x[:1])["params"])
         self.cls_opt_init, self.ft_opt_init = jax.jit(cls_opt.init), jax.jit(ft_opt.init)
-        self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(p, x, cls_cfg), mask, cls_cfg))
-        self.batches = jax.jit(lambda k, wl, wa: epoch_batches(k, wl, wa, ft_cfg.steps, ft_cfg.batch_size,
-                                                               ft_cfg.aug_batch_size, ft_cfg.sampling))
+        self.kept = jax.jit(lambda p, x, mask: keep_mask(classifier_scores(clf, p, x), mask, cls_cfg))
+        self.batches = jax.jit(lambda k, wl, wa: epoch_batches(k, wl, wa, ft_cfg))
         self.localize = jax.jit(localize_params)
         self.predict = jax.jit(lambda p, r: score(m, p, r))
 
@@ -158,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     data = make_dataset(cfg)
     cloud = cloud_stage(cfg, data, show_progress=False)
     model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
-    numbers, keys = StageNumbers.stack([cfg]), device_keys(cfg)
+    keys = device_keys(cfg)
     compiler = StageCompiler(model, StageSettings.from_config(cfg), user_mesh())
 
     def engine():
-        return run_chunks(cfg, data, model, params, vectors, rows, numbers, keys, False, compiler)
+        return run_chunks([cfg], data, cloud, compiler, False)
 
     t0 = time.perf_counter()
     engine_out = engine()                                                 # warm-up: compiles
@@ -173,9 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     size, slots, plan = plan_chunks(cfg, rows, 1 if compiler.mesh is None else compiler.mesh.size)
     n_loop = min(args.loop_users or len(data.users), len(data.users))
     owners = slots[:n_loop]
-    chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket, cfg.finetune.row_users,
-                       widths={"local": int(plan["local"][0]), "test": plan["test"]})
+    spec = dataclasses.replace(ChunkSpec.from_config(cfg), widths={"local": int(plan["local"][0]), "test": plan["test"]})
+    chunk = make_chunk(data.table, vectors, rows, owners, data.users, spec)
     loop = PerUserLoop(model, params, chunk, cfg)
     t0 = time.perf_counter()
     loop.run(chunk, 0, keys[0])                                           # warm-up: compiles every jitted step
@@ -185,19 +183,19 @@ def main(argv: list[str] | None = None) -> int:
                         args.repeats)
     scale = len(data.users) / n_loop
     loop_auc, loop_valid = masked_auc(np.stack(logits), chunk.test.label, chunk.test.mask)
-    engine_auc = engine_out["auc"][0, 0, 0, owners]
+    engine_auc = engine_out.auc[0, 0, 0, owners]
     both = np.asarray(loop_valid) & np.isfinite(engine_auc)
     agreement = float(np.max(np.abs(np.asarray(loop_auc)[both] - engine_auc[both]))) if both.any() else float("nan")
     engine_warm, loop_warm = float(np.median(engine_times)), float(np.median(loop_times)) * scale
-    engine_compile = engine_out["compile_seconds"]
+    engine_compile = engine_out.compile.seconds
     hlo = step_hlo_ops(loop, chunk)
     figures = {
         "device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "devices": len(jax.devices()),
         "users": int(len(data.users)), "model": cfg.model.name, "chunk_users": cfg.engine.chunk_users,
-        "lanes": engine_out["lanes"],
+        "lanes": engine_out.compile.lanes,
         "finetune_steps": cfg.finetune.steps, "classifier_steps": cfg.classifier.steps,
         "engine_seconds": engine_warm, "engine_seconds_spread": [min(engine_times), max(engine_times)],
-        "engine_compile_seconds": engine_compile, "engine_compiles": engine_out["compiles"],
+        "engine_compile_seconds": engine_compile, "engine_compiles": engine_out.compile.compiles,
         "engine_seconds_first_run": engine_cold,
         "loop_seconds": loop_warm, "loop_seconds_spread": [min(loop_times) * scale, max(loop_times) * scale],
         "loop_compile_seconds": loop_compile, "loop_users_timed": n_loop,
@@ -211,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['lanes']}; classifier "
           f"steps {cfg.classifier.steps}, fine-tune steps {cfg.finetune.steps}, batch {cfg.finetune.batch_size}")
     print(f"engine:        {engine_warm:.2f} s (spread {min(engine_times):.2f}-{max(engine_times):.2f} over "
-          f"{args.repeats} runs), compile {engine_compile:.2f} s ({engine_out['compiles']} program(s))")
+          f"{args.repeats} runs), compile {engine_compile:.2f} s ({engine_out.compile.compiles} program(s))")
     print(f"per-user loop: {loop_warm:.2f} s (spread {figures['loop_seconds_spread'][0]:.2f}-"
           f"{figures['loop_seconds_spread'][1]:.2f}; timed on {n_loop} users, scaled), compile {loop_compile:.2f} s")
     print(f"speedup: {figures['speedup']:.1f}x executing, {figures['speedup_with_compile']:.1f}x counting each "

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_user = w.classifier_steps + lanes * w.finetune_steps
     matmul = bench_measure.matmul_flops_per_second(256 if args.quick else 2048)
     fig = {"device": str(jax.devices()[0]), "platform": jax.devices()[0].platform, "devices": len(jax.devices()),
-           "workload": dataclasses.asdict(w), "methods": list(settings.methods), "chunk_users": size,
+           "workload": dataclasses.asdict(w), "methods": [m.name for m in settings.methods], "chunk_users": size,
            "lockstep_users": args.lockstep_users, "bank_chunks": len(pop.bank), "chunk_bytes": chunk_bytes(pop.bank[0]),
            "steps_per_user": steps_per_user, "matmul": matmul, "ratio_users": ratio_users, "subset_users": subset}
 
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     fig["engine_at_ratio_point"] = {"seconds": engine_times, "per_user_seconds": engine_per_user}
 
     # --- parity on the subset: the engine's own program with its test logits
-    ref = device_stage(model, settings, params, jax.device_put(pop.first(subset)), numbers, keys,
-                       with_logits=True)
+    ref = device_stage(model, dataclasses.replace(settings, with_logits=True), params,
+                       jax.device_put(pop.first(subset)), numbers, keys)
     ref_logits = np.asarray(ref["logits"])[:, 0, 0]                                   # [n, M, Nt]
     t = sub_chunk.test
     msk = np.broadcast_to(t.mask[:, None], ref_logits.shape)

@@ -16,6 +16,7 @@ Each returns test logits float [n, M, Nt] of the first ``n`` users of a chunk (M
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
@@ -30,8 +31,7 @@ from coda_jax.device.stage import user_stage
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.device.train import (classifier_loss, classifier_scores, keep_mask, make_optimizer, score,
                                    weighted_loss)
-from coda_jax.methods import AugmentInputs, get_method
-from coda_jax.models.classifier import SampleClassifier
+from coda_jax.device.methods import AugmentInputs
 
 
 def _user(chunk: DeviceChunk, u: int) -> DeviceChunk:
@@ -41,8 +41,8 @@ def _user(chunk: DeviceChunk, u: int) -> DeviceChunk:
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
 def _one_user(model, settings: StageSettings, params, chunk: DeviceChunk, u, numbers: StageNumbers, key):
     device = jax.tree_util.tree_map(lambda x: x[u], chunk)
-    out = user_stage(model, settings, params, device, numbers, jax.random.fold_in(key, device.user_index),
-                     with_logits=True)
+    out = user_stage(model, dataclasses.replace(settings, with_logits=True), params, device, numbers,
+                     jax.random.fold_in(key, device.user_index))
     return out["logits"]
 
 
@@ -63,8 +63,8 @@ class StepPieces:
         self.settings = settings
         cls_cfg, ft_cfg = settings.classifier_config(numbers), settings.finetune_config(numbers)
         self.cls_cfg, self.ft_cfg = cls_cfg, ft_cfg
-        self.methods = [get_method(m) for m in settings.methods]
-        clf = SampleClassifier(kind=cls_cfg.kind, hidden=cls_cfg.hidden)
+        self.methods = list(settings.methods)
+        clf = settings.classifier_model
         m = self.model = local_model(model, chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         cls_opt, ft_opt = optax.adam(cls_cfg.learning_rate), make_optimizer(ft_cfg)
         trainable = tuple(ft_cfg.trainable)
@@ -91,7 +91,7 @@ class StepPieces:
         def lanes(cls_params, d, k_ft):
             """Kept candidates -> every lane's rows (lists of L features / labels [Nl + Nc]) and minibatches
             idx / weights [L, S, B]."""
-            cand_score = classifier_scores(cls_params, d.candidates.vector, cls_cfg)
+            cand_score = classifier_scores(clf, cls_params, d.candidates.vector)
             kept = keep_mask(cand_score, d.candidates.mask, cls_cfg)
             inputs = AugmentInputs(local=d.local, candidates=d.candidates, random=d.random, kept=kept,
                                    candidate_score=cand_score, finetune=ft_cfg)
@@ -126,8 +126,7 @@ class StepPieces:
 def _batches(key, local_w, aug_w, ft_cfg):
     from coda_jax.device.sampler import epoch_batches  # noqa: PLC0415
 
-    return epoch_batches(key, local_w, aug_w, ft_cfg.steps, ft_cfg.batch_size, ft_cfg.aug_batch_size,
-                         ft_cfg.sampling)
+    return epoch_batches(key, local_w, aug_w, ft_cfg)
 
 
 def step_loop(pieces: StepPieces, params, chunk: DeviceChunk, key, n: int) -> np.ndarray:

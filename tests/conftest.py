@@ -82,12 +82,11 @@ def tiny_cloud(tiny_cfg, tiny_data, tiny_cloud_output):
 @pytest.fixture(scope="session")
 def make_tiny_chunk(tiny_cloud):
     """Pack the given simulated users (``-1`` = padding slot) into a chunk of the tiny run."""
-    from coda_jax.device.chunk import make_chunk
+    from coda_jax.device.chunk import ChunkSpec, make_chunk
 
     cfg, data, model, params, vectors, rows = tiny_cloud
 
     def make(owners):
-        return make_chunk(data.table, vectors, rows, np.asarray(owners), data.users,
-                          cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users)
+        return make_chunk(data.table, vectors, rows, np.asarray(owners), data.users, ChunkSpec.from_config(cfg))
 
     return make

@@ -16,8 +16,10 @@ from coda_jax.device.submodel import local_model, localize_params
 from coda_jax.device.sampler import epoch_batches, epoch_order
 from coda_jax.device.settings import StageNumbers, StageSettings, lockstep_users
 from coda_jax.device.stage import device_stage, user_stage
+from coda_jax.device.methods import get_method
 from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
+from coda_jax.models.registry import make_classifier
 
 
 def _user(chunk, u):
@@ -31,19 +33,19 @@ def _numbers(cfg):
 
 def _stage(model, settings, params, chunk, cfg, key, **kw):
     """device_stage for one sweep point and one repeat, with logits: outputs [U, ...] (points and repeats dropped)."""
-    out = device_stage(model, settings, params, chunk, StageNumbers.stack([cfg]), jnp.stack([key]), with_logits=True,
-                       **kw)
+    settings = dataclasses.replace(settings, with_logits=True, **kw)
+    out = device_stage(model, settings, params, chunk, StageNumbers.stack([cfg]), jnp.stack([key]))
     return jax.tree_util.tree_map(lambda x: x[:, 0, 0], out)
 
 
 @pytest.mark.parametrize("row_users", ["own", "original"])
 def test_local_copy_scores_like_the_global_model(tiny_cloud, row_users):
     """Gathering a device's vocabulary rows and remapping ids must not change any prediction."""
-    from coda_jax.device.chunk import make_chunk
+    from coda_jax.device.chunk import ChunkSpec, make_chunk
 
     cfg, data, model, params, vectors, rows = tiny_cloud
     chunk = make_chunk(data.table, vectors, rows, np.array([3, 0, 7, -1]), data.users,
-                       cfg.retrieval.max_candidates, cfg.engine.min_bucket, row_users=row_users)
+                       ChunkSpec(cfg.retrieval.max_candidates, cfg.engine.min_bucket, row_users=row_users))
     score_fn = jax.jit(score, static_argnums=0)
     for slot in range(3):
         c = _user(chunk, slot)
@@ -85,11 +87,12 @@ def test_classifier_learns_the_local_boundary(kind):
     local = rng.normal(0.8, 1.0, size=(40, d)).astype(np.float32)
     outside = rng.normal(-0.8, 1.0, size=(60, d)).astype(np.float32)
     cfg = ClassifierConfig(kind=kind, steps=150, learning_rate=0.05)
-    p = train_classifier(jnp.asarray(local), jnp.ones(40, bool), jnp.asarray(outside), jnp.ones(60, bool),
+    clf = make_classifier(cfg)
+    p = train_classifier(clf, (jnp.asarray(local), jnp.ones(40, bool)), (jnp.asarray(outside), jnp.ones(60, bool)),
                          jax.random.PRNGKey(0), cfg)
     test_local = rng.normal(0.8, 1.0, size=(200, d)).astype(np.float32)
     test_out = rng.normal(-0.8, 1.0, size=(200, d)).astype(np.float32)
-    s = np.asarray(classifier_scores(p, jnp.asarray(np.concatenate([test_local, test_out])), cfg))
+    s = np.asarray(classifier_scores(clf, p, jnp.asarray(np.concatenate([test_local, test_out]))))
     assert roc_auc_score(np.r_[np.ones(200), np.zeros(200)], s) > 0.9
 
 
@@ -99,11 +102,12 @@ def test_classifier_ignores_padding():
     neg = rng.normal(-1.0, 1.0, size=(16, 4)).astype(np.float32)
     pm = np.arange(16) < 10
     cfg = ClassifierConfig(steps=30)
-    p1 = train_classifier(jnp.asarray(pos), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+    clf = make_classifier(cfg)
+    p1 = train_classifier(clf, (jnp.asarray(pos), jnp.asarray(pm)), (jnp.asarray(neg), jnp.ones(16, bool)),
                           jax.random.PRNGKey(0), cfg)
     garbage = pos.copy()
     garbage[~pm] = 1e3
-    p2 = train_classifier(jnp.asarray(garbage), jnp.asarray(pm), jnp.asarray(neg), jnp.ones(16, bool),
+    p2 = train_classifier(clf, (jnp.asarray(garbage), jnp.asarray(pm)), (jnp.asarray(neg), jnp.ones(16, bool)),
                           jax.random.PRNGKey(0), cfg)
     chex.assert_trees_all_close(p1, p2, rtol=1e-5, atol=1e-6)
 
@@ -115,7 +119,7 @@ def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chu
     p0 = localize_params(params, c.vocab, c.user_vocab)
     w = c.local.mask.astype(jnp.float32)
     ft = FinetuneConfig(steps=60, batch_size=16, learning_rate=1e-2, trainable=("dense", "user"))
-    p1 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), ft)
+    p1 = finetune(m, p0, (c.local, w), None, jax.random.PRNGKey(0), ft)
 
     def loss(p):
         logits = np.asarray(score(m, p, c.local))[np.asarray(c.local.mask)]
@@ -126,7 +130,7 @@ def test_finetune_fits_and_moves_only_trainable_groups(tiny_cloud, make_tiny_chu
     chex.assert_trees_all_equal(p1["item_embed"], p0["item_embed"])
     chex.assert_trees_all_equal(p1["genre_embed"], p0["genre_embed"])
     assert not np.allclose(p1["user_embed"]["embedding"], p0["user_embed"]["embedding"])
-    p2 = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
+    p2 = finetune(m, p0, (c.local, w), None, jax.random.PRNGKey(0), dataclasses.replace(ft, trainable=("item",)))
     chex.assert_trees_all_equal(p2["mlp"], p0["mlp"])
     assert not np.allclose(p2["item_embed"]["embedding"], p0["item_embed"]["embedding"])
 
@@ -141,9 +145,9 @@ def test_finetune_never_samples_zero_weight_rows(tiny_cloud, make_tiny_chunk):
     w = mask.copy().astype(np.float32)
     w[np.flatnonzero(mask)[::2]] = 0.0
     ft = FinetuneConfig(steps=10, batch_size=8)
-    a = finetune(m, p0, c.local, jnp.asarray(w), None, None, jax.random.PRNGKey(3), ft)
+    a = finetune(m, p0, (c.local, jnp.asarray(w)), None, jax.random.PRNGKey(3), ft)
     poisoned = c.local.replace(label=jnp.where(jnp.asarray(w) > 0, c.local.label, 1.0 - c.local.label))
-    b = finetune(m, p0, poisoned, jnp.asarray(w), None, None, jax.random.PRNGKey(3), ft)
+    b = finetune(m, p0, (poisoned, jnp.asarray(w)), None, jax.random.PRNGKey(3), ft)
     chex.assert_trees_all_close(a, b)
 
 
@@ -155,10 +159,11 @@ def test_vmapped_stage_equals_one_user_at_a_time(tiny_cloud, make_tiny_chunk, lo
     key = jax.random.PRNGKey(7)
     out = _stage(model, settings, params, chunk, cfg, key)
     assert out["logits"].shape == (4, len(cfg.methods), chunk.test.width)
-    one_user = jax.jit(user_stage, static_argnums=(0, 1, 6))
+    one_user = jax.jit(user_stage, static_argnums=(0, 1))
+    with_logits = dataclasses.replace(settings, with_logits=True)
     for slot in range(3):
         c = _user(chunk, slot)
-        one = one_user(model, settings, params, c, _numbers(cfg), jax.random.fold_in(key, c.user_index), True)
+        one = one_user(model, with_logits, params, c, _numbers(cfg), jax.random.fold_in(key, c.user_index))
         np.testing.assert_allclose(np.asarray(out["logits"][slot]), np.asarray(one["logits"]), rtol=2e-4, atol=2e-4)
         np.testing.assert_array_equal(np.asarray(out["kept"][slot]), np.asarray(one["kept"]))
 
@@ -258,8 +263,9 @@ def test_epoch_batches_weights_give_the_weighted_mean_loss_over_an_epoch(samplin
     w_aug = np.r_[rng.uniform(0.5, 2.0, 6), np.zeros(4)].astype(np.float32)
     b, b_aug = (7, 6) if sampling == "stratified" else (13, 0)            # one epoch of every stratum per step
     steps = 12
-    idx, weight = jax.jit(epoch_batches, static_argnums=(3, 4, 5, 6))(
-        jax.random.PRNGKey(0), jnp.asarray(w_local), jnp.asarray(w_aug), steps, b, b_aug, sampling)
+    ft = FinetuneConfig(steps=steps, batch_size=b, aug_batch_size=b_aug, sampling=sampling)
+    idx, weight = jax.jit(epoch_batches, static_argnums=3)(jax.random.PRNGKey(0), jnp.asarray(w_local),
+                                                           jnp.asarray(w_aug), ft)
     idx, weight = np.asarray(idx), np.asarray(weight)
     assert idx.shape == weight.shape == (steps, b + b_aug)
     w = np.r_[w_local, w_aug]
@@ -269,7 +275,7 @@ def test_epoch_batches_weights_give_the_weighted_mean_loss_over_an_epoch(samplin
     est = (weight * loss[idx]).sum(axis=1)
     np.testing.assert_allclose(est, (w * loss).sum() / w.sum(), rtol=1e-5)   # every step is a whole epoch
     if sampling == "stratified":
-        alone, _ = epoch_batches(jax.random.PRNGKey(0), jnp.asarray(w_local), None, steps, b)
+        alone, _ = epoch_batches(jax.random.PRNGKey(0), jnp.asarray(w_local), None, ft)
         np.testing.assert_array_equal(np.asarray(alone), idx[:, :b])              # common random numbers
 
 
@@ -278,14 +284,14 @@ def test_stratified_local_draws_are_shared_across_methods(tiny_cloud, make_tiny_
     c, m, p0 = _sampler_setup(tiny_cloud, make_tiny_chunk)
     ft = FinetuneConfig(steps=20, batch_size=8, learning_rate=1e-2, sampling="stratified")
     w = c.local.mask.astype(jnp.float32)
-    alone = finetune(m, p0, c.local, w, None, None, jax.random.PRNGKey(5), ft)
-    zero_aug = finetune(m, p0, c.local, w, c.candidates, jnp.zeros(c.candidates.mask.shape), jax.random.PRNGKey(5), ft)
+    alone = finetune(m, p0, (c.local, w), None, jax.random.PRNGKey(5), ft)
+    zero_aug = finetune(m, p0, (c.local, w), (c.candidates, jnp.zeros(c.candidates.mask.shape)), jax.random.PRNGKey(5), ft)
     # Compared as functions: the attention's output bias has a zero gradient (softmax is shift-invariant), so
     # Adam turns float noise there into differences that change no prediction.
     for rows in (c.local, c.candidates, c.test):
         np.testing.assert_allclose(np.asarray(score(m, alone, rows)), np.asarray(score(m, zero_aug, rows)),
                                    rtol=1e-5, atol=1e-6)
-    some_aug = finetune(m, p0, c.local, w, c.candidates, c.candidates.mask.astype(jnp.float32),
+    some_aug = finetune(m, p0, (c.local, w), (c.candidates, c.candidates.mask.astype(jnp.float32)),
                         jax.random.PRNGKey(5), ft)
     leaves = zip(jax.tree_util.tree_leaves(some_aug), jax.tree_util.tree_leaves(alone))
     assert not all(np.allclose(a, b) for a, b in leaves)
@@ -299,13 +305,13 @@ def test_finetune_ignores_zero_weight_augmented_rows(tiny_cloud, make_tiny_chunk
     w_aug[np.flatnonzero(w_aug)[1::2]] = 0.0
     w_aug = jnp.asarray(w_aug)
     w = c.local.mask.astype(jnp.float32)
-    a = finetune(m, p0, c.local, w, c.candidates, w_aug, jax.random.PRNGKey(1), ft)
+    a = finetune(m, p0, (c.local, w), (c.candidates, w_aug), jax.random.PRNGKey(1), ft)
     poisoned = c.candidates.replace(label=jnp.where(w_aug > 0, c.candidates.label, 1.0 - c.candidates.label))
-    b = finetune(m, p0, c.local, w, poisoned, w_aug, jax.random.PRNGKey(1), ft)
+    b = finetune(m, p0, (c.local, w), (poisoned, w_aug), jax.random.PRNGKey(1), ft)
     chex.assert_trees_all_close(a, b)
 
 
-_jit_finetune = jax.jit(finetune, static_argnums=(0, 7))
+_jit_finetune = jax.jit(finetune, static_argnums=(0, 5))
 
 
 def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
@@ -317,8 +323,8 @@ def test_sgd_step_is_the_minibatch_gradient(tiny_cloud, make_tiny_chunk):
     ft = FinetuneConfig(steps=1, batch_size=8, learning_rate=0.5, optimizer="sgd")
     w = c.local.mask.astype(jnp.float32)
     key = jax.random.PRNGKey(2)
-    got = _jit_finetune(m, p0, c.local, w, None, None, key, ft)
-    idx = np.asarray(epoch_batches(key, w, None, 1, ft.batch_size)[0][0])
+    got = _jit_finetune(m, p0, (c.local, w), None, key, ft)
+    idx = np.asarray(epoch_batches(key, w, None, ft)[0][0])
     assert len(set(idx.tolist())) == min(ft.batch_size, int(w.sum()))     # one step: rows without replacement
     train, frozen = split_trainable(p0, ft.trainable)
     batch = jax.tree_util.tree_map(lambda x: x[idx], c.local.features)
@@ -332,15 +338,18 @@ def test_random_negatives_train_the_classifier_on_the_random_rows(tiny_cloud, ma
     rows (not the candidates): the stage's scores and kept mask equal a classifier trained on those rows."""
     cfg, data, model, params, vectors, rows = tiny_cloud
     cls_cfg = dataclasses.replace(cfg.classifier, negatives="random", kind="mlp")
-    settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, methods=("coda",))
+    clf = make_classifier(cls_cfg)
+    settings = dataclasses.replace(StageSettings.from_config(cfg), classifier=cls_cfg, classifier_model=clf,
+                                   methods=(get_method("coda"),))
     c = _user(make_tiny_chunk([6]), 0)
     key = jax.random.PRNGKey(11)
-    out = jax.jit(user_stage, static_argnums=(0, 1, 6))(model, settings, params, c, _numbers(cfg), key, True)
+    settings = dataclasses.replace(settings, with_logits=True)
+    out = jax.jit(user_stage, static_argnums=(0, 1))(model, settings, params, c, _numbers(cfg), key)
     k_cls, _ = jax.random.split(key)
     local_x, rand_x, cand_x = (r.vector for r in (c.local, c.random, c.candidates))
-    cls = train_classifier(local_x, c.local.mask, rand_x, c.random.mask, k_cls, cls_cfg)
-    want = classifier_scores(cls, cand_x, cls_cfg)
+    cls = train_classifier(clf, (local_x, c.local.mask), (rand_x, c.random.mask), k_cls, cls_cfg)
+    want = classifier_scores(clf, cls, cand_x)
     np.testing.assert_allclose(np.asarray(out["candidate_score"]), np.asarray(want), rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(out["kept"]), np.asarray(keep_mask(want, c.candidates.mask, cls_cfg)))
-    with_cands = train_classifier(local_x, c.local.mask, cand_x, c.candidates.mask, k_cls, cls_cfg)
-    assert not np.allclose(np.asarray(classifier_scores(with_cands, cand_x, cls_cfg)), np.asarray(want), atol=1e-4)
+    with_cands = train_classifier(clf, (local_x, c.local.mask), (cand_x, c.candidates.mask), k_cls, cls_cfg)
+    assert not np.allclose(np.asarray(classifier_scores(clf, with_cands, cand_x)), np.asarray(want), atol=1e-4)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from coda_jax.device.engine import local_width_classes
-from coda_jax.methods import get_method, register_method
+from coda_jax.device.methods import get_method, register_method
 from coda_jax.cloud.output import CloudOutput
 from coda_jax.simulate import simulate, simulate_points
 
@@ -111,19 +111,16 @@ def test_user_axis_sharded_over_four_devices_gives_the_same_per_user_auc():
         from tests.conftest import tiny_config
         from coda_jax.data.dataset import make_dataset
         from coda_jax.cloud.stage import cloud_stage
-        from coda_jax.device.engine import device_keys, run_chunks
-        from coda_jax.device.settings import StageNumbers
+        from coda_jax.device.engine import run_device_stage
         cfg = tiny_config()
         cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, chunk_users=8, lockstep_users=2))
         data = make_dataset(cfg)
         cloud = cloud_stage(cfg, data, show_progress=False)
-        model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
-        args = (cfg, data, model, params, vectors, rows, StageNumbers.stack([cfg]), device_keys(cfg), False)
-        four = run_chunks(*args)
-        one = run_chunks(*args, devices=jax.devices()[:1])
-        print(json.dumps({"devices": len(jax.devices()), "mesh": four["lanes"]["devices"],
-                          "four": np.nan_to_num(four["auc"], nan=-1).tolist(),
-                          "one": np.nan_to_num(one["auc"], nan=-1).tolist()}))
+        four = run_device_stage(cfg, data, cloud, False)
+        one = run_device_stage(cfg, data, cloud, False, devices=jax.devices()[:1])
+        print(json.dumps({"devices": len(jax.devices()), "mesh": four.compile.lanes["devices"],
+                          "four": np.nan_to_num(four.auc, nan=-1).tolist(),
+                          "one": np.nan_to_num(one.auc, nan=-1).tolist()}))
     """, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
     got = json.loads(out.strip().splitlines()[-1])
     assert got["devices"] == 4 and got["mesh"] == 4

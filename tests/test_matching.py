@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coda_jax.cloud.matching import (candidates_from_users, match_users, pool_by_user,
+from coda_jax.cloud.matchings import match_users
+from coda_jax.cloud.matching import (MatchInputs, candidates_from_users, pool_by_user,
                                      random_users, top_users, user_vectors, users_from_candidates)
 from coda_jax.cloud.overlap import item_sets
 from coda_jax.cloud.retrieval import Candidates, ExactSearcher
@@ -124,7 +125,7 @@ def test_match_users_by_item_overlap_finds_the_user_sharing_most_items():
     item = np.array([1, 2, 3, 4,  1, 2, 3, 9,  7, 8, 9, 10,  1, 2, 11, 12])
     lists = pool_by_user(row_user, np.arange(16), 4)
     cfg = RetrievalConfig(matching="item_overlap", backend="exact")
-    users, _ = match_users(cfg, {}, np.zeros((16, 2), np.float32), item, 12, lists, np.array([0, 2]), 2, 0)
+    users, _ = match_users(MatchInputs(cfg, {}, np.zeros((16, 2), np.float32), item, 12, lists, np.array([0, 2]), 2, 0))
     np.testing.assert_array_equal(users, [[1, 3], [1, -1]])      # user 2 shares items with user 1 only
 
 
@@ -162,12 +163,11 @@ def test_matching_and_mpda_config_errors_name_the_key(text, key):
 
 
 def _mpda_setup(tiny_cloud, user=3, m=3, r=8):
-    from coda_jax.device.chunk import make_chunk
+    from coda_jax.device.chunk import ChunkSpec, make_chunk
 
     cfg, data, model, params, vectors, rows = tiny_cloud
     rows = dataclasses.replace(rows, matched_users=rows.matched_users[:, :m])
-    chunk = make_chunk(data.table, vectors, rows, np.array([user]), data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows=r)
+    chunk = make_chunk(data.table, vectors, rows, np.array([user]), data.users, ChunkSpec.from_config(cfg, r))
     c = jax.tree_util.tree_map(lambda x: x[0], chunk)
     lm = local_model(model, c.vocab.shape[0], c.user_vocab.shape[0])
     return c, lm, localize_params(params, c.vocab, c.user_vocab)
@@ -180,22 +180,22 @@ def test_mpda_scan_equals_a_python_loop_over_matched_users(tiny_cloud):
     ft = FinetuneConfig(steps=6, batch_size=8, learning_rate=5e-2)
     mp = MpdaConfig(rows_per_user=r, steps=5)
     key = jax.random.PRNGKey(11)
-    got, accepted = jax.jit(mpda_finetune, static_argnums=(0, 4, 6, 7))(lm, p0, c.local, c.matched, m, key, ft, mp)
+    got, accepted = jax.jit(mpda_finetune, static_argnums=(0, 4, 5))(lm, p0, c, key, ft, mp)
 
-    tune = jax.jit(finetune, static_argnums=(0, 7))
+    tune = jax.jit(finetune, static_argnums=(0, 5))
     criterion = jax.jit(local_criterion, static_argnums=0)
     params, best, want = p0, float(criterion(lm, p0, c.local)), []
     keys = jax.random.split(jax.random.fold_in(key, 1), m)
     for j in range(m):
         rows = jax.tree_util.tree_map(lambda x: x[j * r:(j + 1) * r], c.matched)
-        trial = tune(lm, params, rows, rows.mask.astype(jnp.float32), None, None, keys[j],
+        trial = tune(lm, params, (rows, rows.mask.astype(jnp.float32)), None, keys[j],
                      dataclasses.replace(ft, steps=mp.steps))
         value = float(criterion(lm, trial, c.local))
         ok = value > best + 1e-7 and bool(rows.mask.any())
         want.append(ok)
         if ok:
             params, best = trial, value
-    params = tune(lm, params, c.local, c.local.mask.astype(jnp.float32), None, None, key, ft)
+    params = tune(lm, params, (c.local, c.local.mask.astype(jnp.float32)), None, key, ft)
     np.testing.assert_array_equal(np.asarray(accepted), want)
     chex.assert_trees_all_close(got, params, rtol=1e-4, atol=1e-5)
 
@@ -206,9 +206,9 @@ def test_mpda_without_matched_rows_is_local_finetuning(tiny_cloud):
     empty = c.matched.replace(mask=jnp.zeros_like(c.matched.mask))
     ft = FinetuneConfig(steps=6, batch_size=8, learning_rate=5e-2)
     key = jax.random.PRNGKey(2)
-    got, accepted = mpda_finetune(lm, p0, c.local, empty, m, key, ft, MpdaConfig(rows_per_user=r, steps=3))
-    assert not np.asarray(accepted).any()
-    chex.assert_trees_all_close(got, finetune(lm, p0, c.local, c.local.mask.astype(jnp.float32), None, None,
+    got, accepted = mpda_finetune(lm, p0, c.replace(matched=empty), key, ft, MpdaConfig(rows_per_user=r, steps=3))
+    assert len(accepted) == m and not np.asarray(accepted).any()
+    chex.assert_trees_all_close(got, finetune(lm, p0, (c.local, c.local.mask.astype(jnp.float32)), None,
                                               key, ft), rtol=1e-6, atol=1e-7)
 
 
@@ -220,8 +220,8 @@ def test_match_users_dispatch(matching):
     emb = rng.normal(size=(num_users, 4)).astype(np.float32)
     cfg = RetrievalConfig(matching=matching, backend="exact")
     sim = np.array([0, 5, 9])
-    users, _ = match_users(cfg, {"user_embed": {"embedding": emb}}, np.zeros((len(row_user), 2), np.float32),
-                           item, num_items, lists, sim, 4, 0)
+    users, _ = match_users(MatchInputs(cfg, {"user_embed": {"embedding": emb}},
+                                       np.zeros((len(row_user), 2), np.float32), item, num_items, lists, sim, 4, 0))
     valid = np.diff(lists[0]) > 0
     for s, row in zip(sim, users):
         got = row[row >= 0]

@@ -13,7 +13,7 @@ import pytest
 
 from coda_jax.cloud import overlap
 from coda_jax.cloud.matching import candidates_from_users, pool_by_user, random_users, top_users
-from coda_jax.cloud.retrieval import ExactSearcher, coarse_match, group_top, make_searcher
+from coda_jax.cloud.retrieval import ExactSearcher, Queries, coarse_match, group_top, make_searcher
 from coda_jax.config import RetrievalConfig
 from coda_jax.device import chunk as chunk_mod
 from coda_jax.device.submodel import local_vocab
@@ -50,7 +50,8 @@ def test_streamed_coarse_match_equals_one_search(seed, block):
     cfg = RetrievalConfig(backend="exact", neighbors=8, max_candidates=13)
     searcher = make_searcher(vectors[pool_rows], cfg)
     args = (searcher, vectors, pool_rows, row_user, query_rows, query_owner, len(sim_users), cfg)
-    got = coarse_match(*args, block_queries=block)
+    got = coarse_match(searcher, vectors, pool_rows, row_user, Queries(query_rows, query_owner, len(sim_users), block),
+                       cfg)
     want = one_search_coarse_match(*args)
     np.testing.assert_array_equal(got.offsets, want.offsets)
     np.testing.assert_array_equal(got.rows, want.rows)
@@ -75,8 +76,7 @@ def test_coarse_match_searches_at_most_a_block_of_queries_at_a_time():
     query_rows = np.arange(1, 300, 2)
     cfg = RetrievalConfig(backend="exact", neighbors=5, max_candidates=20)
     searcher = _CountingSearcher(vectors[pool_rows])
-    got = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, row_user[query_rows], 30, cfg,
-                       block_queries=32)
+    got = coarse_match(searcher, vectors, pool_rows, row_user, Queries(query_rows, row_user[query_rows], 30, 32), cfg)
     assert max(searcher.sizes) == 32 and sum(searcher.sizes) == len(query_rows)
     want = one_search_coarse_match(ExactSearcher(vectors[pool_rows]), vectors, pool_rows, row_user, query_rows,
                                    row_user[query_rows], 30, cfg)
@@ -247,7 +247,8 @@ def test_chunk_vocab_equals_the_sort_per_row(num_ids, monkeypatch):
 def test_make_chunk_is_unchanged_by_the_presence_table(tiny_cloud, row_users, monkeypatch):
     cfg, data, _, _, vectors, rows = tiny_cloud
     owners = np.concatenate([np.arange(min(6, len(data.users))), [-1, -1]])
-    args = (data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates, 8, row_users, 0)
+    args = (data.table, vectors, rows, owners, data.users,
+            chunk_mod.ChunkSpec(cfg.retrieval.max_candidates, 8, row_users, 0))
     got = chunk_mod.make_chunk(*args)
     monkeypatch.setattr(chunk_mod, "chunk_vocab", lambda ids, n: local_vocab(ids))     # the sort per row
     want = chunk_mod.make_chunk(*args)

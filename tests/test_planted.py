@@ -195,8 +195,8 @@ def test_distinct_draws_follow_the_gumbel_top_k_law():
     cluster_start = np.searchsorted(cluster[item_order], np.arange(n_clusters))
     cluster_cum = np.concatenate([[0.0], item_cum])[np.append(cluster_start, n_items)]
     p = cluster_taste * np.diff(cluster_cum)
-    owner, item = _distinct_draws(rng, np.full(n_users, n), np.tile(p / p.sum(), (n_users, 1)), cluster_start,
-                                  cluster_cum, item_cum, item_order)
+    owner, item = _distinct_draws(rng, np.full(n_users, n), np.tile(p / p.sum(), (n_users, 1)),
+                                  (cluster_start, cluster_cum, item_cum, item_order))
     assert np.array_equal(np.bincount(owner, minlength=n_users), np.full(n_users, n))
     assert len(np.unique(owner * n_items + item)) == owner.shape[0]              # distinct per user
     weight = w * cluster_taste[cluster]                                         # each item's sampling weight

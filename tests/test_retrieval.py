@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from coda_jax.cloud.retrieval import (Candidates, ExactSearcher, ScannSearcher, coarse_match, group_top,
+from coda_jax.cloud.retrieval import (Candidates, ExactSearcher, Queries, ScannSearcher, coarse_match, group_top,
                                       make_searcher, recall_at_k)
 from coda_jax.config import RetrievalConfig
 
@@ -110,7 +110,7 @@ def test_coarse_match_exact_matches_bruteforce(seed, neighbors, max_candidates):
     cfg = RetrievalConfig(backend="exact", neighbors=neighbors, max_candidates=max_candidates)
     searcher = make_searcher(vectors[pool_rows], cfg)
     assert isinstance(searcher, ExactSearcher)
-    c = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg)
+    c = coarse_match(searcher, vectors, pool_rows, row_user, Queries(query_rows, query_owner, num_owners), cfg)
     ref = ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, num_owners, cfg)
     assert_candidates_equal(c, ref, num_owners)
     # invariants: never the owner's own rows, only pool rows, at most max_candidates
@@ -132,7 +132,7 @@ def test_coarse_match_own_rows_only_pool_gives_nothing():
     # user 0 queries: all neighbours are its own rows; user 1 queries get user 0's rows
     query_rows = np.array([0, 1, 12, 15])
     query_owner = np.array([0, 0, 1, 1])
-    c = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, query_owner, 2, cfg)
+    c = coarse_match(searcher, vectors, pool_rows, row_user, Queries(query_rows, query_owner, 2), cfg)
     assert c.counts()[0] == 0 and c.counts()[1] >= 5
     ref = ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, 2, cfg)
     assert_candidates_equal(c, ref, 2)
@@ -150,7 +150,7 @@ def test_coarse_match_scann_small_pool_matches_bruteforce():
     cfg = RetrievalConfig(backend="scann", neighbors=8, max_candidates=20)
     searcher = make_searcher(vectors[pool_rows], cfg)
     assert isinstance(searcher, ScannSearcher)
-    c = coarse_match(searcher, vectors, pool_rows, row_user, query_rows, query_owner, 2, cfg)
+    c = coarse_match(searcher, vectors, pool_rows, row_user, Queries(query_rows, query_owner, 2), cfg)
     ref = ref_coarse(vectors, pool_rows, row_user, query_rows, query_owner, 2, cfg)
     assert_candidates_equal(c, ref, 2)
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from coda_jax.cloud import search
-from coda_jax.cloud.matching import match_users, pool_by_user
+from coda_jax.cloud.matching import MatchInputs, pool_by_user
+from coda_jax.cloud.matchings import match_users
 from coda_jax.cloud.search import (ExactSearcher, ScannSearcher, ScannSettings, choose_backend,
                                    derive_scann_settings, make_searcher, recall_at_k, report_line, search_report)
 from coda_jax.config import RetrievalConfig
@@ -128,8 +129,8 @@ def test_user_level_matching_reports_its_recall_when_approximate():
     sim = np.arange(0, n, 10)
     rep: dict = {}
     cfg = RetrievalConfig(matching="user_embedding", backend="scann", recall_queries=100)
-    users, _ = match_users(cfg, {"user_embed": {"embedding": emb}}, np.zeros((n, 2), np.float32),
-                           np.zeros(n, np.int64), 1, lists, sim, 5, 0, report=rep)
+    users, _ = match_users(MatchInputs(cfg, {"user_embed": {"embedding": emb}}, np.zeros((n, 2), np.float32),
+                                       np.zeros(n, np.int64), 1, lists, sim, 5, 0, rep))
     assert rep["backend"] == "scann" and rep["recall_queries"] == 100 and rep["k"] == 6
     assert 0.9 <= rep["recall_at_k"] <= 1.0
     assert users.shape == (len(sim), 5)

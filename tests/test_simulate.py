@@ -68,10 +68,10 @@ def test_repeats_average_each_users_auc_over_independent_device_keys(tiny_cloud,
 
     cfg, data, model, params, vectors, rows = tiny_cloud
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, repeats=3))
-    dev = run_device_stage(cfg, data, model, params, vectors, rows, show_progress=False)
-    valid = dev["valid"]
-    assert dev["auc"].shape == (1, 3, len(cfg.methods), len(data.users))      # [points, repeats, methods, users]
-    dev = dict(dev, auc_repeats=dev["auc"][0], auc=dev["auc_mean"][0], kept=dev["kept"][0].mean(axis=0))
+    out = run_device_stage(cfg, data, CloudOutput(model, params, vectors, rows, retrieval={}), show_progress=False)
+    valid = out.valid
+    assert out.auc.shape == (1, 3, len(cfg.methods), len(data.users))      # [points, repeats, methods, users]
+    dev = dict(auc_repeats=out.auc[0], auc=out.auc_mean[0], kept=out.kept[0].mean(axis=0))
     np.testing.assert_allclose(dev["auc"], dev["auc_repeats"].mean(axis=0))
     # repeat 0 is the single-repeat run (same key); the others are independent draws
     single = tiny_results.methods

@@ -20,7 +20,7 @@ from coda_jax.config import Config, ConfigError, load
 from coda_jax.data.dataset import load_interactions, make_dataset
 from coda_jax.data.ingest import DataError, DropReport
 from coda_jax.data.sources.amazon import read_amazon
-from coda_jax.data.sources.csv import read_interactions_csv
+from coda_jax.data.sources.csv import CsvFormat, read_interactions_csv
 from coda_jax.data.sources.movielens1m import read_movielens1m
 from coda_jax.data.sources.movielens_csv import read_movielens_csv
 from coda_jax.data.sources.taobao import read_taobao
@@ -568,8 +568,8 @@ def test_generic_csv_header_string_ids_genres(tmp_path, block):
 
 def test_generic_csv_no_header_label_tab_numeric_ids(tmp_path):
     p = _write(tmp_path, "log.tsv", [b"10\t5\t1\t1000", b"2\t5\t0\t1001", b"10\t7\t1\t999"])
-    out, rep = read_interactions_csv(p, {"user": 0, "item": 1, "label": 2, "time": 3}, has_header=False,
-                                     delimiter="\t")
+    out, rep = read_interactions_csv(p, {"user": 0, "item": 1, "label": 2, "time": 3},
+                                     fmt=CsvFormat(has_header=False, delimiter="\t"))
     np.testing.assert_array_equal(out.user_ids, [2, 10])
     assert out.user_ids.dtype == np.int64
     np.testing.assert_array_equal(out.user, [1, 0, 1])
@@ -590,19 +590,19 @@ def test_generic_csv_bad_line(tmp_path, row, bad, reason, parts):
     p = _write(tmp_path, "log.tsv", rows)
     cols = {"user": 0, "item": 1, "label": 2, "time": 3}
     with _raises(p, row + 1, *parts):
-        read_interactions_csv(p, cols, has_header=False, delimiter="\t")
-    out, rep = read_interactions_csv(p, cols, has_header=False, delimiter="\t", skip_bad_rows=True)
+        read_interactions_csv(p, cols, fmt=CsvFormat(has_header=False, delimiter="\t"))
+    out, rep = read_interactions_csv(p, cols, fmt=CsvFormat(has_header=False, delimiter="\t"), skip_bad_rows=True)
     assert rep.counts == {reason: 1} and len(out) == 2
 
 
 def test_generic_csv_leading_zero_ids_stay_strings(tmp_path):
     p = _write(tmp_path, "log.csv", [b"007,1,5,1", b"7,1,5,2", b" 7 ,2,1,3"])
-    out, _ = read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, has_header=False)
+    out, _ = read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, fmt=CsvFormat(has_header=False))
     np.testing.assert_array_equal(out.user_ids, ["007", "7"])  # surrounding whitespace is stripped
     np.testing.assert_array_equal(out.user, [0, 1, 1])
     np.testing.assert_array_equal(out.item, [1, 1, 2])
     with _raises(p, 1, "column 4 (0-based) does not exist; the line has 4 fields"):
-        read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 4}, has_header=False)
+        read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 4}, fmt=CsvFormat(has_header=False))
 
 
 def test_generic_csv_column_errors(tmp_path):
@@ -612,7 +612,7 @@ def test_generic_csv_column_errors(tmp_path):
     with pytest.raises(ValueError, match="exactly one of 'rating'"):
         read_interactions_csv(p, {"user": "uid", "item": "iid", "time": "ts"})
     with pytest.raises(ValueError, match="no header"):
-        read_interactions_csv(p, {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"}, has_header=False)
+        read_interactions_csv(p, {"user": "uid", "item": "iid", "rating": "stars", "time": "ts"}, fmt=CsvFormat(has_header=False))
     rows = list(GENERIC)
     rows[3] = b"u2,i3,x,300,Action"
     p = _write(tmp_path, "log.csv", rows)
@@ -754,7 +754,7 @@ def _bom_case(tmp_path: Path, case: str):
         return p, lambda: read_interactions_csv(p, cols, block_bytes=16)
     assert case == "csv_no_header"
     p = _write(tmp_path, "log.csv", AMZ_CSV)  # string ids: a BOM kept would make line 1's user a new user
-    return p, lambda: read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, has_header=False,
+    return p, lambda: read_interactions_csv(p, {"user": 0, "item": 1, "rating": 2, "time": 3}, fmt=CsvFormat(has_header=False),
                                             block_bytes=16)
 
 

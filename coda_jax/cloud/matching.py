@@ -18,6 +18,8 @@ the ``mpda`` method goes through.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from coda_jax.cloud.overlap import (ITEM_OVERLAP_WORK_PER_USER, item_overlap_cap, item_overlap_users, item_sets,
@@ -181,32 +183,55 @@ def candidates_from_users(matched: np.ndarray, scores: np.ndarray, pool: tuple[n
                       scores=scores[s_idx, m_idx][pair].astype(np.float32))
 
 
-def match_users(cfg: RetrievalConfig, params: dict, vectors: np.ndarray, item: np.ndarray, num_items: int,
-                pool: tuple[np.ndarray, np.ndarray], sim_users: np.ndarray, count: int,
-                seed: int, work_per_user: float = ITEM_OVERLAP_WORK_PER_USER,
-                report: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """User-level matching by ``cfg.matching`` (not ``sample``): ``(users, scores)`` int64 / float32 [S, count].
+@dataclasses.dataclass(frozen=True)
+class MatchInputs:
+    """What a user-level matching sees of the cloud (host numpy arrays).
 
-    ``work_per_user``: ``item_overlap``'s budget (:func:`coda_jax.cloud.overlap.item_overlap_cap`).
-    ``report``: when given, updated with the searcher's backend, reason and recall check
-    (:func:`coda_jax.cloud.search.search_report`)."""
-    valid = np.diff(pool[0]) > 0
-    if cfg.matching == "random_users":
-        return random_users(sim_users, valid, count, seed)
-    if cfg.matching == "user_embedding":
-        database = user_vectors(params, vectors, pool)
-        searcher = make_searcher(database, cfg, seed, queries=len(sim_users))
-    elif cfg.matching == "item_overlap":
-        sets = item_sets(item, pool, num_items)
-        cap = item_overlap_cap(sets, np.asarray(sim_users), work_per_user)
-        if report is not None:
-            report.update(backend="exact", recall_at_k=None, recall_queries=0,
-                          backend_reason="item_overlap: exact cosine of sparse item sets"
-                          + ("" if cap is None else f" (items held by more than {cap} users left out)"))
-        return item_overlap_users(restrict_items(sets, cap), np.asarray(sim_users), count)
-    else:
-        raise ValueError(f"retrieval.matching: unknown user-level matching {cfg.matching!r}")
-    if report is not None:
-        report.update(search_report(searcher, database, min(count + 1, len(database)), cfg.recall_queries, seed,
-                                    np.asarray(sim_users)))
-    return top_users(searcher, database, np.asarray(sim_users), count, valid)
+    Attributes:
+      cfg: the retrieval config (``matching``, ``backend``, ``recall_queries``, ...).
+      params: the cloud model's parameter dict; vectors: float32 [N, D] every table row's sample vector.
+      item: int [N] every table row's item id (1..num_items); num_items: the item vocabulary size.
+      pool: ``(offsets int64 [num_users + 1], rows)`` every user's pool rows in time order.
+      sim_users: int [S] global user index of each simulated user (the queries).
+      count: matched users per simulated user.
+      seed: the run's matching seed.
+      report: updated with the searcher's backend, reason and recall check
+        (:func:`coda_jax.cloud.search.search_report`); lands in ``results.json``'s ``retrieval``.
+    """
+
+    cfg: RetrievalConfig
+    params: dict
+    vectors: np.ndarray
+    item: np.ndarray
+    num_items: int
+    pool: tuple[np.ndarray, np.ndarray]
+    sim_users: np.ndarray
+    count: int
+    seed: int
+    report: dict = dataclasses.field(default_factory=dict)
+
+
+def by_user_embedding(x: MatchInputs) -> tuple[np.ndarray, np.ndarray]:
+    """``user_embedding``: nearest users by user vector (:func:`user_vectors`), with the configured backend."""
+    sim_users = np.asarray(x.sim_users)
+    database = user_vectors(x.params, x.vectors, x.pool)
+    searcher = make_searcher(database, x.cfg, x.seed, queries=len(sim_users))
+    x.report.update(search_report(searcher, database, min(x.count + 1, len(database)), x.cfg.recall_queries,
+                                  x.seed, sim_users))
+    return top_users(searcher, database, sim_users, x.count, np.diff(x.pool[0]) > 0)
+
+
+def by_item_overlap(x: MatchInputs) -> tuple[np.ndarray, np.ndarray]:
+    """``item_overlap``: nearest users by the cosine of their item sets (:mod:`coda_jax.cloud.overlap`)."""
+    sim_users = np.asarray(x.sim_users)
+    sets = item_sets(x.item, x.pool, x.num_items)
+    cap = item_overlap_cap(sets, sim_users, ITEM_OVERLAP_WORK_PER_USER)
+    x.report.update(backend="exact", recall_at_k=None, recall_queries=0,
+                    backend_reason="item_overlap: exact cosine of sparse item sets"
+                    + ("" if cap is None else f" (items held by more than {cap} users left out)"))
+    return item_overlap_users(restrict_items(sets, cap), sim_users, x.count)
+
+
+def by_random_users(x: MatchInputs) -> tuple[np.ndarray, np.ndarray]:
+    """``random_users``: users drawn at random (:func:`random_users`)."""
+    return random_users(np.asarray(x.sim_users), np.diff(x.pool[0]) > 0, x.count, x.seed)

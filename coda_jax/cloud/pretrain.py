@@ -23,8 +23,9 @@ def init_params(model: nn.Module, table: SampleTable, seed: int):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "optimizer"))
-def _epoch(model, optimizer, params, opt_state, features, labels, batches):
-    """One pass of minibatch updates; ``batches`` int [num_batches, B] rows of ``features``."""
+def _epoch(model, optimizer, state, features, labels, batches):
+    """One pass of minibatch updates from ``state`` = ``(params, opt_state)``; ``batches`` int [num_batches, B]
+    rows of ``features``."""
 
     def step(carry, idx):
         params, opt_state = carry
@@ -33,7 +34,7 @@ def _epoch(model, optimizer, params, opt_state, features, labels, batches):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
+    (params, opt_state), losses = jax.lax.scan(step, state, batches)
     return params, opt_state, losses.mean()
 
 
@@ -60,7 +61,7 @@ def pretrain(model: nn.Module, table: SampleTable, rows: np.ndarray, cfg: CloudC
     for _ in progress_bar(range(cfg.epochs), desc="cloud pretrain", unit="epoch", disable=not show_progress):
         perm = rng.permutation(rows.size)
         batches = perm[: (rows.size // batch) * batch].reshape(-1, batch)
-        params, opt_state, loss = _epoch(model, optimizer, params, opt_state, features, labels,
+        params, opt_state, loss = _epoch(model, optimizer, (params, opt_state), features, labels,
                                          jnp.asarray(batches, dtype=jnp.int32))
         losses.append(float(loss))
     return params, losses

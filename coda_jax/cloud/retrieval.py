@@ -71,12 +71,28 @@ COARSE_BLOCK_QUERIES = 1 << 16
 """Queries :func:`coarse_match` searches at a time (its memory is ``O(block * neighbors)``, not ``O(Q * k)``)."""
 
 
-def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray,
-                 query_rows: np.ndarray, query_owner: np.ndarray, num_owners: int,
-                 cfg: RetrievalConfig, block_queries: int = COARSE_BLOCK_QUERIES) -> Candidates:
+@dataclasses.dataclass(frozen=True)
+class Queries:
+    """The queries of :func:`coarse_match`.
+
+    Attributes:
+      rows: int [Q] table rows used as queries (the simulated users' local training rows).
+      owner: int [Q] index ``0..num_owners-1`` of the simulated user that owns each query.
+      num_owners: number of simulated users.
+      block: queries per search call.
+    """
+
+    rows: np.ndarray
+    owner: np.ndarray
+    num_owners: int
+    block: int = COARSE_BLOCK_QUERIES
+
+
+def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user: np.ndarray, queries: Queries,
+                 cfg: RetrievalConfig) -> Candidates:
     """Coarse-grained sample matching for many users at once, streamed over blocks of queries.
 
-    The queries, grouped by owner, are searched ``block_queries`` at a time; after each block the pairs of
+    The queries, grouped by owner, are searched ``queries.block`` at a time; after each block the pairs of
     every owner whose queries are all searched are deduplicated and cut to ``cfg.max_candidates`` (the last,
     unfinished owner's pairs wait for the next block), so memory is bounded by the block, not by ``Q * k``.
     Each owner's result depends only on its own queries: the same as one search over all queries.
@@ -86,18 +102,15 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
       vectors: float32 [N, D] sample vectors of every table row.
       pool_rows: int [P] table rows in the pool (the searcher's database, in this order).
       row_user: int [N] user index of every table row.
-      query_rows: int [Q] table rows used as queries (the simulated users' local training rows).
-      query_owner: int [Q] index ``0..num_owners-1`` of the simulated user that owns each query.
-      num_owners: number of simulated users.
-      block_queries: queries per search call.
+      queries: the query rows, their owners and the block size (:class:`Queries`).
 
     Returns:
       :class:`Candidates` (table row ids) per simulated user, at most ``cfg.max_candidates`` each, none of
       them the user's own rows: the most similar to any of its local samples.
     """
-    query_owner = np.asarray(query_owner, np.int64)
+    query_owner, num_owners, block_queries = np.asarray(queries.owner, np.int64), queries.num_owners, queries.block
     order = np.argsort(query_owner, kind="stable")
-    q_rows, q_owner = np.asarray(query_rows)[order], query_owner[order]
+    q_rows, q_owner = np.asarray(queries.rows)[order], query_owner[order]
     k = min(cfg.neighbors, len(pool_rows))
     counts = np.zeros(num_owners, np.int64)
     out_rows, out_scores = [], []
@@ -105,7 +118,7 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
     lo = 0                                                                   # first owner not yet emitted
     for s0 in range(0, len(q_rows), max(int(block_queries), 1)):
         s1 = min(s0 + max(int(block_queries), 1), len(q_rows))
-        pairs = _search_pairs(searcher, vectors, pool_rows, row_user, q_rows[s0:s1], q_owner[s0:s1], k)
+        pairs = _search_pairs(searcher, vectors, pool_rows, row_user, (q_rows[s0:s1], q_owner[s0:s1]), k)
         pending = [np.concatenate([a, b]) for a, b in zip(pending, pairs)]
         hi = int(q_owner[s1]) if s1 < len(q_rows) else num_owners          # owners below hi are complete
         done = pending[0] < hi
@@ -121,9 +134,10 @@ def coarse_match(searcher, vectors: np.ndarray, pool_rows: np.ndarray, row_user:
                       scores=np.concatenate(out_scores + [np.zeros(0, np.float32)]).astype(np.float32))
 
 
-def _search_pairs(searcher, vectors, pool_rows, row_user, query_rows, query_owner, k):
-    """Search one block of queries: the ``(owner, row, score)`` pairs (flat arrays) that are real neighbours
-    and not the querying user's own rows."""
+def _search_pairs(searcher, vectors, pool_rows, row_user, block: tuple[np.ndarray, np.ndarray], k):
+    """Search one block of queries (``(query rows, their owners)``): the ``(owner, row, score)`` pairs (flat
+    arrays) that are real neighbours and not the querying user's own rows."""
+    query_rows, query_owner = block
     idx, scores = searcher.search(vectors[query_rows], k)            # [Qb, k] pool positions
     valid = (idx >= 0) & (idx < len(pool_rows))
     nbr = pool_rows[np.clip(idx, 0, len(pool_rows) - 1)]             # table rows

@@ -11,10 +11,11 @@ import json
 
 import numpy as np
 
-from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user, users_from_candidates
+from coda_jax.cloud.matching import MatchInputs, candidates_from_users, pool_by_user, users_from_candidates
+from coda_jax.cloud.matchings import get_matching
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
-from coda_jax.cloud.retrieval import Candidates, coarse_match, make_searcher
+from coda_jax.cloud.retrieval import Candidates, Queries, coarse_match, make_searcher
 from coda_jax.cloud.search import search_report
 from coda_jax.config import Config, to_dict
 from coda_jax.data.dataset import Dataset
@@ -50,7 +51,8 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     """
     timer = Timer()
     table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)     # names -> values, once
+    matching = get_matching(cfg.retrieval.matching)
     pool = np.flatnonzero(data.pool)
     with timer("cloud_pretrain"):
         params, losses = pretrain(model, table, np.flatnonzero(data.cloud_rows), cfg.cloud, cfg.seed, show_progress)
@@ -65,19 +67,20 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     report = {"backend": None, "matching": r_cfg.matching, "k": min(r_cfg.neighbors, len(pool)),
               "recall_at_k": None, "recall_queries": 0, "pool_rows": int(len(pool)),
               "queries": int(len(local_rows)), "cloud_train_loss": losses}
-    if r_cfg.matching == "sample":
+    if matching.sample_level:
         with timer("index_build"):
             searcher = make_searcher(vectors[pool], r_cfg, cfg.seed, queries=len(local_rows))
         with timer("coarse_match"):
-            cands: Candidates = coarse_match(searcher, vectors, pool, table.user, local_rows, local_owner,
-                                             len(data.users), r_cfg)
+            cands: Candidates = coarse_match(searcher, vectors, pool, table.user,
+                                             Queries(local_rows, local_owner, len(data.users)), r_cfg)
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
         with timer("recall_check"):
             report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))
     else:
         with timer("coarse_match"):
-            matched, sim = match_users(r_cfg, params, vectors, table.item, table.num_items, pool_lists,
-                                       data.users, r_cfg.matched_users, cfg.seed + 3, report=report)
+            matched, sim = matching.match(MatchInputs(r_cfg, params, vectors, table.item, table.num_items,
+                                                      pool_lists, data.users, r_cfg.matched_users, cfg.seed + 3,
+                                                      report))
             cands = candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates)
     report["mean_candidates"] = float(cands.counts().mean())
     report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())

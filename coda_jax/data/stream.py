@@ -10,6 +10,8 @@ a small metadata file whole, any problem raising.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,21 +40,36 @@ class Block:
     cols: dict[int, np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class LineFormat:
+    """What a line of a delimited file holds.
+
+    Attributes:
+      sep: the field separator (one or more bytes; ``::`` is handled by substitution).
+      nfields: fields per line, or None to take the count of the first data line.
+      describe: what a line holds, for errors, e.g. ``"4 '::'-separated fields (user, item, rating, timestamp)"``
+        (``{n}`` stands for an inferred field count).
+      quotes: lines may hold ``"``-quoted fields (blocks containing a quote go through the csv module).
+    """
+
+    sep: bytes
+    nfields: int | None
+    describe: str
+    quotes: bool = False
+
+
 class Delimited:
     """A delimited text file read in blocks of whole lines.
 
     Args:
       path: the file (``.gz`` decompressed on the fly).
-      sep: the field separator (one or more bytes; ``::`` is handled by substitution).
-      nfields: fields per line, or None to take the count of the first data line.
-      describe: what a line holds, for errors, e.g. ``"4 '::'-separated fields (user, item, rating, timestamp)"``
-        (``{n}`` stands for an inferred field count).
+      fmt: what its lines hold (:class:`LineFormat`).
       drops: the bad-row policy.
-      quotes: lines may hold ``"``-quoted fields (blocks containing a quote go through the csv module).
+      block_bytes: bytes read at a time (whole lines).
     """
 
-    def __init__(self, path: Path, sep: bytes, nfields: int | None, describe: str, drops: Drops,
-                 block_bytes: int = BLOCK_BYTES, quotes: bool = False):
+    def __init__(self, path: Path, fmt: LineFormat, drops: Drops, block_bytes: int = BLOCK_BYTES):
+        sep, nfields, describe, quotes = fmt.sep, fmt.nfields, fmt.describe, fmt.quotes
         self.path, self.sep, self.nfields, self.describe = path, sep, nfields, describe
         self.drops = drops
         self.block_bytes = max(int(block_bytes), 1)
@@ -228,14 +245,15 @@ def scan_ratings(stream: Delimited, names: tuple[str, str, str, str], id_kind: s
     return scan(stream, (0, 1, 2, 3), parse, {"user": idt, "item": idt, "label": bool, "time": np.int64})
 
 
-def read_table(path: Path, sep: bytes, nfields: int, describe: str, empty: str, header: list[str] | None = None,
-               quotes: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read a small metadata file whole (e.g. ``u.item``, ``movies.dat``); any bad line raises naming it, as
-    does a first line other than ``header`` (when given) or a file without data lines (``"<path>: <empty>"``).
+def read_table(path: Path, fmt: LineFormat, empty: str, header: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a small metadata file whole (e.g. ``u.item``, ``movies.dat``) of lines ``fmt`` (a fixed field
+    count); any bad line raises naming it, as does a first line other than ``header`` (when given) or a file
+    without data lines (``"<path>: <empty>"``).
 
     Returns ``(fields bytes [N, nfields], line int64 [N])``.
     """
-    stream = Delimited(path, sep, nfields, describe, Drops(False), quotes=quotes)
+    nfields = fmt.nfields
+    stream = Delimited(path, fmt, Drops(False))
     if header is not None:
         try:
             stream.read_header(header)

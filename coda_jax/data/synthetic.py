@@ -95,8 +95,8 @@ def rows_per_user(cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
     return np.clip(n, cfg.min_rows_per_user, cfg.max_rows_per_user)
 
 
-def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.ndarray, cluster_start: np.ndarray,
-                    cluster_cum: np.ndarray, item_cum: np.ndarray, item_order: np.ndarray) -> np.ndarray:
+def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.ndarray,
+                    catalog: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Each user's ``n_rows[u]`` distinct items, drawn without replacement with probabilities ``cluster_p[u, c] *
     w_i / W_c`` for item ``i`` of cluster ``c`` (``w_i`` its weight, ``W_c`` its cluster's total).
 
@@ -108,15 +108,15 @@ def _distinct_draws(rng: np.random.Generator, n_rows: np.ndarray, cluster_p: np.
     Args:
       n_rows: int [B] rows wanted per user of the block.
       cluster_p: float [B, C] each user's cluster probabilities (rows sum to 1).
-      cluster_start: int [C] first position of each cluster in ``item_order``.
-      cluster_cum: float [C + 1] ``item_cum`` at the cluster boundaries.
-      item_cum: float [I] cumulative weights of the items in ``item_order`` (clusters contiguous).
-      item_order: int [I] item indices sorted by cluster.
+      catalog: ``(cluster_start, cluster_cum, item_cum, item_order)``: int [C] first position of each cluster
+        in ``item_order``; float [C + 1] ``item_cum`` at the cluster boundaries; float [I] cumulative weights
+        of the items in ``item_order`` (clusters contiguous); int [I] item indices sorted by cluster.
 
     Returns:
       ``(owner int64 [R], item int64 [R])``: each draw's user (0..B-1, ascending; user ``b`` has ``n_rows[b]``
       rows, fewer only as said above) and 0-based item index, each user's items in draw order.
     """
+    cluster_start, cluster_cum, item_cum, item_order = catalog
     n_items = item_order.shape[0]
     cluster_last = np.append(cluster_start[1:], n_items) - 1            # last position of each cluster
     n_clusters = cluster_p.shape[1]
@@ -181,8 +181,8 @@ def generate_planted(cfg: SyntheticConfig, seed: int, block_users: int = 8192) -
         sl = slice(start, min(start + block_users, n_users))
         logit = cfg.exposure * (taste[group[sl]] + personal[sl])
         p = np.exp(logit - logit.max(axis=1, keepdims=True)) * cluster_mass[None, :]
-        owner, item = _distinct_draws(rng, n_rows[sl], p / p.sum(axis=1, keepdims=True), cluster_start,
-                                      cluster_cum, item_cum, item_order)
+        owner, item = _distinct_draws(rng, n_rows[sl], p / p.sum(axis=1, keepdims=True),
+                                      (cluster_start, cluster_cum, item_cum, item_order))
         users.append(owner + start)
         items.append(item)
     user = np.concatenate(users)

@@ -174,11 +174,11 @@ def string_ids(vocab: np.ndarray) -> np.ndarray:
         return np.char.decode(vocab, "utf-8", "replace").astype(str)
 
 
-def finish(path: Path, drops: Drops, name: str, user: np.ndarray, item: np.ndarray, label: np.ndarray,
-           time: np.ndarray, item_genres: np.ndarray, user_ids: np.ndarray, num_genres: int,
+def finish(path: Path, drops: Drops, name: str, rows: tuple, meta: tuple,
            what: str = "ratings") -> tuple[Interactions, DropReport]:
-    """Returns ``(Interactions, DropReport)`` of the kept rows (``user``, ``item``, ``label``, ``time`` [N]);
-    raises when no row is left (``"<path>: no <what>"``)."""
+    """Returns ``(Interactions, DropReport)`` of the kept rows, ``rows = (user, item, label, time)`` [N] each,
+    with ``meta = (item_genres, user_ids, num_genres)``; raises when no row is left (``"<path>: no <what>"``)."""
+    (user, item, label, time), (item_genres, user_ids, num_genres) = rows, meta
     if user.shape[0] == 0:
         extra = f" after dropping bad rows ({drops.report.summary()})" if drops.report.total else ""
         raise DataError(f"{path}: no {what}{extra}")

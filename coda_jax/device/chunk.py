@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
@@ -155,17 +157,11 @@ def matched_index(rows: UserRows, owners: np.ndarray, per_user: int) -> tuple[np
     return index.reshape(len(owners), m * per_user), mask.reshape(len(owners), m * per_user)
 
 
-def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
-               user_index: np.ndarray, num_candidates: int, min_bucket: int,
-               row_users: str = "own", matched_rows: int = 0, widths: dict | None = None) -> DeviceChunk:
-    """Pack a chunk of devices on the host.
+@dataclasses.dataclass(frozen=True)
+class ChunkSpec:
+    """How :func:`make_chunk` packs a chunk.
 
-    Args:
-      table: the sample table.
-      vectors: float32 [N, D] sample vectors of every table row.
-      rows: the simulated users' row lists.
-      owners: int [U] simulated-user index of each device slot, ``-1`` for padding slots.
-      user_index: int [num_simulated] global user index of each simulated user.
+    Attributes:
       num_candidates: the run's candidate cap (fixes the candidate width of every chunk).
       min_bucket: smallest padded width.
       row_users: ``'own'``: every row (augmented ones too) is presented as the device's own user;
@@ -174,12 +170,40 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
       matched_rows: rows per matched user in ``matched`` (0: no matched rows; needs ``rows.matched_users``).
       widths: optional least widths ``{"local", "test", "vocab", "user_vocab"}`` (a missing or 0 entry: the
         chunk's own bucket); a chunk pads up to them, so chunks of one shape class share a compiled program.
+    """
+
+    num_candidates: int
+    min_bucket: int
+    row_users: str = "own"
+    matched_rows: int = 0
+    widths: dict | None = None
+
+    @staticmethod
+    def from_config(cfg, matched_rows: int = 0) -> "ChunkSpec":
+        """The packing of a run config (``retrieval.max_candidates``, ``engine.min_bucket``,
+        ``finetune.row_users``)."""
+        return ChunkSpec(cfg.retrieval.max_candidates, cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows)
+
+
+def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: np.ndarray,
+               user_index: np.ndarray, spec: ChunkSpec) -> DeviceChunk:
+    """Pack a chunk of devices on the host.
+
+    Args:
+      table: the sample table.
+      vectors: float32 [N, D] sample vectors of every table row.
+      rows: the simulated users' row lists.
+      owners: int [U] simulated-user index of each device slot, ``-1`` for padding slots.
+      user_index: int [num_simulated] global user index of each simulated user.
+      spec: widths and row conventions (:class:`ChunkSpec`).
 
     Returns:
       A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
     """
     owners = np.asarray(owners)
-    least = widths or {}
+    num_candidates, min_bucket, row_users, matched_rows = (spec.num_candidates, spec.min_bucket, spec.row_users,
+                                                           spec.matched_rows)
+    least = spec.widths or {}
     widths = chunk_shapes(rows, owners, num_candidates, min_bucket)
     for field in ("local", "test"):
         widths[field] = max(widths[field], int(least.get(field) or 0))

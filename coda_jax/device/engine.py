@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from coda_jax.cloud.output import UserRows
+from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
-from coda_jax.device.chunk import candidate_width, make_chunk
+from coda_jax.device.chunk import ChunkSpec, candidate_width, make_chunk
+from coda_jax.device.output import CompileReport, DeviceOutput
 from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, StageSettings, structure
 from coda_jax.device.stage import USERS, device_stage
 from coda_jax.progress import progress_bar
@@ -151,7 +152,8 @@ class StageCompiler:
     """
 
     def __init__(self, model, settings: StageSettings, mesh: Mesh | None = None):
-        self.model, self.settings, self.mesh = model, settings, mesh
+        self.model, self.mesh = model, mesh
+        self.settings = dataclasses.replace(settings, mesh=mesh)
         self.executables: dict = {}
         self.compiles = self.cache_hits = 0
         self.seconds = 0.0
@@ -163,8 +165,7 @@ class StageCompiler:
         exe = self.executables.get(sig)
         if exe is None:
             t0, requests0, hits0 = time.perf_counter(), _CompileEvents.requests, _CompileEvents.cache_hits
-            exe = device_stage.lower(self.model, self.settings, params, chunk, numbers, keys,
-                                     mesh=self.mesh).compile()
+            exe = device_stage.lower(self.model, self.settings, params, chunk, numbers, keys).compile()
             self.seconds += time.perf_counter() - t0
             hits = _CompileEvents.cache_hits - hits0
             self.cache_hits += hits
@@ -173,26 +174,19 @@ class StageCompiler:
         return exe(params, chunk, numbers, keys)
 
 
-def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, numbers: StageNumbers,
-               keys: jax.Array, show_progress: bool = True, compiler: StageCompiler | None = None,
-               devices: list | None = None) -> dict:
+def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: StageCompiler,
+               show_progress: bool = True) -> DeviceOutput:
     """Run the compiled device stage over every simulated user, chunk by chunk.
 
     Args:
-      cfg: the run config (structure: chunking, buckets, methods); data: the dataset.
-      numbers: :class:`StageNumbers` of [P] vectors; keys: [R] device keys (one per repeat).
-      compiler: reuse compiled programs across calls (e.g. the variants of a sweep); a new one otherwise.
-      devices: the devices the user axis is split over (default: every device JAX sees).
+      cfgs: P run configs that differ only in traced numbers (the structure, chunking, buckets and methods
+        are the first's); data: the dataset; cloud: the cloud stage's output.
+      compiler: the compiled programs (reused across calls, e.g. by the variants of a sweep).
 
-    Returns (simulated users in ``data.users`` order, ``S`` of them): ``auc`` / ``aug_rows`` float
-    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``kept_mask`` bool [P, R, S, Nc]
-    (which of each user's candidates, in ``rows.candidates`` order, its classifier kept), ``valid`` bool [S] (test rows
-    hold both classes), ``vocab_size`` / ``user_rows`` int [S] (item / user rows of each device's model copy),
-    ``compiles``, ``cache_hits``, ``compile_seconds``, ``shapes`` (distinct chunk shapes) and ``lanes``.
+    Returns the :class:`~coda_jax.device.output.DeviceOutput` of the simulated users (``data.users`` order).
     """
-    settings = StageSettings.from_config(cfg)
-    compiler = compiler or StageCompiler(model, settings, user_mesh(devices))
-    mesh = compiler.mesh
+    cfg, settings, rows, mesh = cfgs[0], compiler.settings, cloud.rows, compiler.mesh
+    numbers, keys = StageNumbers.stack(cfgs), device_keys(cfg)
     n_dev = 1 if mesh is None else mesh.size
     n_users = len(data.users)
     size, slots, plan = plan_chunks(cfg, rows, n_dev)
@@ -205,9 +199,9 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
-    matched_rows = cfg.mpda.rows_per_user if any(m == "mpda" for m in settings.methods) else 0
+    spec = ChunkSpec.from_config(cfg, cfg.mpda.rows_per_user if any(m.matched_rows for m in settings.methods) else 0)
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
-    params = jax.device_put(params)
+    params = jax.device_put(cloud.params)
     vocab_widths: dict[int, tuple[int, int]] = {}                       # local width -> widest vocabularies
     shapes = set()
 
@@ -226,9 +220,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
         owners = slots[c * size:(c + 1) * size]
         lw = int(plan["local"][c])
         vw = vocab_widths.get(lw, (0, 0))
-        chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
-                           cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows,
-                           widths={"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]})
+        widths = {"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]}
+        chunk = make_chunk(data.table, cloud.vectors, rows, owners, data.users, dataclasses.replace(spec, widths=widths))
         vocab_widths[lw] = (chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
         real = owners >= 0
@@ -245,13 +238,12 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     if pending is not None:
         collect(pending)
     lock = settings.lockstep_users or size // n_dev
-    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite,
-            "kept": kept_mask.sum(axis=-1).astype(np.float64), "kept_mask": kept_mask,
-            "valid": valid,
-            "vocab_size": vocab_size, "user_rows": user_rows, "compiles": compiler.compiles,
-            "cache_hits": compiler.cache_hits, "compile_seconds": compiler.seconds, "shapes": len(shapes),
-            "lanes": {"sweep_points": p, "repeats": r, "methods": m, "users_in_lockstep": min(lock, size // n_dev),
-                      "devices": n_dev}}
+    report = CompileReport(compiles=compiler.compiles, cache_hits=compiler.cache_hits, seconds=compiler.seconds,
+                           shapes=len(shapes),
+                           lanes={"sweep_points": p, "repeats": r, "methods": m,
+                                  "users_in_lockstep": min(lock, size // n_dev), "devices": n_dev})
+    return DeviceOutput(auc=auc, aug_rows=aug_rows, nonfinite=nonfinite, kept_mask=kept_mask, valid=valid,
+                        vocab_size=vocab_size, user_rows=user_rows, compile=report, settings=settings)
 
 
 def device_keys(cfg: Config) -> jax.Array:
@@ -260,17 +252,19 @@ def device_keys(cfg: Config) -> jax.Array:
     return jnp.stack([key] + [jax.random.fold_in(key, r) for r in range(1, cfg.eval.repeats)])
 
 
-def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, vectors: np.ndarray, rows: UserRows,
-                     show_progress: bool = True, compiler=None, devices: list | None = None) -> dict:
-    """Run the compiled device stage over all simulated users (see :func:`coda_jax.device.engine.run_chunks`).
+def run_device_stage(cfg: Config | list[Config], data: Dataset, cloud: CloudOutput, show_progress: bool = True,
+                     compiler: StageCompiler | None = None, devices: list | None = None) -> DeviceOutput:
+    """Run the compiled device stage over all simulated users (see :func:`run_chunks`).
 
     ``cfg`` may be a list of P configs that differ only in traced numbers (:data:`~coda_jax.device.settings.
     TRACED_FIELDS`): they run as the sweep-point lanes of one program. Each repeat (``eval.repeats``, R) uses
-    an independent device key. ``devices``: the devices the user axis is split over (default: all JAX sees;
-    ``jax.local_devices()`` for one process of a multi-host run).
+    an independent device key. ``cloud``: the cloud stage's output (model, parameters, vectors, rows).
+    ``compiler``: reuse compiled programs across calls (e.g. the variants of a sweep); a new one otherwise.
+    ``devices``: the devices the user axis is split over (default: all JAX sees; ``jax.local_devices()`` for
+    one process of a multi-host run).
 
-    Returns :func:`~coda_jax.device.engine.run_chunks`'s dict (arrays [P, R, M, S] over simulated users in
-    ``data.users`` order) plus ``auc_mean`` [P, M, S] (the mean over repeats).
+    Returns a :class:`~coda_jax.device.output.DeviceOutput` (arrays [P, R, M, S] over simulated users in
+    ``data.users`` order).
     """
     cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
     base = structure(cfgs[0])
@@ -278,7 +272,5 @@ def run_device_stage(cfg: Config | list[Config], data: Dataset, model, params, v
         if structure(c) != base:
             raise ValueError(f"run_device_stage: config {i} differs from config 0 in more than the traced numbers "
                              f"({', '.join(TRACED_FIELDS)})")
-    dev = run_chunks(cfgs[0], data, model, params, vectors, rows, StageNumbers.stack(cfgs), device_keys(cfgs[0]),
-                     show_progress, compiler, devices)
-    dev["auc_mean"] = dev["auc"].mean(axis=1)
-    return dev
+    compiler = compiler or StageCompiler(cloud.model, StageSettings.from_config(cfgs[0]), user_mesh(devices))
+    return run_chunks(cfgs, data, cloud, compiler, show_progress)

@@ -75,24 +75,24 @@ def epoch_order(key: jax.Array, valid: jnp.ndarray, total: int) -> jnp.ndarray:
     return rows[random_bijection(rank, n1, round_keys)].astype(jnp.int32)
 
 
-def epoch_batches(key: jax.Array, local_weights: jnp.ndarray, aug_weights: jnp.ndarray | None, steps: int,
-                  batch_size: int, aug_batch_size: int = 0, sampling: str = "pooled"):
+def epoch_batches(key: jax.Array, local_weights: jnp.ndarray, aug_weights: jnp.ndarray | None, cfg):
     """Every fine-tuning step's row indices and loss weights.
 
     Args:
       key: PRNG key of the fine-tuning run.
       local_weights: float [Nl] (0 on padding and rows not to train on).
       aug_weights: float [Na] or None; rows are indexed local first, then augmented (``Nl + j``).
-      steps, batch_size: S and B (static).
-      aug_batch_size: augmented rows per step with ``sampling == "stratified"`` (0 = ``batch_size``).
-      sampling: ``"pooled"`` (B rows of the union) or ``"stratified"`` (B local + ``aug_batch_size``
-        augmented rows). Without augmented rows both draw B local rows. The local stratum is always drawn
-        with ``split(key)[0]``: runs that share a key see the same local rows (common random numbers).
+      cfg: the :class:`~coda_jax.config.FinetuneConfig` (its structure is static): ``steps`` and
+        ``batch_size`` S and B; ``sampling``: ``"pooled"`` (B rows of the union) or ``"stratified"`` (B local
+        + ``aug_batch_size`` augmented rows, 0 = B). Without augmented rows both draw B local rows. The local
+        stratum is always drawn with ``split(key)[0]``: runs that share a key see the same local rows
+        (common random numbers).
 
     Returns:
       ``(idx int32 [S, B_total], weight float32 [S, B_total])``; ``sum(weight[s] * loss[idx[s]])`` estimates
       the weighted mean loss (see the module docstring).
     """
+    steps, batch_size, aug_batch_size, sampling = cfg.steps, cfg.batch_size, cfg.aug_batch_size, cfg.sampling
     w_local = jnp.maximum(jnp.asarray(local_weights, jnp.float32), 0.0)
     k_local, k_aug = jax.random.split(key)
     if aug_weights is None:

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from coda_jax.config import ClassifierConfig, Config, FinetuneConfig, MpdaConfig
+from coda_jax.device.methods import Method, get_method
+from coda_jax.models.classifier import SampleClassifier
+from coda_jax.models.registry import make_classifier
 
 CLASSIFIER_NUMBERS = {"classifier_learning_rate": "learning_rate", "classifier_l2": "l2",
                       "keep_fraction": "keep_fraction", "threshold": "threshold"}
@@ -71,19 +76,27 @@ def structure(cfg: Config) -> Config:
 @dataclasses.dataclass(frozen=True)
 class StageSettings:
     """The static (hashable) structure of the device stage; numbers are zeroed placeholders (see
-    :class:`StageNumbers`)."""
+    :class:`StageNumbers`). The registry names of the config are resolved here, once: ``methods`` holds the
+    :class:`~coda_jax.device.methods.Method` entries and ``classifier_model`` the sample classifier module,
+    so the compiled program is keyed by them (a name registered again compiles anew)."""
 
     classifier: ClassifierConfig
     finetune: FinetuneConfig
-    methods: tuple[str, ...]
+    methods: tuple[Method, ...]
+    classifier_model: nn.Module = SampleClassifier()
     mpda: MpdaConfig = MpdaConfig()
     matched_users: int = 10        # the chunk's matched rows are matched_users blocks of equal width
     lockstep_users: int = 0        # users vmapped together; groups run one after another (0 = the whole chunk)
+    with_logits: bool = False      # the stage also returns test logits and candidate scores
+    mesh: Mesh | None = None       # the user axis is split over this mesh's "users" axis (None: one device)
 
     @staticmethod
     def from_config(cfg: Config) -> "StageSettings":
+        """The settings of a run config, its method and classifier names resolved through the registries."""
         s = structure(cfg)
-        return StageSettings(classifier=s.classifier, finetune=s.finetune, methods=tuple(cfg.methods),
+        return StageSettings(classifier=s.classifier, finetune=s.finetune,
+                             methods=tuple(get_method(m) for m in cfg.methods),
+                             classifier_model=make_classifier(s.classifier),
                              mpda=cfg.mpda, matched_users=cfg.retrieval.matched_users,
                              lockstep_users=lockstep_users(cfg.engine.lockstep_users))
 

@@ -22,7 +22,7 @@ from coda_jax.device.settings import StageNumbers, StageSettings
 from coda_jax.device.submodel import local_model, localize_params, split_trainable
 from coda_jax.device.train import (classifier_scores, finetune, keep_mask, score,
                                    train_classifier)
-from coda_jax.methods import AugmentInputs, get_method
+from coda_jax.device.methods import AugmentInputs
 from kernels.auc import masked_auc
 from kernels.sharding import shard_map
 
@@ -58,16 +58,16 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
     local_x, cand_x = local.vector, candidates.vector          # the classifier sees the sample vectors
     neg_mask, neg_x = ((candidates.mask, cand_x) if cls_cfg.negatives == "candidates"
                        else (random.mask, random.vector))
-    cls_params = train_classifier(local_x, local.mask, neg_x, neg_mask, k_cls, cls_cfg)
-    cand_score = classifier_scores(cls_params, cand_x, cls_cfg)
+    classifier = settings.classifier_model
+    cls_params = train_classifier(classifier, (local_x, local.mask), (neg_x, neg_mask), k_cls, cls_cfg)
+    cand_score = classifier_scores(classifier, cls_params, cand_x)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     inputs = AugmentInputs(local=local, candidates=candidates, random=random, kept=kept,
                            candidate_score=cand_score, finetune=ft_cfg)
     out = {"params": params, "kept": kept, "candidate_score": cand_score, "key": k_ft,
            "mpda_accepted": jnp.zeros(settings.matched_users, dtype=bool)}
     starts, aug, aug_w, aug_rows = [], [], [], []
-    for name in settings.methods:
-        m = get_method(name)
+    for m in settings.methods:
         if not m.finetunes:
             continue
         rows, w = m.augment(inputs)
@@ -84,26 +84,34 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
     return out
 
 
-def run_lane(model: nn.Module, settings: StageSettings, local: Rows, test: Rows, numbers: StageNumbers,
-             frozen: dict, start: dict, aug: Rows, aug_weight: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
-    """One lane: fine-tune one user's model copy (``model`` sized to its vocabularies) from ``start`` (its
-    trainable parameters; ``frozen`` the rest) on its local rows [Nl] + ``aug`` [Nc] weighted by ``aug_weight``
-    [Nc], then score its test rows: float [Nt]. Every lane of a user gets the same ``key`` (common random
-    numbers)."""
+def run_lane(model: nn.Module, settings: StageSettings, unit: tuple, lane: tuple, key: jax.Array) -> jnp.ndarray:
+    """One lane: fine-tune one user's model copy (``model`` sized to its vocabularies), then score its test rows:
+    float [Nt].
+
+    Args:
+      unit: ``(local, test, numbers, frozen)``: the user's local rows [Nl] and test rows [Nt], its numbers and
+        the parameters that do not move.
+      lane: ``(start, aug, aug_weight)``: the trainable parameters the lane starts from and its augmented rows
+        [Nc] with their weights [Nc].
+      key: the fine-tuning key; every lane of a user gets the same one (common random numbers).
+    """
+    local, test, numbers, frozen = unit
+    start, aug, aug_weight = lane
     ft_cfg = settings.finetune_config(numbers)
-    tuned = finetune(model, {**frozen, **start}, local, local.mask.astype(jnp.float32), aug, aug_weight, key, ft_cfg)
+    tuned = finetune(model, {**frozen, **start}, (local, local.mask.astype(jnp.float32)), (aug, aug_weight), key,
+                     ft_cfg)
     return score(model, tuned, test)
 
 
 def finish_user(model: nn.Module, settings: StageSettings, device: DeviceChunk, prep: dict,
-                lane_logits: jnp.ndarray | None, with_logits: bool = False) -> dict:
+                lane_logits: jnp.ndarray | None) -> dict:
     """One user's results from :func:`prepare_lanes` and its lanes' test logits [L, Nt]: see :func:`user_stage`."""
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     test = device.test
     global_logits = score(model, prep["params"], test)
     logits, rows, lane = [], [], 0
-    for name in settings.methods:
-        if get_method(name).finetunes:
+    for m in settings.methods:
+        if m.finetunes:
             logits.append(lane_logits[lane])
             rows.append(prep["aug_rows"][lane])
             lane += 1
@@ -114,13 +122,13 @@ def finish_user(model: nn.Module, settings: StageSettings, device: DeviceChunk, 
     auc, _ = masked_auc(logits, jnp.broadcast_to(test.label, logits.shape), jnp.broadcast_to(test.mask, logits.shape))
     out = {"auc": auc, "nonfinite": jnp.sum(test.mask & ~jnp.isfinite(logits), axis=1, dtype=jnp.int32),
            "aug_rows": jnp.stack(rows), "kept": prep["kept"], "mpda_accepted": prep["mpda_accepted"]}
-    if with_logits:
+    if settings.with_logits:
         out.update(logits=logits, candidate_score=prep["candidate_score"])
     return out
 
 
 def units_stage(model: nn.Module, settings: StageSettings, global_params: dict, devices: DeviceChunk,
-                numbers: StageNumbers, keys: jax.Array, with_logits: bool = False) -> dict:
+                numbers: StageNumbers, keys: jax.Array) -> dict:
     """The device stage for a batch of ``W`` units (a user with one set of numbers and one key each):
     ``devices`` [W, ...], ``numbers`` [W], ``keys`` [W].
 
@@ -144,18 +152,18 @@ def units_stage(model: nn.Module, settings: StageSettings, global_params: dict, 
         lane_model = local_model(model, devices.vocab.shape[1], devices.user_vocab.shape[1])
         one = functools.partial(run_lane, lane_model, settings)
         per_unit = (_lean(devices.local), _lean(devices.test), numbers, frozen)
-        lane_logits = jax.vmap(one)(*jax.tree_util.tree_map(per_lane, per_unit),
-                                    *jax.tree_util.tree_map(flat, (prep["start"], prep["aug"], prep["aug_weight"])),
+        lane_logits = jax.vmap(one)(jax.tree_util.tree_map(per_lane, per_unit),
+                                    jax.tree_util.tree_map(flat, (prep["start"], prep["aug"], prep["aug_weight"])),
                                     per_lane(prep["key"]))
         lane_logits = lane_logits.reshape((w, n_lanes) + lane_logits.shape[1:])
-    finish = functools.partial(finish_user, model, settings, with_logits=with_logits)
+    finish = functools.partial(finish_user, model, settings)
     if lane_logits is None:
         return jax.vmap(lambda d, p: finish(d, p, None))(devices, prep)
     return jax.vmap(finish)(devices, prep, lane_logits)
 
 
 def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, device: DeviceChunk,
-               numbers: StageNumbers, key: jax.Array, with_logits: bool = False) -> dict:
+               numbers: StageNumbers, key: jax.Array) -> dict:
     """The whole device stage for one user and one set of numbers: ``device`` is one user's slice of a
     :class:`DeviceChunk` (no leading user axis); ``numbers`` scalars.
 
@@ -166,11 +174,11 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
     Returns a dict (``M`` = methods, in ``settings.methods`` order): ``auc`` float [M] test AUC (NaN where
     undefined or where a test logit is not finite), ``nonfinite`` int32 [M] non-finite test logits,
     ``aug_rows`` float [M] augmented rows each method trained on, ``kept`` bool [Nc] candidates the
-    classifier kept, ``mpda_accepted`` bool [matched users]; with ``with_logits`` also ``logits`` float
+    classifier kept, ``mpda_accepted`` bool [matched users]; with ``settings.with_logits`` also ``logits`` float
     [M, Nt] and ``candidate_score`` float [Nc].
     """
     batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], (device, numbers, key))
-    out = units_stage(model, settings, global_params, *batch, with_logits=with_logits)
+    out = units_stage(model, settings, global_params, *batch)
     return jax.tree_util.tree_map(lambda x: x[0], out)
 
 
@@ -179,21 +187,21 @@ def _shard_map(fn, mesh: Mesh, n_in: int):
     return shard_map(fn, mesh, (PartitionSpec(USERS),) + (PartitionSpec(),) * (n_in - 1), PartitionSpec(USERS))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "settings", "with_logits", "mesh"))
+@functools.partial(jax.jit, static_argnames=("model", "settings"))
 def device_stage(model: nn.Module, settings: StageSettings, global_params: dict, chunk: DeviceChunk,
-                 numbers: StageNumbers, keys: jax.Array, with_logits: bool = False, mesh: Mesh | None = None) -> dict:
+                 numbers: StageNumbers, keys: jax.Array) -> dict:
     """The device stage for a chunk of ``U`` users, ``P`` sweep points and ``R`` repeats, vmapped and jitted.
 
     Args:
-      model, settings: static (a new value compiles a new program).
+      model, settings: static (a new value compiles a new program). ``settings.with_logits``: also return the
+        test logits and the classifier's candidate scores; ``settings.mesh``: a mesh with axis ``"users"``: the
+        user axis is split over its devices (``U`` must be a multiple of their number); None runs on one
+        device.
       global_params: the cloud model's parameters.
       chunk: :class:`DeviceChunk` with leading user axis [U].
       numbers: :class:`StageNumbers` of [P] vectors (P sweep points).
       keys: [R] PRNG keys, one per repeat. User ``u``'s key in repeat ``r`` is ``fold_in(keys[r],
         user_index[u])``, so a user's result does not depend on which chunk or slot it runs in.
-      with_logits: also return the test logits and the classifier's candidate scores.
-      mesh: a mesh with axis ``"users"``: the user axis is split over its devices (``U`` must be a multiple
-        of their number); None runs on one device.
 
     Users x points x repeats form one flat axis of units; with ``0 < settings.lockstep_users`` < units per
     device, units go through in groups of that many, each group vmapped (methods as lanes inside), the groups
@@ -221,13 +229,13 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
             devices = jax.tree_util.tree_map(lambda x: x[u], c)
             keys = jax.vmap(jax.random.fold_in)(ks[r], devices.user_index)
             numbers = jax.tree_util.tree_map(lambda x: x[p], flat_numbers)
-            return units_stage(model, settings, params, devices, numbers, keys, with_logits=with_logits)
+            return units_stage(model, settings, params, devices, numbers, keys)
 
         out = jax.lax.map(group, i) if groups > 1 else jax.tree_util.tree_map(lambda x: x[None], group(i[0]))
         return jax.tree_util.tree_map(
             lambda x: x.reshape((groups * width,) + x.shape[2:])[:total].reshape((n_users, n_points, n_keys)
                                                                                 + x.shape[2:]), out)
 
-    if mesh is not None and mesh.size > 1:
-        users = _shard_map(users, mesh, 4)
+    if settings.mesh is not None and settings.mesh.size > 1:
+        users = _shard_map(users, settings.mesh, 4)
     return users(chunk, global_params, numbers, keys)

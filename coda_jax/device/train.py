@@ -23,26 +23,26 @@ from coda_jax.config import ClassifierConfig, FinetuneConfig, MpdaConfig
 from coda_jax.device.chunk import Rows
 from coda_jax.device.sampler import epoch_batches
 from coda_jax.device.submodel import split_trainable
-from coda_jax.models.classifier import SampleClassifier
 from coda_jax.models.losses import classifier_loss, weighted_loss
 from kernels.auc import auc_1d
 
 
 # ----------------------------------------------------------------------------- sample classifier
 
-def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, neg_mask: jnp.ndarray,
+def train_classifier(classifier: nn.Module, pos: tuple[jnp.ndarray, jnp.ndarray], neg: tuple[jnp.ndarray, jnp.ndarray],
                      key: jax.Array, cfg: ClassifierConfig):
     """Train one user's sample classifier, local (positive) vs outside (negative), full-batch Adam.
 
     Args:
-      pos: float [Np, D] vectors of local rows; pos_mask: bool [Np].
-      neg: float [Nn, D] vectors of outside rows; neg_mask: bool [Nn].
+      classifier: the classifier module (vectors [..., D] -> logits [...]; ``StageSettings.classifier_model``).
+      pos: ``(vectors float [Np, D], mask bool [Np])`` of the local rows.
+      neg: ``(vectors float [Nn, D], mask bool [Nn])`` of the outside rows.
       key: PRNG key for initialisation.
 
     Returns:
       The classifier's parameter dict. Classes are balanced (each class carries half the loss weight).
     """
-    model = SampleClassifier(kind=cfg.kind, hidden=cfg.hidden)
+    (pos, pos_mask), (neg, neg_mask), model = pos, neg, classifier
     x = jnp.concatenate([pos, neg])
     y = jnp.concatenate([jnp.ones(pos.shape[0]), jnp.zeros(neg.shape[0])])
     w = jnp.concatenate([pos_mask / jnp.maximum(pos_mask.sum(), 1), neg_mask / jnp.maximum(neg_mask.sum(), 1)])
@@ -59,10 +59,9 @@ def train_classifier(pos: jnp.ndarray, pos_mask: jnp.ndarray, neg: jnp.ndarray, 
     return params
 
 
-def classifier_scores(params, vectors: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
+def classifier_scores(classifier: nn.Module, params, vectors: jnp.ndarray) -> jnp.ndarray:
     """Probability that each row is local-like: vectors [N, D] -> float [N]."""
-    model = SampleClassifier(kind=cfg.kind, hidden=cfg.hidden)
-    return jax.nn.sigmoid(model.apply({"params": params}, vectors))
+    return jax.nn.sigmoid(classifier.apply({"params": params}, vectors))
 
 
 def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
@@ -90,8 +89,8 @@ def make_optimizer(cfg: FinetuneConfig) -> optax.GradientTransformation:
     return (optax.adam if cfg.optimizer == "adam" else optax.sgd)(cfg.learning_rate)
 
 
-def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.ndarray, aug: Rows | None,
-             aug_weights: jnp.ndarray | None, key: jax.Array, cfg: FinetuneConfig) -> dict:
+def finetune(model: nn.Module, params: dict, local: tuple[Rows, jnp.ndarray],
+             aug: tuple[Rows, jnp.ndarray] | None, key: jax.Array, cfg: FinetuneConfig) -> dict:
     """Fine-tune one device's model copy on its local rows plus (optionally) augmented rows.
 
     The objective is the weighted mean cross-entropy over local + augmented rows. Each of ``cfg.steps``
@@ -105,8 +104,9 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     Args:
       model: the CTR model.
       params: the device's local parameter copy.
-      local: one user's local rows [Nl] (features, label); local_weights: float [Nl], 0 on padding.
-      aug: augmented rows [Na] or None; aug_weights: float [Na], 0 on rows not to train on.
+      local: ``(rows, weights)``: one user's local rows [Nl] (features, label) and float [Nl] weights, 0 on
+        padding (``rows.mask`` as float for every row alike).
+      aug: ``(rows, weights)``: augmented rows [Na] and float [Na] weights, 0 on rows not to train on; or None.
       key: PRNG key.
 
     Returns:
@@ -114,9 +114,9 @@ def finetune(model: nn.Module, params: dict, local: Rows, local_weights: jnp.nda
     """
     train, frozen = split_trainable(params, tuple(cfg.trainable))
     opt = make_optimizer(cfg)
+    (local, local_weights), (aug, aug_weights) = local, aug if aug is not None else (None, None)
     rows = jax.tree_util.tree_map(jnp.asarray, local if aug is None else concat_rows(local, aug))
-    idx, row_weight = epoch_batches(key, local_weights, aug_weights if aug is not None else None, cfg.steps,
-                                    cfg.batch_size, cfg.aug_batch_size, cfg.sampling)
+    idx, row_weight = epoch_batches(key, local_weights, aug_weights, cfg)
     features, labels = rows.features, rows.label
 
     def step(carry, xs):
@@ -147,27 +147,29 @@ def local_criterion(model: nn.Module, params: dict, local: Rows) -> jnp.ndarray:
     return jnp.where(valid, auc, -xent)
 
 
-def mpda_trials(model: nn.Module, params: dict, local: Rows, matched: Rows, num_matched: int, key: jax.Array,
-                ft_cfg: FinetuneConfig, mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray, jnp.ndarray]:
+def mpda_trials(model: nn.Module, params: dict, device, key: jax.Array, ft_cfg: FinetuneConfig,
+                mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray, jnp.ndarray]:
     """MPDA's pass over its matched users (before its final local fine-tune): go through them in order (a
     ``lax.scan``); fine-tune on each one's rows (``mpda_cfg.steps`` steps from the current model) and keep the
     result only if the criterion on the local rows (:func:`local_criterion`) improves by more than 1e-7.
 
     Args:
-      local: the device's rows [Nl]; matched: [M * R] rows of its ``num_matched`` (M) matched users, R each.
+      device: one device's slice of a :class:`~coda_jax.device.chunk.DeviceChunk`: its ``local`` rows [Nl] and
+        ``matched`` rows [M * R], the latest ``R = mpda_cfg.rows_per_user`` rows of each of its M matched users.
 
     Returns:
       ``(params, accepted bool [M], rows)``: the parameters after the pass, which matched users were kept,
       and how many of their rows that took in (float scalar).
     """
-    m = num_matched
+    local, matched = device.local, device.matched
+    m = matched.mask.shape[0] // mpda_cfg.rows_per_user
     per_user = jax.tree_util.tree_map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), matched)
     trial_cfg = dataclasses.replace(ft_cfg, steps=mpda_cfg.steps)
 
     def visit(carry, xs):
         p, best = carry
         rows, k = xs
-        trial = finetune(model, p, rows, rows.mask.astype(jnp.float32), None, None, k, trial_cfg)
+        trial = finetune(model, p, (rows, rows.mask.astype(jnp.float32)), None, k, trial_cfg)
         value = local_criterion(model, trial, local)
         accept = (value > best + 1e-7) & rows.mask.any()      # the margin keeps float ties out, as MPDA's code
         p = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), trial, p)
@@ -179,15 +181,17 @@ def mpda_trials(model: nn.Module, params: dict, local: Rows, matched: Rows, num_
     return params, accepted, taken
 
 
-def mpda_finetune(model: nn.Module, params: dict, local: Rows, matched: Rows, num_matched: int, key: jax.Array,
-                  ft_cfg: FinetuneConfig, mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray]:
-    """The MPDA baseline for one device: :func:`mpda_trials`, then fine-tune on the local rows (``ft_cfg``,
+def mpda_finetune(model: nn.Module, params: dict, device, key: jax.Array, ft_cfg: FinetuneConfig,
+                  mpda_cfg: MpdaConfig) -> tuple[dict, jnp.ndarray]:
+    """The MPDA baseline for one device (``device``: as :func:`mpda_trials` reads it): :func:`mpda_trials`,
+    then fine-tune on the local rows (``ft_cfg``,
     with ``key`` as the ``local`` method uses it). The device stage runs that final fine-tune as one lane of
     its fine-tuning scan instead (local rows only; the same objective, its own draws).
 
     Returns:
       ``(params, accepted)``: the fine-tuned parameters and bool [M], which matched users were kept.
     """
-    params, accepted, _ = mpda_trials(model, params, local, matched, num_matched, key, ft_cfg, mpda_cfg)
-    params = finetune(model, params, local, local.mask.astype(jnp.float32), None, None, key, ft_cfg)
+    params, accepted, _ = mpda_trials(model, params, device, key, ft_cfg, mpda_cfg)
+    local = device.local
+    params = finetune(model, params, (local, local.mask.astype(jnp.float32)), None, key, ft_cfg)
     return params, accepted

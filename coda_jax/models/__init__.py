@@ -1,30 +1,15 @@
-"""CTR models (flax). Every model maps a feature dict to ``(logit [B], representation [B, H])``."""
+"""CTR models (flax). Every model maps a feature dict to ``(logit [B], representation [B, H])``; the registry
+of model and classifier names is :mod:`coda_jax.models.registry`."""
 
 from __future__ import annotations
 
-import flax.linen as nn
-
-from coda_jax.config import ModelConfig
 from coda_jax.models.deepfm import DeepFM
 from coda_jax.models.din import DIN
 from coda_jax.models.features import param_group
 from coda_jax.models.lr import LR
 from coda_jax.models.pnn import PNN
+from coda_jax.models.registry import make_classifier, make_model, register_classifier, register_model
 from coda_jax.models.wide_deep import WideDeep
 
-
-def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int) -> nn.Module:
-    """Build the CTR model named by ``cfg.name`` for the given vocabulary sizes."""
-    if cfg.name == "din":
-        return DIN(num_users=num_users, num_items=num_items, num_genres=num_genres, embed_dim=cfg.embed_dim,
-                   hidden=tuple(cfg.hidden), attention_hidden=cfg.attention_hidden)
-    if cfg.name == "lr":
-        return LR(num_users=num_users, num_items=num_items, num_genres=num_genres)
-    deep = {"deepfm": DeepFM, "wide_deep": WideDeep, "pnn": PNN}
-    if cfg.name in deep:
-        return deep[cfg.name](num_users=num_users, num_items=num_items, num_genres=num_genres,
-                              embed_dim=cfg.embed_dim, hidden=tuple(cfg.hidden))
-    raise ValueError(f"model.name: unknown model {cfg.name!r}")
-
-
-__all__ = ["DIN", "LR", "PNN", "DeepFM", "WideDeep", "make_model", "param_group"]
+__all__ = ["DIN", "LR", "PNN", "DeepFM", "WideDeep", "make_classifier", "make_model", "param_group",
+           "register_classifier", "register_model"]

@@ -31,8 +31,8 @@ class DeepFM(FieldModel):
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
-        linear = first_order(f, self.num_users, self.num_items, self.num_genres).sum(-1)             # [B]
-        v = embed_fields(f, self.num_users, self.num_items, self.num_genres, self.embed_dim, "embed",
+        linear = first_order(f, self).sum(-1)             # [B]
+        v = embed_fields(f, self, self.embed_dim, "embed",
                          init=EMBED_INIT)                                                            # [B, 5, d]
         fm = fm_interaction(v)                                                                       # [B]
         rep = MLP(self.hidden, name="mlp")(v.reshape(*v.shape[:-2], -1))                             # [B, H]

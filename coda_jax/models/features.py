@@ -42,3 +42,17 @@ class MLP(nn.Module):
         for i, width in enumerate(self.hidden):
             x = nn.relu(nn.Dense(width, name=f"dense_{i}")(x))
         return x
+
+
+FEATURES = ("user", "item", "genres", "hist_pos", "hist_neg")
+"""The feature dict every CTR model reads (int32 ids): ``user`` [B], ``item`` [B], ``genres`` [B, G] (0 pads),
+``hist_pos`` / ``hist_neg`` [B, L] liked / disliked history items (0 pads)."""
+
+
+def tiny_features(batch: int, num_users: int, num_items: int, num_genres: int) -> dict:
+    """A small valid feature dict of ``batch`` samples (2 genres, history 3), for checking a model's shapes."""
+    ids = jnp.arange(batch, dtype=jnp.int32)
+    return {"user": ids % num_users, "item": ids % num_items + 1,
+            "genres": jnp.stack([ids % num_genres + 1, jnp.zeros_like(ids)], axis=1),
+            "hist_pos": jnp.stack([(ids + k) % num_items + 1 for k in range(3)], axis=1),
+            "hist_neg": jnp.zeros((batch, 3), jnp.int32)}

@@ -28,14 +28,14 @@ FIELDS = ("user", "item", "genre", "liked", "disliked")
 """Names of the five feature fields, in the order of the field axis of :func:`embed_fields`."""
 
 
-def embed_fields(f: dict, num_users: int, num_items: int, num_genres: int, features: int, suffix: str,
-                 init=nn.initializers.zeros, separate_history: bool = False) -> jnp.ndarray:
+def embed_fields(f: dict, sizes, features: int, suffix: str, init=nn.initializers.zeros,
+                 separate_history: bool = False) -> jnp.ndarray:
     """Embed the five feature fields; call only inside a compact method (tables become its top-level params).
 
     Args:
       f: feature dict, ``user`` [B], ``item`` [B], ``genres`` [B, G], ``hist_pos`` [B, L], ``hist_neg`` [B, L].
-      num_users, num_items, num_genres: vocabulary sizes (tables have ``num_users``, ``num_items + 1`` and
-        ``num_genres + 1`` rows).
+      sizes: the vocabulary sizes, its ``num_users``, ``num_items`` and ``num_genres`` (the calling module;
+        tables have ``num_users``, ``num_items + 1`` and ``num_genres + 1`` rows).
       features: width of every table row.
       suffix: table names are ``user_{suffix}``, ``item_{suffix}``, ``genre_{suffix}`` (and
         ``item_pos_{suffix}``, ``item_neg_{suffix}`` with ``separate_history``).
@@ -46,6 +46,7 @@ def embed_fields(f: dict, num_users: int, num_items: int, num_genres: int, featu
     Returns:
       float [B, 5, features], fields in the order of :data:`FIELDS`.
     """
+    num_users, num_items, num_genres = sizes.num_users, sizes.num_items, sizes.num_genres
     users = nn.Embed(num_users, features, embedding_init=init, name=f"user_{suffix}")
     items = nn.Embed(num_items + 1, features, embedding_init=init, name=f"item_{suffix}")
     genres = nn.Embed(num_genres + 1, features, embedding_init=init, name=f"genre_{suffix}")
@@ -64,13 +65,13 @@ def embed_fields(f: dict, num_users: int, num_items: int, num_genres: int, featu
     return jnp.stack(fields, axis=-2)
 
 
-def first_order(f: dict, num_users: int, num_items: int, num_genres: int) -> jnp.ndarray:
+def first_order(f: dict, sizes) -> jnp.ndarray:
     """Per-field first-order (linear) terms: float [B, 5], fields in the order of :data:`FIELDS`.
 
     Width-1 zero-initialised tables ``user_bias``, ``item_bias``, ``genre_bias``, ``item_pos_bias``,
     ``item_neg_bias`` (the histories get their own weights per item). Call only inside a compact method.
     """
-    return embed_fields(f, num_users, num_items, num_genres, 1, "bias", separate_history=True)[..., 0]
+    return embed_fields(f, sizes, 1, "bias", separate_history=True)[..., 0]
 
 
 class LR(nn.Module):
@@ -88,7 +89,7 @@ class LR(nn.Module):
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
-        terms = first_order(f, self.num_users, self.num_items, self.num_genres)    # [B, 5]
+        terms = first_order(f, self)                                               # [B, 5]
         bias = self.param("bias", nn.initializers.zeros, ())
         return terms.sum(-1) + bias, terms
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from coda_jax.data.ingest import BLOCK_BYTES, DataError, DropReport, Drops, iter_lines
 from coda_jax.data.schema import Interactions
-from coda_jax.data.stream import Delimited, scan_ratings
+from coda_jax.data.stream import Delimited, LineFormat, scan_ratings
 from coda_jax.data.tables import dedupe, densify, finish, genre_table, recorded, string_ids
 
 __all__ = ["read_amazon"]
@@ -164,8 +164,8 @@ def read_amazon(path: str | os.PathLike, like_threshold: float = 4.0, meta_path:
         r = _json_reviews(path, drops, like_threshold)
         what = "reviews"
     elif lower.endswith(_CSV_SUFFIXES):
-        stream = Delimited(path, b",", 4, "4 comma-separated fields (user, item, rating, timestamp)", drops,
-                           block_bytes, quotes=True)
+        stream = Delimited(path, LineFormat(b",", 4, "4 comma-separated fields (user, item, rating, timestamp)",
+                                            quotes=True), drops, block_bytes)
         r = scan_ratings(stream, ("user", "item", "rating", "timestamp"), "str", (1.0, 5.0), like_threshold)
         what = "ratings"
     else:
@@ -180,8 +180,8 @@ def read_amazon(path: str | os.PathLike, like_threshold: float = 4.0, meta_path:
         names = [str(x) for x in string_ids(item_vocab)]
         cats = _meta(Path(meta_path), set(names), drops)
         item_genres, num_genres = genre_table({k + 1: cats[n] for k, n in enumerate(names) if cats.get(n)}, num_items)
-    return finish(path, drops, str(path), user[keep], item[keep] + 1, r["label"][keep], r["time"][keep],
-                  item_genres, string_ids(user_ids), num_genres, what)
+    return finish(path, drops, str(path), (user[keep], item[keep] + 1, r["label"][keep], r["time"][keep]),
+                  (item_genres, string_ids(user_ids), num_genres), what)
 
 
 def load(d, seed: int) -> Interactions:

@@ -6,6 +6,8 @@ Options: ``data.csv`` (:class:`~coda_jax.config.CsvConfig`): ``columns``, ``targ
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 from coda_jax.data.ingest import BLOCK_BYTES, DataError, DropReport, Drops, Issues
 from coda_jax.data.parse import chars, float_col, id_checks, int_col, rating_checks, show, str_checks
 from coda_jax.data.schema import Interactions
-from coda_jax.data.stream import Block, Delimited, scan
+from coda_jax.data.stream import Block, Delimited, LineFormat, scan
 from coda_jax.data.tables import dedupe, densify, finish, genre_names, genre_table, lookup, recorded, string_ids
 
 __all__ = ["read_interactions_csv", "CSV_COLUMN_KEYS"]
@@ -63,8 +65,18 @@ def _id_keys(col: np.ndarray, numeric: bool) -> np.ndarray:
     return int_col(col)[0] if numeric else np.char.strip(col)
 
 
+@dataclasses.dataclass(frozen=True)
+class CsvFormat:
+    """How a delimited interactions file is laid out: ``has_header`` (the first line names the columns; its
+    field count is every line's; without a header every line must have the field count of the first data
+    line) and the one-character ``delimiter``."""
+
+    has_header: bool = True
+    delimiter: str = ","
+
+
 def read_interactions_csv(path: str | os.PathLike, columns: Mapping[str, str | int], like_threshold: float = 4.0,
-                          has_header: bool = True, delimiter: str = ",", *, skip_bad_rows: bool = False,
+                          fmt: CsvFormat = CsvFormat(), *, skip_bad_rows: bool = False,
                           block_bytes: int = BLOCK_BYTES) -> tuple[Interactions, DropReport]:
     """Read any delimited interaction file given a column mapping.
 
@@ -74,9 +86,7 @@ def read_interactions_csv(path: str | os.PathLike, columns: Mapping[str, str | i
         or ``label`` (0 / 1), optionally ``genre`` (``|``-separated genre names of the row's item); each the
         header name of the column, or its 0-based number (required without a header).
       like_threshold: positive threshold of a ``rating`` column.
-      has_header: the first line names the columns (its field count is every line's); without a header every
-        line must have the field count of the first data line.
-      delimiter: one character.
+      fmt: the header and delimiter (:class:`CsvFormat`).
       skip_bad_rows: drop and count bad rows instead of raising.
 
     Ids: when every user (item) id is a non-negative integer they are densified numerically and ``user_ids``
@@ -88,12 +98,12 @@ def read_interactions_csv(path: str | os.PathLike, columns: Mapping[str, str | i
     Returns:
       ``(Interactions, DropReport)`` with ``name = str(path)``.
     """
-    path = Path(path)
+    path, has_header, delimiter = Path(path), fmt.has_header, fmt.delimiter
     if len(delimiter) != 1 or delimiter in "\"\r\n":
         raise ValueError(f"delimiter must be one character other than a quote or line break, got {delimiter!r}")
     drops = Drops(skip_bad_rows)
-    stream = Delimited(path, delimiter.encode(), None, f"{{n}} {delimiter!r}-separated fields", drops,
-                       block_bytes, quotes=True)
+    stream = Delimited(path, LineFormat(delimiter.encode(), None, f"{{n}} {delimiter!r}-separated fields", quotes=True),
+                       drops, block_bytes)
     header = None
     try:
         if has_header:
@@ -149,8 +159,8 @@ def read_interactions_csv(path: str | os.PathLike, columns: Mapping[str, str | i
                 gs.extend(g for g in genre_names(path, 0, field.decode("utf-8", "replace"), check=False) if g not in gs)
         item_genres, num_genres = genre_table(names, num_items)
     user_ids = user_vocab if users_numeric else string_ids(user_vocab)
-    return finish(path, drops, str(path), user[keep], item[keep] + 1, r["label"][keep], r["time"][keep], item_genres,
-                  user_ids, num_genres, "rows")
+    return finish(path, drops, str(path), (user[keep], item[keep] + 1, r["label"][keep], r["time"][keep]),
+                  (item_genres, user_ids, num_genres), "rows")
 
 
 def load(d, seed: int) -> Interactions:
@@ -159,5 +169,5 @@ def load(d, seed: int) -> Interactions:
     c = d.csv
     keys = ("user", "item", c.target, "time", "genre")
     columns = {k: (int(v) if not c.has_header else v) for k, v in zip(keys, c.columns)}
-    return recorded(*read_interactions_csv(d.path, columns, d.like_threshold, c.has_header, c.delimiter,
+    return recorded(*read_interactions_csv(d.path, columns, d.like_threshold, CsvFormat(c.has_header, c.delimiter),
                                            skip_bad_rows=d.skip_bad_rows))

@@ -11,8 +11,8 @@ import numpy as np
 from coda_jax.data.ingest import BLOCK_BYTES, DataError
 from coda_jax.data.parse import show
 from coda_jax.data.schema import Interactions
-from coda_jax.data.sources.movielens import listed_ratings
-from coda_jax.data.stream import read_table
+from coda_jax.data.sources.movielens import Listing, RatingsFile, listed_ratings
+from coda_jax.data.stream import LineFormat, read_table
 from coda_jax.data.tables import check_dir, metadata_ids, pack_genres
 
 __all__ = ["read_movielens100k", "ML100K_NUM_GENRES"]
@@ -29,9 +29,9 @@ def _items(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Parse ``u.item``. Returns ``movie_ids`` int64 [I] ascending (the dense item id of ``movie_ids[k]`` is
     ``k + 1``) and ``item_genres`` int32 [I + 1, Gmax]: left-packed genre ids (flag column ``j`` -> genre
     ``j + 1``), 0-padded, row 0 the padding item, ``Gmax = max(1, most genres of any item)``."""
-    fields, lines = read_table(path, b"|", _ITEM_FIELDS,
-                               f"{_ITEM_FIELDS} '|'-separated fields (movie id | title | release date | video release "
-                               f"date | IMDb URL | {ML100K_NUM_GENRES} genre flags)", "no movies")
+    fields, lines = read_table(path, LineFormat(b"|", _ITEM_FIELDS, f"{_ITEM_FIELDS} '|'-separated fields (movie id | "
+                                                f"title | release date | video release date | IMDb URL | "
+                                                f"{ML100K_NUM_GENRES} genre flags)"), "no movies")
     ids = metadata_ids(path, fields[:, 0], lines, "movie id")
     flags = np.char.strip(fields[:, 5:])  # [I, 19]; surrounding whitespace tolerated
     is_one = flags == b"1"
@@ -80,13 +80,14 @@ def read_movielens100k(data_dir: str | os.PathLike, like_threshold: float = 4.0,
     root = Path(data_dir)
     check_dir(root, FILES, "MovieLens 100K")
     movie_ids, item_genres = _items(root / "u.item")
-    fields, lines = read_table(root / "u.user", b"|", 5, "5 '|'-separated fields (user id | age | gender | "
-                               "occupation | zip code)", "no users")
+    fields, lines = read_table(root / "u.user", LineFormat(b"|", 5, "5 '|'-separated fields (user id | age | gender | "
+                                                           "occupation | zip code)"), "no users")
     user_ids = metadata_ids(root / "u.user", fields[:, 0], lines, "user id")
     inter, report = listed_ratings(
-        root / "u.data", b"\t", "tab-separated", np.sort(user_ids), root / "u.user", movie_ids, root / "u.item",
-        item_genres, ML100K_NUM_GENRES, str(data_dir), like_threshold, skip_bad_rows,
-        BLOCK_BYTES if block_bytes is None else block_bytes, signed_time=False)
+        RatingsFile(root / "u.data", b"\t", "tab-separated", like_threshold, skip_bad_rows,
+                    BLOCK_BYTES if block_bytes is None else block_bytes, signed_time=False),
+        Listing(np.sort(user_ids), root / "u.user", movie_ids, root / "u.item", item_genres, ML100K_NUM_GENRES,
+                str(data_dir)))
     return dataclasses.replace(inter, dropped_rows=report.to_dict())
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from coda_jax.data.ingest import BLOCK_BYTES, DropReport
 from coda_jax.data.schema import Interactions
-from coda_jax.data.sources.movielens import listed_ratings
-from coda_jax.data.stream import read_table
+from coda_jax.data.sources.movielens import Listing, RatingsFile, listed_ratings
+from coda_jax.data.stream import LineFormat, read_table
 from coda_jax.data.tables import check_dir, genre_names, genre_table, metadata_ids, recorded
 
 __all__ = ["read_movielens1m"]
@@ -21,7 +21,8 @@ KIND, NEEDS = "dir", "the folder holding ratings.dat, movies.dat, users.dat"
 
 def _movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Returns ``(movie_ids int64 [I] ascending, item_genres int32 [I + 1, Gmax], num_genres)``."""
-    fields, lines = read_table(path, b"::", 3, "3 '::'-separated fields (movie id :: title :: genres)", "empty file")
+    fields, lines = read_table(path, LineFormat(b"::", 3, "3 '::'-separated fields (movie id :: title :: genres)"),
+                               "empty file")
     ids = metadata_ids(path, fields[:, 0], lines, "movie id")
     order = np.argsort(ids, kind="stable")
     names = {k + 1: genre_names(path, int(lines[i]), fields[i, 2].decode("latin-1")) for k, i in enumerate(order)}
@@ -49,12 +50,14 @@ def read_movielens1m(data_dir: str | os.PathLike, like_threshold: float = 4.0, *
     root = Path(data_dir)
     check_dir(root, FILES, "MovieLens 1M")
     movie_ids, item_genres, num_genres = _movies(root / "movies.dat")
-    fields, lines = read_table(root / "users.dat", b"::", 5, "5 '::'-separated fields (user id :: gender :: age :: "
-                               "occupation :: zip code)", "empty file")
+    fields, lines = read_table(root / "users.dat", LineFormat(b"::", 5, "5 '::'-separated fields (user id :: gender "
+                                                              ":: age :: occupation :: zip code)"), "empty file")
     user_ids = metadata_ids(root / "users.dat", fields[:, 0], lines, "user id")
-    return listed_ratings(root / "ratings.dat", b"::", "'::'-separated", np.sort(user_ids), root / "users.dat",
-                          movie_ids, root / "movies.dat", item_genres, num_genres, str(data_dir), like_threshold,
-                          skip_bad_rows, block_bytes, signed_time=True)
+    return listed_ratings(
+        RatingsFile(root / "ratings.dat", b"::", "'::'-separated", like_threshold, skip_bad_rows, block_bytes,
+                    signed_time=True),
+        Listing(np.sort(user_ids), root / "users.dat", movie_ids, root / "movies.dat", item_genres, num_genres,
+                str(data_dir)))
 
 
 def load(d, seed: int) -> Interactions:

@@ -9,7 +9,7 @@ import numpy as np
 
 from coda_jax.data.ingest import BLOCK_BYTES, DataError, DropReport, Drops
 from coda_jax.data.schema import Interactions
-from coda_jax.data.stream import Delimited, read_table, scan_ratings
+from coda_jax.data.stream import Delimited, LineFormat, read_table, scan_ratings
 from coda_jax.data.tables import check_dir, dedupe, densify, finish, genre_names, genre_table, lookup, metadata_ids, \
     recorded
 
@@ -23,8 +23,9 @@ _MOVIES_HEADER = ["movieId", "title", "genres"]
 
 def _movies(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Returns ``(movie_ids int64 [I] ascending, item_genres int32 [I + 1, Gmax], num_genres)``."""
-    fields, lines = read_table(path, b",", 3, "3 comma-separated fields (movieId, title, genres; quote titles "
-                               "holding commas)", "no movies", header=_MOVIES_HEADER, quotes=True)
+    fields, lines = read_table(path, LineFormat(b",", 3, "3 comma-separated fields (movieId, title, genres; quote "
+                                                "titles holding commas)", quotes=True), "no movies",
+                               header=_MOVIES_HEADER)
     try:  # the whole file is UTF-8 (lines with quotes were decoded already)
         b"\n".join(fields[:, 1:].ravel()).decode("utf-8")
     except UnicodeDecodeError:
@@ -61,8 +62,8 @@ def read_movielens_csv(data_dir: str | os.PathLike, like_threshold: float = 4.0,
     movie_ids, item_genres, num_genres = _movies(root / "movies.csv")
     path = root / "ratings.csv"
     drops = Drops(skip_bad_rows)
-    stream = Delimited(path, b",", 4, "4 comma-separated fields (userId, movieId, rating, timestamp)", drops,
-                       block_bytes)
+    stream = Delimited(path, LineFormat(b",", 4, "4 comma-separated fields (userId, movieId, rating, timestamp)"),
+                       drops, block_bytes)
     try:
         stream.read_header(_RATINGS_HEADER)
     except DataError:
@@ -76,8 +77,8 @@ def read_movielens_csv(data_dir: str | os.PathLike, like_threshold: float = 4.0,
     label, time, line, ipos = r["label"][found], r["time"][found], r["line"][found], ipos[found]
     user_ids, user = densify(r["user"][found].astype(np.int64))
     keep = dedupe(path, drops, line, (user, ipos, time), "userId, movieId and timestamp")
-    return finish(path, drops, str(data_dir), user[keep], ipos[keep] + 1, label[keep], time[keep], item_genres,
-                  user_ids.astype(np.int64), num_genres)
+    return finish(path, drops, str(data_dir), (user[keep], ipos[keep] + 1, label[keep], time[keep]),
+                  (item_genres, user_ids.astype(np.int64), num_genres))
 
 
 def load(d, seed: int) -> Interactions:

@@ -17,7 +17,7 @@ from coda_jax.data.implicit import sampled_negatives
 from coda_jax.data.ingest import BLOCK_BYTES, DropReport, Drops, Issues
 from coda_jax.data.parse import id_checks, show
 from coda_jax.data.schema import Interactions
-from coda_jax.data.stream import Block, Delimited, scan
+from coda_jax.data.stream import Block, Delimited, LineFormat, scan
 from coda_jax.data.tables import dedupe, densify, finish, pack_genres, recorded, stable_order
 
 __all__ = ["read_taobao", "TAOBAO_LABEL_RULE"]
@@ -50,8 +50,8 @@ def read_taobao(path: str | os.PathLike, label_rule: Mapping[str, int] | None = 
     codes = {n.encode(): k for k, n in enumerate(names)}
     rule_labels = np.array([int(rule[n]) for n in names], np.int8)
     drops = Drops(skip_bad_rows)
-    stream = Delimited(path, b",", 5, "5 comma-separated fields (user_id, item_id, category_id, behavior, "
-                       "timestamp)", drops, block_bytes)
+    stream = Delimited(path, LineFormat(b",", 5, "5 comma-separated fields (user_id, item_id, category_id, "
+                                        "behavior, timestamp)"), drops, block_bytes)
 
     def parse(b: Block, iss: Issues) -> dict[str, np.ndarray]:
         out = {"user": id_checks(iss, b.cols[0], "user_id"), "item": id_checks(iss, b.cols[1], "item_id"),
@@ -76,8 +76,8 @@ def read_taobao(path: str | os.PathLike, label_rule: Mapping[str, int] | None = 
     user, item, cat, beh, time = user[keep], item[keep], cat[keep], r["beh"][keep], r["time"][keep]
     order = stable_order((user, time))  # ties keep the file order
     item_genres = pack_genres(int(item_vocab.shape[0]), item + 1, cat + 1, int(cat_vocab.shape[0]))
-    return finish(path, drops, str(path), user[order], item[order] + 1, rule_labels[beh[order]], time[order],
-                  item_genres, user_ids.astype(np.int64), int(cat_vocab.shape[0]), "rows")
+    return finish(path, drops, str(path), (user[order], item[order] + 1, rule_labels[beh[order]], time[order]),
+                  (item_genres, user_ids.astype(np.int64), int(cat_vocab.shape[0])), "rows")
 
 
 def load(d, seed: int) -> Interactions:
