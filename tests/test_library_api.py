@@ -139,3 +139,13 @@ def test_use_host_devices_after_importing_the_library_takes_effect():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def test_an_unhashable_module_is_refused_when_registered():
+    import flax.linen as nn
+
+    from coda_jax.registry import RegistryError
+
+    with pytest.raises(RegistryError, match=r"register_classifier\('test:listed'\).*must be hashable.*tuples"):
+        cj.register_classifier("test:listed", lambda cfg: nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(1),
+                                                                         lambda z: z[..., 0]]))
