@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_METHODS, DIR_SOURCES,
+from coda_jax.config_check import (CSV_TARGETS, DATA_SOURCES, DEFAULT_ANCHOR, DEFAULT_METHODS, DIR_SOURCES,
                                    FILE_SOURCES, IMPLICIT_LABELS, MATCH_FROM, MATCHINGS, METHODS, MODEL_NAMES,
                                    SEED_LIMIT, SPLITS, TAOBAO_BEHAVIORS, TRAINABLE_GROUPS, WORLDS, ConfigError,
                                    add_method_name, check_memory, validate)
-from coda_jax.config_io import (RETIRED, apply_overrides, build, drop_retired, merge, parse_value, parse_yaml,
+from coda_jax.config_io import (RETIRED, apply_overrides, apply_values, build, drop_retired, merge, parse_value, parse_yaml,
                                 read_yaml_file, to_dict)
 
 __all__ = [
@@ -226,6 +228,8 @@ class EvalConfig:
     confidence: float = 0.95
     repeats: int = 1               # device-stage runs per user with independent device keys; each user's AUC is
                                    # the mean over them (same cloud model, candidates and test rows)
+    anchor: str = DEFAULT_ANCHOR   # the method every other one is compared with: paired anchor - method differences
+                                   # (a method of the run; with the default coda absent, no differences)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,9 +290,21 @@ def load_all(paths: list[str | Path]) -> Config:
     return from_dict(merged, " + ".join(str(p) for p in paths))
 
 
-def with_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
-    """Apply ``key.sub=value`` overrides and re-validate (once, after all of them: later items win).
+def with_overrides(cfg: Config, overrides: Mapping[str, Any] | Sequence[str], source: str | None = None) -> Config:
+    """A copy of ``cfg`` with dotted keys changed, validated as a whole (once, after every change; later items
+    win). The library's way to change a config: ``dataclasses.replace`` skips validation.
 
-    Each value is read by its field's declared type with :func:`parse_value`, not as YAML; a malformed value
-    raises :class:`ConfigError` naming ``source``, the item and the dotted key."""
-    return from_dict(apply_overrides(Config, to_dict(cfg), overrides, source), source)
+    ``overrides`` is either a mapping of dotted keys to Python values, e.g.
+    ``with_overrides(cfg, {"classifier.keep_fraction": 0.5, "finetune.trainable": ["dense", "user"]})``
+    (each value checked against its field's type as a YAML value is; a mapping for a section changes the keys it
+    names), or command-line items ``["finetune.steps=200", ...]`` (each value read by its field's declared type
+    with :func:`parse_value`, not as YAML). An unknown key, a wrong type or an out-of-range value raises
+    :class:`ConfigError` naming ``source`` (default ``with_overrides``, ``--set`` for items) and the key."""
+    if isinstance(overrides, Mapping):
+        where = source or "with_overrides"
+        return from_dict(apply_values(Config, to_dict(cfg), overrides, where), where)
+    if isinstance(overrides, str):
+        raise ConfigError(f"{source or '--set'}: overrides must be a mapping or a list of KEY=VALUE items, "
+                          f"got the string {overrides!r}")
+    where = source or "--set"
+    return from_dict(apply_overrides(Config, to_dict(cfg), list(overrides), where), where)

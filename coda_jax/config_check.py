@@ -23,6 +23,7 @@ WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
+DEFAULT_ANCHOR = "coda"           # eval.anchor: the method the paired differences start from (none where absent)
 SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
 
 
@@ -194,6 +195,8 @@ def validate(cfg, source: str = "config"):
     ck("eval.bootstrap", v.bootstrap >= 0, f"must be >= 0, got {v.bootstrap}")
     ck("eval.confidence", 0.0 < v.confidence < 1.0, f"must be in (0, 1), got {v.confidence}")
     ck("eval.repeats", v.repeats >= 1, f"must be >= 1, got {v.repeats}")
+    ck("eval.anchor", v.anchor in cfg.methods or v.anchor == DEFAULT_ANCHOR,   # the default may be absent
+       f"must be one of the run's methods ({', '.join(cfg.methods)}), got {v.anchor!r}")
     for key, msg in size_errors(cfg):         # upper bounds (coda_jax.config_sizes.SIZE_LIMITS)
         ck(key, False, msg)
     return cfg

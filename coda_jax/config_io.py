@@ -15,6 +15,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -360,4 +361,27 @@ def apply_overrides(root: type, data: dict, overrides: list[str], source: str = 
             node[parts[-1]] = {**node[parts[-1]], **value}
         else:
             node[parts[-1]] = value
+    return data
+
+
+def apply_values(root: type, data: dict, values: Mapping[str, Any], source: str) -> dict:
+    """Set dotted keys of ``data`` (the plain dict of a ``root`` dataclass) to Python ``values`` in place, in
+    order; returns ``data``. Each value is checked against its field's declared type as a config file's would be
+    (a list for a tuple field, a number for a float; a mapping for a section replaces the keys it names); a
+    wrong key or type raises :class:`ConfigError` naming ``source`` and the key. Ranges are not checked here."""
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: keys are dotted config keys such as 'finetune.steps', got {key!r}")
+        tp = _field_type(root, key, key, source)
+        if isinstance(value, tuple):
+            value = list(value)
+        try:
+            _coerce(value, tp, key)                  # checked alone, so the error names this key
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = {**node[parts[-1]], **value} if dataclasses.is_dataclass(tp) else value
     return data

@@ -127,7 +127,8 @@ def _cached_scores(cfg: Config, data: Dataset, model, test_rows: np.ndarray) -> 
 @dataclasses.dataclass(frozen=True)
 class References:
     """The reference step's output: ``rows`` (name -> a ``Results.methods`` row with ``"reference": True``),
-    ``comparisons`` (name -> paired ``coda - reference`` difference, when coda ran) and ``diagnostics``."""
+    ``comparisons`` (name -> paired ``anchor - reference`` difference, when the run lists the anchor,
+    ``eval.anchor``) and ``diagnostics``."""
 
     rows: dict = dataclasses.field(default_factory=dict)
     comparisons: dict = dataclasses.field(default_factory=dict)
@@ -157,17 +158,19 @@ def references(cfg: Config, data: Dataset, cloud, dev, methods: dict) -> Referen
         per_user[name] = auc
         out[name] = _reference_entry(auc, valid, user_ids, REFERENCE_WHAT[name])
     diagnostics: dict = {}
-    first = anchor(dev.methods)
+    first = anchor(dev.methods, cfg.eval.anchor)      # paired anchor - reference differences (eval.anchor)
     if first is not None and "per_user" in methods[first.name]:
-        coda = methods[first.name]["per_user"]
-        coda_auc = np.array([coda.get(str(u), np.nan) for u in user_ids])
+        base = methods[first.name]["per_user"]
+        anchor_auc = np.array([base.get(str(u), np.nan) for u in user_ids])
         for name, auc in per_user.items():
-            both = np.isfinite(coda_auc) & np.isfinite(auc) & valid
-            comparisons[name] = paired_bootstrap(coda_auc[both], auc[both], cfg.eval.bootstrap, cfg.eval.confidence,
-                                                 cfg.seed)
+            both = np.isfinite(anchor_auc) & np.isfinite(auc) & valid
+            comparisons[name] = paired_bootstrap(anchor_auc[both], auc[both], cfg.eval.bootstrap,
+                                                 cfg.eval.confidence, cfg.seed)
+    coda = anchor(dev.methods)                         # the method the registry marks as CoDA's own
+    if coda is not None and "per_user" in methods[coda.name]:
         baseline = next((m.name for m in dev.methods if not m.finetunes), None)
         if baseline is not None and "group-oracle" in out:
-            g, o, c = methods[baseline]["auc"], out["group-oracle"]["auc"], methods[first.name]["auc"]
+            g, o, c = methods[baseline]["auc"], out["group-oracle"]["auc"], methods[coda.name]["auc"]
             # (coda - global) / (group-oracle - global); None where the gap is under 0.02 AUC (nothing to close)
             diagnostics["gap_closed"] = float((c - g) / (o - g)) if o - g >= 0.02 else None
     if table.planted is not None:

@@ -101,3 +101,13 @@ def expect(where: str, cond: bool, msg: str) -> None:
     """Raise :class:`RegistryError` ``"<where>: <msg>"`` unless ``cond``."""
     if not cond:
         raise RegistryError(f"{where}: {msg}")
+
+
+def expect_hashable(where: str, what: str, module) -> None:
+    """The compiled device stage is keyed by the module (a static argument), so it must hash: a flax module
+    with a list field (``nn.Sequential([...])``) does not. Raise :class:`RegistryError` naming ``where``."""
+    try:
+        hash(module)
+    except TypeError as err:
+        raise RegistryError(f"{where}: {what} must be hashable (the compiled stage is keyed by it): give its "
+                            f"fields tuples, not lists, e.g. nn.Sequential((...)) ({err})") from None

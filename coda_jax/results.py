@@ -8,6 +8,7 @@ from pathlib import Path
 
 from coda_jax.cloud.search import report_line
 from coda_jax.evaluate import few_users_warning, format_difference
+from coda_jax.provenance import RESULTS_SCHEMA_VERSION
 from coda_jax.results_io import save_json
 
 
@@ -19,7 +20,8 @@ class Results:
       config: the run's config as a dict.
       methods: method name -> ``{"auc": user-averaged AUC, "users": users evaluated,
         "per_user": {dataset user id: AUC}}``.
-      comparisons: other method -> paired ``coda - other`` difference ``{"mean", "low", "high"}``.
+      comparisons: other method -> paired ``anchor - other`` difference ``{"mean", "low", "high"}`` (the anchor:
+        ``eval.anchor``, coda by default; :attr:`anchor`).
       augmentation: method -> mean augmented rows per simulated user; plus ``local_rows`` (mean local rows).
       retrieval: ScaNN / exact recall and candidate counts.
       timings: stage name -> seconds.
@@ -30,6 +32,8 @@ class Results:
       diagnostics: figures of runs with a known answer (planted world, two-cutoff split; see
         :mod:`coda_jax.planted`): own-group shares of augmented rows, the share of the global-to-group-oracle gap
         coda closes. Reference rows (``"reference": True``) are in ``methods``.
+      provenance: what produced the run (:func:`coda_jax.provenance.provenance`): versions of coda-jax, jax,
+        jaxlib, flax, optax, numpy and scann, the git commit, the device kind and count, start time, command line.
     """
 
     config: dict
@@ -42,9 +46,33 @@ class Results:
     data: dict
     diagnostics: dict = dataclasses.field(default_factory=dict)
     memory: dict = dataclasses.field(default_factory=dict)
+    provenance: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The ``results.json`` object: ``schema_version`` (:data:`~coda_jax.provenance.RESULTS_SCHEMA_VERSION`)
+        and every field."""
+        return {"schema_version": RESULTS_SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per (evaluated user, method): ``user_id`` (the dataset's id, as text),
+        ``method``, ``auc``, ``test_rows`` (the user's held-out rows), ``local_rows``, ``aug_rows`` (augmented
+        rows the method trained on; NaN for reference rows, which train nothing) and ``reference``. Needs pandas
+        (``pip install pandas``)."""
+        try:
+            import pandas as pd  # noqa: PLC0415 - the library imports without pandas
+        except ImportError as err:
+            raise ImportError(f"Results.to_frame needs pandas ({err}); pip install pandas") from None
+        test_rows = self.data.get("per_user_test_rows", {})
+        local_rows = self.data.get("per_user_local_rows", {})
+        rows = []
+        for name, m in self.methods.items():
+            aug = m.get("per_user_aug_rows", {})
+            for uid, auc in m.get("per_user", {}).items():
+                rows.append((uid, name, auc, test_rows.get(uid), local_rows.get(uid), aug.get(uid, float("nan")),
+                             bool(m.get("reference", False))))
+        frame = pd.DataFrame(rows, columns=["user_id", "method", "auc", "test_rows", "local_rows", "aug_rows",
+                                            "reference"])
+        return frame.astype({"auc": "float64", "test_rows": "Int64", "local_rows": "Int64", "aug_rows": "float64"})
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``results.json`` into ``out_dir`` (created if needed) atomically, as strict JSON (NaN and
@@ -53,10 +81,16 @@ class Results:
         (see :func:`~coda_jax.results_io.save_json`)."""
         return save_json(Path(out_dir) / "results.json", self.to_json())
 
+    @property
+    def anchor(self) -> str:
+        """The method the paired differences in :attr:`comparisons` are taken from (``eval.anchor``)."""
+        return str(self.config.get("eval", {}).get("anchor", "coda"))
+
     def table(self) -> str:
-        """The terminal summary: per-method AUC, users, mean local and augmented rows, and coda's paired
+        """The terminal summary: per-method AUC, users, mean local and augmented rows, and the anchor's paired
         differences with bootstrap intervals."""
-        lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   coda - method [95% CI]"]
+        anchor = self.anchor
+        lines = [f"{'method':<14}{'AUC':>8}{'users':>7}{'local rows':>12}{'aug rows':>10}   {anchor} - method [95% CI]"]
         flag = {name: "  <- diverged" for name, m in self.methods.items() if m.get("diverged_users")}
         for name, m in self.methods.items():
             cmp = self.comparisons.get(name)

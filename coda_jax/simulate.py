@@ -15,6 +15,7 @@ from coda_jax.cloud.output import CloudOutput
 from coda_jax.cloud.pretrain import init_params
 from coda_jax.cloud.stage import CLOUD_SECTIONS, cloud_key, cloud_stage, random_rows
 from coda_jax.config import Config, ConfigError, check_memory, to_dict
+from coda_jax.config_points import check_configs
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.device.methods import anchor, get_method, matched_rows_per_user
@@ -23,6 +24,7 @@ from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
 from coda_jax.planted import references
+from coda_jax.provenance import provenance, utc_now
 from coda_jax.resources import memory_report
 from coda_jax.results import Results
 from coda_jax.timing import Timer
@@ -39,7 +41,9 @@ def run_matched_rows(cfg: Config) -> int:
 
 def check_trainable(cfg: Config, data: Dataset) -> None:
     """Every ``finetune.trainable`` entry must name a parameter group or a top-level parameter of the model
-    (checked on parameter shapes only, before any training)."""
+    (checked on parameter shapes only, before any training), and a group the data can move: genre weights on
+    data without genres are only the padding row, so fine-tuning them would change nothing and every method
+    would score as the cloud model."""
     table = data.table
     model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
     params = jax.eval_shape(lambda: init_params(model, table, cfg.seed))
@@ -48,6 +52,10 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
         if entry not in names:
             raise ConfigError(f"finetune.trainable: {entry!r} is neither a parameter group nor a top-level "
                               f"parameter of model {cfg.model.name!r}; known: {', '.join(sorted(names))}")
+        if table.num_genres == 0 and (entry == "genre" or (entry in params and param_group(entry) == "genre")):
+            raise ConfigError(f"finetune.trainable: {entry!r} names genre weights, but the data ({table.name}) has "
+                              "no genres, so fine-tuning them changes nothing (every method would score as "
+                              "global); train other groups (dense, user, item) or give the items genres")
 
 
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
@@ -72,9 +80,11 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     The shared stages' timings are reported in every result; ``timings["device_stage"]`` is the one
     program's time for all points together.
     """
+    cfgs = check_configs(list(cfgs), "simulate_points" if len(cfgs) > 1 else "simulate")
     cfg = cfgs[0]
     for c in cfgs:                    # before any work: a run too big for this machine is refused, naming the key
         check_memory(c, matched_rows=run_matched_rows(c))
+    started_at = utc_now()
     timer = Timer()
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
@@ -94,23 +104,26 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
         res = assemble_results(c, data, cloud, dev.point(p), dict(timer.timings))
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
         res.memory = memory_report()
+        res.provenance = provenance(started_at)
         out.append(res)
     return out
 
 
 def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, dict]:
-    """Every method's row of ``Results.methods`` and the anchor's (coda's) paired differences against the
-    others, from one sweep point's device output ``dev`` (``auc`` [1, R, M, S])."""
+    """Every method's row of ``Results.methods`` and the anchor's (``eval.anchor``, coda by default) paired
+    differences against the others, from one sweep point's device output ``dev`` (``auc`` [1, R, M, S])."""
     methods_list = tuple(m.name for m in dev.methods)
     has_labels = dev.valid
     user_ids = data.table.user_ids[data.users]
     auc, repeats, nonfinite = dev.auc_mean[0], dev.auc[0], dev.nonfinite[0]
     valid = has_labels[None, :] & np.isfinite(auc)                     # [M, S]: a diverged user is not valid
     methods = {}
+    aug_rows = dev.aug_rows[0].mean(axis=0)                            # [M, S]: the mean over repeats
     for i, name in enumerate(methods_list):
         a, v = auc[i], valid[i]
         methods[name] = {"auc": float(np.mean(a[v])) if v.any() else float("nan"), "users": int(v.sum()),
                          "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], a[v])},
+                         "per_user_aug_rows": {str(uid): float(x) for uid, x in zip(user_ids[v], aug_rows[i][v])},
                          "nonfinite_logits": int(nonfinite[:, i].sum()),
                          "diverged_users": int((has_labels & (nonfinite[:, i] > 0).any(axis=0)).sum())}
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
@@ -118,7 +131,7 @@ def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, di
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")
                                                for r in repeats]
     comparisons = {}
-    first = anchor(dev.methods)
+    first = anchor(dev.methods, cfg.eval.anchor)        # the paired differences are anchor - method
     if first is not None:
         ci = dev.methods.index(first)
         for i, name in enumerate(methods_list):
@@ -146,5 +159,10 @@ def assemble_results(cfg: Config, data: Dataset, cloud: CloudOutput, dev: Device
     has_labels = dev.valid
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
                    retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=refs.diagnostics,
-                   data=dict(data.info, per_user_test_rows={str(uid): int(n) for uid, n in
-                                                            zip(user_ids[has_labels], rows.counts("test")[has_labels])}))
+                   data=dict(data.info, per_user_test_rows=_per_user(user_ids, rows.counts("test"), has_labels),
+                             per_user_local_rows=_per_user(user_ids, rows.counts("local"), has_labels)))
+
+
+def _per_user(user_ids: np.ndarray, counts: np.ndarray, keep: np.ndarray) -> dict[str, int]:
+    """``{dataset user id: count}`` of the simulated users ``keep`` (bool [S]; ``counts`` int [S])."""
+    return {str(uid): int(n) for uid, n in zip(user_ids[keep], counts[keep])}

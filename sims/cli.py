@@ -5,7 +5,7 @@
   coda-sim bench engine [--users N] [--steps N] [--loop-users N] [--chunk-users N] [--lockstep-users N] [--out FILE]
   coda-sim bench scaling [--users N [N ...]] [--subset N] [--no-retrieval] [--quick] --out DIR
   coda-sim combine RUN_DIR RUN_DIR [...] [--out FILE]
-  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR]
+  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR] [--format png,pdf,svg]
 """
 
 from __future__ import annotations
@@ -109,14 +109,16 @@ def cmd_combine(args: argparse.Namespace) -> int:
         seen[real] = path
         results.append(read_json(path))
         sources.append(str(path))
+    first = results[0].get("config") if isinstance(results[0], dict) else None
+    anchor = str(((first or {}).get("eval") or {}).get("anchor", "coda")) if isinstance(first, dict) else "coda"
     try:
-        out = combine_runs(results, sources=sources)
+        out = combine_runs(results, sources=sources, reference=anchor)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     print(f"{out['runs']} runs (seeds {out['seeds']}), {out['users']} users evaluated in every run; "
           f"per-user AUC averaged over runs")
     width = max(7 * out["runs"] + 3, 10)           # one "0.6871 " per run, then a gap
-    print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}coda - method [95% CI]")
+    print(f"{'method':<14}{'AUC':>8}   {'per run':<{width}}{anchor} - method [95% CI]")
     for name, m in out["methods"].items():
         cmp = out["comparisons"].get(name)
         diff = format_difference(cmp)
@@ -125,7 +127,10 @@ def cmd_combine(args: argparse.Namespace) -> int:
     if few_users_warning(out["users"]):
         print(few_users_warning(out["users"]))
     if args.out:
-        save_json(args.out, out)
+        from coda_jax.provenance import RESULTS_SCHEMA_VERSION, provenance  # noqa: PLC0415
+
+        save_json(args.out, {"schema_version": RESULTS_SCHEMA_VERSION, **out, "anchor": anchor,
+                             "sources": sources, "provenance": provenance()})
         print(f"written to {args.out}")
     return 0
 
@@ -232,7 +237,7 @@ def make_parser() -> argparse.ArgumentParser:
     combine.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     combine.set_defaults(func=cmd_combine)
     report = sub.add_parser(
-        "report", help="figures (PNG) and a per-user CSV of runs and sweeps",
+        "report", help="figures (PNG, PDF or SVG) and a per-user CSV of runs and sweeps",
         description="Draw, for each run: every method's user-averaged AUC with 95% bootstrap intervals over "
                     "users (auc.png), coda's paired differences to every other method (coda_differences.png), "
                     "each user's AUC, coda vs global and vs local (per_user_scatter.png); for each sweep "
@@ -246,6 +251,9 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR",
                         help="folder for the figures and per_user.csv (created if needed); default: the input's "
                              "own folder (required with several inputs)")
+    report.add_argument("--format", default="png", metavar="FMT[,FMT]",
+                        help="figure formats, comma-separated: png (default), pdf, svg (vector, for a paper), "
+                             "e.g. --format png,pdf,svg writes auc.png, auc.pdf and auc.svg")
     report.set_defaults(func=cmd_report)
     return parser
 
@@ -295,19 +303,11 @@ def _interrupted_exit() -> None:
 
 
 def host_devices(environ=None) -> None:
-    """Give JAX one CPU device per core (``--xla_force_host_platform_device_count``), so the device stage's
-    user axis is split over every core (on the 2-core machine its execution ran 1.4x faster than on one CPU
-    device, whose small batched products keep about one core busy). Only before JAX starts; a count already
-    in ``XLA_FLAGS`` or ``CODA_JAX_HOST_DEVICES`` (e.g. 1) wins; accelerators are not affected."""
-    import os  # noqa: PLC0415
+    """One JAX CPU device per core before JAX starts (:func:`coda_jax.host.use_host_devices`: a count already in
+    ``XLA_FLAGS`` or ``CODA_JAX_HOST_DEVICES`` wins; accelerators are not affected)."""
+    from coda_jax.host import use_host_devices  # noqa: PLC0415
 
-    env = os.environ if environ is None else environ
-    if "xla_force_host_platform_device_count" in env.get("XLA_FLAGS", ""):      # read when JAX's backend starts
-        return
-    count = env.get("CODA_JAX_HOST_DEVICES") or str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                    else os.cpu_count() or 1)
-    if count.isdigit() and int(count) > 1:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={count}").strip()
+    use_host_devices(environ=environ)
 
 
 def main(argv: list[str] | None = None) -> int:

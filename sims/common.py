@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from coda_jax.config import Config, ConfigError, load_all, with_overrides
+from coda_jax.host import compile_cache_dir, enable_compile_cache  # noqa: F401 - compile_cache_dir: callers
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -25,20 +26,10 @@ def build_config(args: argparse.Namespace) -> Config:
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
-def compile_cache_dir() -> str:
-    """Where the CLI keeps JAX's persistent compilation cache: ``$CODA_JAX_CACHE``, else
-    ``$XDG_CACHE_HOME/coda-jax/xla`` (``~/.cache/coda-jax/xla``)."""
-    import os  # noqa: PLC0415
-
-    if os.environ.get("CODA_JAX_CACHE"):
-        return os.environ["CODA_JAX_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "coda-jax", "xla")
-
-
 def use_compile_cache(args: argparse.Namespace) -> None:
-    """Turn on JAX's persistent compilation cache unless ``--no-compile-cache``: compiled device stages are
-    kept on disk, so a second run (or sweep) of the same structure loads them instead of compiling."""
+    """Turn on JAX's persistent compilation cache (:func:`coda_jax.host.enable_compile_cache`) unless
+    ``--no-compile-cache``: compiled device stages are kept on disk, so a second run (or sweep) of the same
+    structure loads them instead of compiling. A cache folder that cannot be written is refused first."""
     if getattr(args, "no_compile_cache", False):
         return
     import os  # noqa: PLC0415
@@ -54,7 +45,4 @@ def use_compile_cache(args: argparse.Namespace) -> None:
     except ConfigError as err:
         raise ConfigError(f"{err} (JAX's persistent compilation cache); point CODA_JAX_CACHE at a writable "
                           "folder, or give --no-compile-cache") from None
-    import jax  # noqa: PLC0415
-
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    enable_compile_cache(folder)

@@ -1,25 +1,26 @@
-"""``coda-sim report``: figures for a paper (PNG, matplotlib's Agg backend) and a per-user CSV for pandas.
+"""``coda-sim report``: figures for a paper (PNG, PDF or SVG; matplotlib's Agg backend) and a per-user CSV.
 
-  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR]
+  coda-sim report RUN_DIR [RUN_DIR ...] [--out DIR] [--format png,pdf,svg]
 
 Each input is a run folder (holding ``results.json``, as ``coda-sim run --out`` writes it), a ``results.json``
 file, or a sweep folder (holding ``sweep.json`` and ``variant-<hash>/results.json``, as ``coda-sim sweep
---out`` writes it). Written into ``--out`` (default: the input's own folder when there is one input):
+--out`` writes it). Written into ``--out`` (default: the input's own folder when there is one input), each
+figure once per ``--format`` (default png):
 
 * for a run: ``auc.png`` (every method's user-averaged AUC with a 95% bootstrap interval over users, from
-  the method's per-user AUCs), ``coda_differences.png`` (coda's paired differences to every other method, from
-  ``comparisons``: a forest plot), ``per_user_scatter.png`` (each user's AUC, coda vs global and coda vs
-  local, users evaluated by both);
+  the method's per-user AUCs), ``coda_differences.png`` (the anchor's paired differences to every other
+  method, from ``comparisons``: a forest plot; the anchor is ``eval.anchor``, coda by default),
+  ``per_user_scatter.png`` (each user's AUC, coda vs global and coda vs local, users evaluated by both);
 * for a sweep: ``sweep_<field>.png`` for each swept field (every method's AUC against the field's values,
-  with 95% bootstrap intervals over users);
+  with 95% bootstrap intervals over users; the legend beside the axes);
 * ``per_user.csv``: one row per (input run, user, method): ``run, user_id, method, auc, rows`` (``rows``:
   the user's row count where the results hold one, else empty; a null AUC is empty).
 
-With several inputs each input's figures are prefixed with its folder's name (``seed_0_auc.png``) and
-``per_user.csv`` holds them all. Reference methods (``"reference": true`` in results.json, e.g. an oracle) are
-drawn in grey. Files are replaced (they are derived from the inputs); anything unreadable is a
-:class:`~coda_jax.config.ConfigError` naming the file. Reading, intervals and the CSV rows are
-:mod:`sims.report_data`; this module draws and writes.
+Every title names the dataset, model and seed(s). With several inputs each input's figures are prefixed with
+its folder's name (``seed_0_auc.png``) and ``per_user.csv`` holds them all. Reference methods (``"reference":
+true`` in results.json, e.g. an oracle) are drawn in greys, each in its own line style and marker. Files are
+replaced (they are derived from the inputs); anything unreadable is a :class:`~coda_jax.config.ConfigError`
+naming the file. Reading, intervals and the CSV rows are :mod:`sims.report_data`; this module draws and writes.
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ from sims.report_data import (eval_settings, is_sweep, load_results, load_sweep,
 CODA = "coda"
 CODA_COLOR = "#c0392b"       # coda: red
 METHOD_COLOR = "#1f4e79"     # the other methods: dark blue
-REFERENCE_COLOR = "#8c8c8c"  # reference rows (oracle, ...): grey
 SWEEP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# reference rows: each its own grey, line style and marker, so oracle, group-oracle, ... tell apart in print
+REFERENCE_STYLES = (("#8c8c8c", "--", "s"), ("#4d4d4d", ":", "^"), ("#a6a6a6", "-.", "D"),
+                    ("#333333", (0, (5, 1, 1, 1)), "v"), ("#bdbdbd", (0, (1, 1)), "P"), ("#666666", "--", "X"),
+                    ("#7f7f7f", (0, (3, 1, 1, 1, 1, 1)), "*"), ("#262626", (0, (2, 2)), "p"))
+FORMATS = ("png", "pdf", "svg")
 DPI = 200
 
 
@@ -58,50 +63,97 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: Path) -> Path:
-    """Write the figure as PNG through a temporary file and ``os.replace`` (never a half-written PNG)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def _save(fig, path: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Write the figure once per format (``path`` with that suffix) through a temporary file and ``os.replace``
+    (never a half-written file); returns the files."""
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_METADATA.get(fmt))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written
 
 
-def _color(name: str, reference: bool) -> str:
-    return REFERENCE_COLOR if reference else CODA_COLOR if name == CODA else METHOD_COLOR
+_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}   # no timestamps: the same input, the same file
+
+
+def formats_of(text: str) -> tuple[str, ...]:
+    """``--format png,pdf`` -> ``("png", "pdf")``; an unknown or repeated format is a :class:`ConfigError`."""
+    formats = tuple(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
+    for f in formats:
+        if f not in FORMATS:
+            raise ConfigError(f"--format: unknown format {f!r}; known: {', '.join(FORMATS)} (comma-separated)")
+    if not formats or len(set(formats)) != len(formats):
+        raise ConfigError(f"--format: give each of {', '.join(FORMATS)} at most once, e.g. png,pdf; got {text!r}")
+    return formats
+
+
+def _styles(names: list[str], reference: dict[str, bool]) -> dict[str, tuple]:
+    """``name -> (color, line style, marker)``: coda red, methods blue (sweeps: a palette), each reference row
+    its own grey, line style and marker (:data:`REFERENCE_STYLES`, in order of appearance)."""
+    refs = [n for n in names if reference.get(n)]
+    out = {n: REFERENCE_STYLES[refs.index(n) % len(REFERENCE_STYLES)] for n in refs}
+    out.update({n: (CODA_COLOR if n == CODA else METHOD_COLOR, "-", "o") for n in names if n not in out})
+    return out
 
 
 def _label(name: str, reference: bool) -> str:
     return f"{name} (reference)" if reference else name
 
 
-def _title(results: dict, what: str) -> str:
+def _dataset(results: dict) -> str:
+    """The dataset's name: the config's ``data.source``, or ``DataFrame`` for a log given from Python."""
     cfg = results.get("config") if isinstance(results.get("config"), dict) else {}
     data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
-    model = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
-    bits = [str(data.get("source", "")), str(model.get("name", "")),
-            f"seed {cfg['seed']}" if "seed" in cfg else "",
-            f"{data['eval_on']} rows" if data.get("eval_on") else ""]
+    given = results.get("data", {}).get("source") if isinstance(results.get("data"), dict) else None
+    return "DataFrame" if given == "DataFrame" else str(data.get("source", ""))
+
+
+def _title(runs: dict | list[dict], what: str) -> str:
+    """``what`` over a line naming the dataset, model, seed(s) and evaluation rows of one run or several."""
+    runs = runs if isinstance(runs, list) else [runs]
+    cfgs = [r.get("config") if isinstance(r.get("config"), dict) else {} for r in runs]
+
+    def values(section: str, key: str) -> list[str]:
+        got = [c.get(section, {}).get(key) if isinstance(c.get(section), dict) else None for c in cfgs]
+        return sorted({str(v) for v in got if v not in (None, "")})
+
+    seeds = sorted({c["seed"] for c in cfgs if isinstance(c.get("seed"), int)})
+    seed = "" if not seeds else f"seed {seeds[0]}" if len(seeds) == 1 else (
+        f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else
+        "seeds " + ", ".join(map(str, seeds)))
+    bits = [", ".join(sorted({_dataset(r) for r in runs} - {""})), ", ".join(values("model", "name")), seed,
+            " / ".join(values("data", "eval_on")) + " rows" if values("data", "eval_on") else ""]
     where = ", ".join(b for b in bits if b)
     return f"{what}\n({where})" if where else what
 
 
-def _errorbar_rows(ax, names, values, lows, highs, colors, labels, fmt: str) -> None:
+def _anchor(results: dict) -> str:
+    """The method the paired differences start from (``eval.anchor``; coda in files written before it)."""
+    ev = results.get("config", {}).get("eval", {}) if isinstance(results.get("config"), dict) else {}
+    return str(ev.get("anchor", CODA)) if isinstance(ev, dict) else CODA
+
+
+def _errorbar_rows(ax, names, values, lows, highs, colors, labels, fmt: str, markers=None) -> None:
     """Horizontal point + interval rows, top to bottom in the given order, each value written beside it."""
     ys = np.arange(len(names))[::-1]
-    for y, v, lo, hi, c in zip(ys, values, lows, highs, colors):
+    markers = markers or ["o"] * len(names)
+    for y, v, lo, hi, c, mk in zip(ys, values, lows, highs, colors, markers):
         if not math.isfinite(v):
             continue
         if math.isfinite(lo) and math.isfinite(hi):
-            ax.errorbar(v, y, xerr=[[max(v - lo, 0.0)], [max(hi - v, 0.0)]], fmt="o", color=c, ecolor=c, elinewidth=2,
+            ax.errorbar(v, y, xerr=[[max(v - lo, 0.0)], [max(hi - v, 0.0)]], fmt=mk, color=c, ecolor=c, elinewidth=2,
                         capsize=4, markersize=7)
         else:
-            ax.plot(v, y, "o", color=c, markersize=7)
+            ax.plot(v, y, mk, color=c, markersize=7)
     ax.set_yticks(ys, labels)
     for tick, c in zip(ax.get_yticklabels(), colors):
         tick.set_color(c)
@@ -120,52 +172,58 @@ def _errorbar_rows(ax, names, values, lows, highs, colors, labels, fmt: str) -> 
                     textcoords="offset points", ha="right", va="center", fontsize=8, color=c)
 
 
-def plot_auc(results: dict, path: Path) -> Path:
+def plot_auc(results: dict, path: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     """Every method's user-averaged AUC with its 95% bootstrap interval over users."""
     iv = method_intervals(results)
     names = list(iv)
+    style = _styles(names, {n: iv[n]["reference"] for n in names})
     _, conf = eval_settings(results)
     fig = _figure(6.4, 1.2 + 0.42 * len(names))
     ax = fig.add_subplot()
     _errorbar_rows(ax, names, [iv[n]["auc"] for n in names], [iv[n]["low"] for n in names],
-                   [iv[n]["high"] for n in names], [_color(n, iv[n]["reference"]) for n in names],
-                   [f"{_label(n, iv[n]['reference'])}  (n={iv[n]['users']})" for n in names], ".4f")
+                   [iv[n]["high"] for n in names], [style[n][0] for n in names],
+                   [f"{_label(n, iv[n]['reference'])}  (n={iv[n]['users']})" for n in names], ".4f",
+                   [style[n][2] for n in names])
     ax.set_xlabel(f"user-averaged test AUC  ({conf:.0%} bootstrap interval over users)", fontsize=9)
     ax.set_title(_title(results, "AUC per method"), fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def plot_differences(results: dict, path: Path) -> Path | None:
-    """coda's paired differences to every other method (``comparisons``) as a forest plot; None without any."""
+def plot_differences(results: dict, path: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """The anchor's (``eval.anchor``, coda by default) paired differences to every other method
+    (``comparisons``) as a forest plot; nothing without any."""
     cmp = results.get("comparisons") or {}
     if not cmp:
-        return None
+        return []
     _, conf = eval_settings(results)
+    anchor = _anchor(results)
     names = list(cmp)
     ref = {n: bool(results["methods"].get(n, {}).get("reference", False)) for n in names}
+    style = _styles(names, ref)
     fig = _figure(6.4, 1.2 + 0.42 * len(names))
     ax = fig.add_subplot()
     ax.axvline(0.0, color="black", linewidth=1, linestyle="--")
     _errorbar_rows(ax, names, [num(cmp[n]["mean"]) for n in names], [num(cmp[n]["low"]) for n in names],
                    [num(cmp[n]["high"]) for n in names],
-                   [REFERENCE_COLOR if ref[n] else METHOD_COLOR for n in names],
-                   [f"coda − {_label(n, ref[n])}" for n in names], "+.4f")
+                   [style[n][0] if ref[n] else METHOD_COLOR for n in names],
+                   [f"{anchor} − {_label(n, ref[n])}" for n in names], "+.4f", [style[n][2] for n in names])
     lo, hi = ax.get_xlim()
     ax.set_xlim(min(lo, -0.05 * (hi - lo)), max(hi, 0.05 * (hi - lo)))
-    ax.set_xlabel(f"coda − method: paired difference in user-averaged AUC\n"
-                  f"({conf:.0%} bootstrap interval over users; right of 0: coda ahead)", fontsize=9)
-    ax.set_title(_title(results, "coda against every other method"), fontsize=10)
-    return _save(fig, path)
+    ax.set_xlabel(f"{anchor} − method: paired difference in user-averaged AUC\n"
+                  f"({conf:.0%} bootstrap interval over users; right of 0: {anchor} ahead)", fontsize=9)
+    ax.set_title(_title(results, f"{anchor} against every other method"), fontsize=10)
+    return _save(fig, path, formats)
 
 
-def plot_scatter(results: dict, path: Path, others: tuple[str, ...] = ("global", "local")) -> Path | None:
-    """Each user's AUC, coda (y) against each of ``others`` (x), users evaluated by both; None if none."""
+def plot_scatter(results: dict, path: Path, formats: tuple[str, ...] = ("png",),
+                 others: tuple[str, ...] = ("global", "local")) -> list[Path]:
+    """Each user's AUC, coda (y) against each of ``others`` (x), users evaluated by both; nothing if none."""
     methods = results["methods"]
     if CODA not in methods:
-        return None
+        return []
     others = tuple(o for o in others if o in methods)
     if not others:
-        return None
+        return []
     coda = methods[CODA].get("per_user", {})
     fig = _figure(4.3 * len(others), 5.4)
     for i, other in enumerate(others):
@@ -188,29 +246,34 @@ def plot_scatter(results: dict, path: Path, others: tuple[str, ...] = ("global",
         ax.grid(alpha=0.3)
     fig.suptitle(_title(results, "Per-user test AUC (above the dashed line: coda better for that user)"),
                  fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, formats)
 
 
-def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str) -> Path:
+def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str,
+                     formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Every method's AUC (95% interval over users) against the values of the swept field ``key``, the legend
+    beside the axes (never over the data), reference rows each in their own style; the title names the
+    dataset, model and seeds."""
     values, points = sweep_points(variants, key)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
     xs = np.array(values, np.float64) if numeric else np.arange(len(values), dtype=np.float64)
     log = numeric and len(values) > 2 and min(values) > 0 and max(values) / min(values) >= 50
-    fig = _figure(7.2, 4.6)
+    fig = _figure(8.6, 4.6)
     ax = fig.add_subplot()
     spread = (np.log10(xs.max() / xs.min()) if log else xs.max() - xs.min()) if len(xs) > 1 else 1.0
     names = list(points)
+    style = _styles(names, {m: points[m]["reference"] for m in names})
     palette = iter(SWEEP_COLORS * (1 + len(names) // len(SWEEP_COLORS)))
+    lines = numeric and len(xs) > 1
     for j, m in enumerate(names):
         p = points[m]
-        color = REFERENCE_COLOR if p["reference"] else CODA_COLOR if m == CODA else next(palette)
+        color, dash, marker = style[m] if p["reference"] or m == CODA else (next(palette), "-", "o")
         shift = (j - (len(names) - 1) / 2) * (0.012 * spread if numeric else 0.06)   # intervals side by side
         x = xs * 10 ** shift if log else xs + shift
         auc, low, high = (np.array(p[k], np.float64) for k in ("auc", "low", "high"))
         err = np.where(np.isfinite(low) & np.isfinite(high), np.maximum([auc - low, high - auc], 0.0), 0.0)
-        ax.errorbar(x, auc, yerr=err, marker="o", color=color, capsize=3, linewidth=2.2 if m == CODA else 1.3,
-                    linestyle=("--" if p["reference"] else "-") if numeric and len(xs) > 1 else "none",
-                    markersize=5, label=_label(m, p["reference"]))
+        ax.errorbar(x, auc, yerr=err, marker=marker, color=color, capsize=3, linewidth=2.2 if m == CODA else 1.3,
+                    linestyle=dash if lines else "none", markersize=5, label=_label(m, p["reference"]))
     if log:
         ax.set_xscale("log")
     if not numeric:                               # categories: points side by side, no lines between them
@@ -224,10 +287,10 @@ def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str) -> 
     ax.set_ylabel(f"user-averaged AUC  ({conf:.0%} bootstrap interval)")
     others = [k for k in swept_fields(variants) if k != key]
     note = f"; averaged over {', '.join(others)}" if others else ""
-    ax.set_title(f"{title}: AUC against {key}{note}", fontsize=10)
+    ax.set_title(_title([v["results"] for v in variants], f"{title}: AUC against {key}{note}"), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", frameon=False)
-    return _save(fig, path)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    return _save(fig, path, formats)
 
 
 # ----------------------------------------------------------------------------------------------- the report
@@ -240,19 +303,17 @@ def _field_file(key: str) -> str:
     return "sweep_" + re.sub(r"[^A-Za-z0-9._+-]+", "_", key) + ".png"
 
 
-def run_figures(results: dict, out: Path, prefix: str = "") -> list[Path]:
-    """The figures of one run into ``out``: AUC per method, coda's differences, per-user scatter."""
-    written = [plot_auc(results, out / f"{prefix}auc.png")]
-    for made in (plot_differences(results, out / f"{prefix}coda_differences.png"),
-                 plot_scatter(results, out / f"{prefix}per_user_scatter.png")):
-        if made is not None:
-            written.append(made)
-    return written
+def run_figures(results: dict, out: Path, prefix: str = "", formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """The figures of one run into ``out``: AUC per method, the anchor's differences, per-user scatter."""
+    return (plot_auc(results, out / f"{prefix}auc.png", formats)
+            + plot_differences(results, out / f"{prefix}coda_differences.png", formats)
+            + plot_scatter(results, out / f"{prefix}per_user_scatter.png", formats))
 
 
-def report(inputs: list[str | Path], out: str | Path | None = None) -> list[Path]:
-    """Write the figures and ``per_user.csv`` of runs and sweeps (see the module docstring); returns the
-    files written. Every input is read and checked before anything is written."""
+def report(inputs: list[str | Path], out: str | Path | None = None, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Write the figures (each in every one of ``formats``: png, pdf, svg) and ``per_user.csv`` of runs and
+    sweeps (see the module docstring); returns the files written. Every input is read and checked before
+    anything is written."""
     if not inputs:
         raise ConfigError("report: give at least one run or sweep folder")
     loaded = []                                   # (kind, label, source path, payload)
@@ -282,12 +343,12 @@ def report(inputs: list[str | Path], out: str | Path | None = None) -> list[Path
             labels[base] = labels.get(base, 0) + 1
             prefix = f"{base}_" if labels[base] == 1 else f"{base}-{labels[base]}_"
         if kind == "run":
-            written += run_figures(payload, out, prefix)
+            written += run_figures(payload, out, prefix, formats)
             table += per_user_rows(str(folder), payload)
         else:
             for key in swept_fields(payload):
-                written.append(plot_sweep_field(payload, key, out / f"{prefix}{_field_file(key)}",
-                                                f"sweep {folder.resolve().name!r}"))
+                written += plot_sweep_field(payload, key, out / f"{prefix}{_field_file(key)}",
+                                            f"sweep {folder.resolve().name!r}", formats)
             for v in payload:
                 table += per_user_rows(str(folder / v["id"]), v["results"])
     buf = io.StringIO()
@@ -299,7 +360,7 @@ def report(inputs: list[str | Path], out: str | Path | None = None) -> list[Path
 
 
 def main(args) -> int:
-    written = report(args.inputs, args.out)
+    written = report(args.inputs, args.out, formats_of(getattr(args, "format", None) or "png"))
     for p in written:
         print(p)
     return 0

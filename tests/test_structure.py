@@ -129,11 +129,11 @@ def test_the_cloud_stage_sits_below_the_device_stage():
 FLOORS = (   # a module imports only modules on its own floor or below (data flows one way, see ARCHITECTURE.md)
     (0, ("kernels", "coda_jax.config", "coda_jax.config_check", "coda_jax.config_io", "coda_jax.progress",
          "coda_jax.config_sizes", "coda_jax.timing", "coda_jax.resources", "coda_jax.results_io",
-         "coda_jax.registry")),
+         "coda_jax.registry", "coda_jax.version", "coda_jax.provenance", "coda_jax.host")),
     (1, ("coda_jax.data", "coda_jax.models", "coda_jax.evaluate")),
     (2, ("coda_jax.cloud",)),
     (3, ("coda_jax.device",)),
-    (4, ("coda_jax.overhead", "coda_jax.planted", "coda_jax.results", "coda_jax.methods")),
+    (4, ("coda_jax.overhead", "coda_jax.planted", "coda_jax.results", "coda_jax.methods", "coda_jax.config_points")),
     (5, ("coda_jax.simulate",)),
     (6, ("coda_jax",)),
     (7, ("sims",)),

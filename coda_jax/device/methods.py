@@ -179,8 +179,11 @@ def matched_rows_per_user(cfg, methods: tuple[Method, ...]) -> int:
     return cfg.mpda.rows_per_user if any(m.matched_rows for m in methods) else 0
 
 
-def anchor(methods: tuple[Method, ...]) -> Method | None:
-    """The method the paired differences of a run are taken against: the first anchor it lists."""
+def anchor(methods: tuple[Method, ...], name: str | None = None) -> Method | None:
+    """The method the paired differences of a run are taken against: the one the config names (``name``:
+    ``eval.anchor``) when the run lists it; without ``name``, the first the registry marks as anchor (coda)."""
+    if name is not None:
+        return next((m for m in methods if m.name == name), None)
     return next((m for m in methods if m.anchor), None)
 
 

@@ -32,7 +32,7 @@ from coda_jax.models.features import tiny_features
 from coda_jax.models.lr import LR
 from coda_jax.models.pnn import PNN
 from coda_jax.models.wide_deep import WideDeep
-from coda_jax.registry import Registry, RegistryError, check_callable, expect, on_tiny_input
+from coda_jax.registry import Registry, RegistryError, check_callable, expect, expect_hashable, on_tiny_input
 
 MODELS: Registry[Callable] = Registry("register_model", "model.name", "model")
 CLASSIFIERS: Registry[Callable] = Registry("register_classifier", "classifier.kind", "classifier")
@@ -46,6 +46,7 @@ def check_model(where: str, factory: Callable) -> nn.Module:
     module = on_tiny_input(where, "the model factory", lambda: factory(ModelConfig(), *sizes.values()))
     expect(where, isinstance(module, nn.Module), f"the model factory must return a flax module, got "
                                                  f"{type(module).__name__}")
+    expect_hashable(where, "the model module", module)
     for field in ("num_users", "num_items"):
         expect(where, hasattr(module, field), f"the model must have a {field!r} field (a device copy clones it "
                                               "with its own vocabulary sizes)")
@@ -87,6 +88,7 @@ def check_classifier(where: str, factory: Callable) -> nn.Module:
     module = on_tiny_input(where, "the classifier factory", lambda: factory(ClassifierConfig()))
     expect(where, isinstance(module, nn.Module), f"the classifier factory must return a flax module, got "
                                                  f"{type(module).__name__}")
+    expect_hashable(where, "the classifier module", module)
     x = jnp.zeros((5, 4), jnp.float32)
     out = on_tiny_input(where, "the classifier", lambda: jax.eval_shape(
         lambda: module.apply(module.init(jax.random.PRNGKey(0), x), x)))
