@@ -174,13 +174,19 @@ class RetrievalConfig:
 @dataclasses.dataclass(frozen=True)
 class ClassifierConfig:
     kind: str = "logreg"           # "logreg" or "mlp"
-    negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
+    inputs: str = "vector"         # "vector" (sample vector), "vector_label", "fields" (genre one-hot, label, time
+                                   # since T0, profile one-hot), "din" (DIN's representation); coda_jax.device.inputs
+    negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (rows drawn from the whole pool)
+    keep_rule: str = "top_fraction"  # "top_fraction" (keep_fraction), "threshold" (score >= threshold; the classes
+                                   # are balanced) or "expected_purity" (the largest top set of estimated own share
+                                   # >= purity_target); coda_jax.device.train.keep_mask
     hidden: int = 32
     steps: int = 100
     learning_rate: float = 0.05
     l2: float = 1e-3
     keep_fraction: float = 0.9
     threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
+    purity_target: float = 0.9     # keep_rule expected_purity: the estimated own share the kept set must reach
 
 
 @dataclasses.dataclass(frozen=True)

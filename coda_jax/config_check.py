@@ -19,6 +19,8 @@ SPLITS = ("auto", "user_fraction", "global_time", "two_cutoff")
 MATCH_FROM = ("before_t0", "before_t1", "fresh")
 WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
+CLASSIFIER_INPUTS = ("vector", "vector_label", "fields", "din")   # coda_jax.device.inputs
+KEEP_RULES = ("top_fraction", "threshold", "expected_purity")     # coda_jax.device.train.keep_mask
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 SEED_LIMIT = 2 ** 32               # seeds are in [0, SEED_LIMIT): jax.random.PRNGKey keeps 32 bits (without x64)
@@ -157,6 +159,15 @@ def validate(cfg, source: str = "config"):
     ck("classifier.keep_fraction", 0.0 < k.keep_fraction <= 1.0, f"must be in (0, 1], got {k.keep_fraction}")
     ck("classifier.threshold", k.threshold < 0 or k.threshold <= 1.0,
        f"must be in [0, 1] (or negative to use keep_fraction), got {k.threshold}")
+    ck("classifier.inputs", k.inputs in CLASSIFIER_INPUTS,
+       f"must be one of {', '.join(CLASSIFIER_INPUTS)}, got {k.inputs!r}")
+    ck("classifier.inputs", k.inputs != "din" or cfg.model.name == "din",
+       f"'din' needs model.name: din (the model is {cfg.model.name!r})")
+    ck("classifier.keep_rule", k.keep_rule in KEEP_RULES,
+       f"must be one of {', '.join(KEEP_RULES)}, got {k.keep_rule!r}")
+    ck("classifier.threshold", k.keep_rule != "threshold" or 0.0 <= k.threshold <= 1.0,
+       f"keep_rule: threshold needs a threshold in [0, 1], got {k.threshold}")
+    ck("classifier.purity_target", 0.0 < k.purity_target <= 1.0, f"must be in (0, 1], got {k.purity_target}")
     f = cfg.finetune
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")

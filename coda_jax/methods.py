@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from coda_jax.config_check import add_method_name
@@ -43,6 +44,7 @@ class AugmentInputs:
       kept: bool [Nc] candidates the sample classifier keeps; candidate_score: float [Nc] its probability
         that each candidate is local-like.
       finetune: the fine-tuning config, its numbers (``aug_weight``, ...) possibly traced.
+      key: a PRNG key of the device for methods that draw (``coarse-subset``); None outside the device stage.
     """
 
     local: Rows
@@ -51,6 +53,7 @@ class AugmentInputs:
     kept: jnp.ndarray
     candidate_score: jnp.ndarray
     finetune: object
+    key: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +67,16 @@ class Method:
         aug_rows scalar)``: the parameters the lane's fine-tuning starts from (mpda's pass over its matched
         users), which matched users it accepted and how many rows it took from them.
       description: one line for the README / ``--help``.
+      reference: the lane reads the known answer (``Rows.own`` / ``Rows.fresh``): a reference row, not a
+        method a device can run; ``"planted"`` (any planted world) or ``"shift"`` (a planted world with a
+        shift); ``""`` for a method.
     """
 
     name: str
     augment: Callable | None
     start: Callable | None = None
     description: str = ""
+    reference: str = ""
 
     @property
     def finetunes(self) -> bool:
@@ -80,13 +87,13 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register_method(name: str, augment: Callable | None, *, start: Callable | None = None,
-                    description: str = "", replace: bool = False) -> Method:
+                    description: str = "", replace: bool = False, reference: str = "") -> Method:
     """Add a method to the registry (see the module docstring); returns its entry."""
     if not name or not isinstance(name, str):
         raise ValueError(f"register_method: a method needs a non-empty name, got {name!r}")
     if name in _REGISTRY and not replace:
         raise ValueError(f"register_method: {name!r} is registered already (pass replace=True)")
-    _REGISTRY[name] = Method(name, augment, start, description)
+    _REGISTRY[name] = Method(name, augment, start, description, reference)
     add_method_name(name)                          # configs may list it from now on
     return _REGISTRY[name]
 
@@ -123,6 +130,25 @@ def _coda(x: AugmentInputs):
     return x.candidates, x.kept * x.finetune.aug_weight
 
 
+def _coarse_subset(x: AugmentInputs):
+    """A uniformly random subset of the candidates, exactly as many as coda keeps (the filter's control)."""
+    mask = x.candidates.mask
+    u = jax.random.uniform(jax.random.fold_in(x.key, 7), mask.shape)
+    order = jnp.argsort(jnp.where(mask, u, jnp.inf))
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
+    chosen = mask & (rank < jnp.sum(x.kept & mask))
+    return x.candidates, chosen * x.finetune.aug_weight
+
+
+def _oracle_filter(x: AugmentInputs):
+    return x.candidates, (x.candidates.mask & x.candidates.own) * x.finetune.aug_weight
+
+
+def _oracle_filter_fresh(x: AugmentInputs):
+    c = x.candidates
+    return c, (c.mask & c.own & c.fresh) * x.finetune.aug_weight
+
+
 def _mpda_start(model, params, device, key, ft_cfg, settings):
     from coda_jax.device.train import mpda_trials   # noqa: PLC0415 - train imports this module's callers
 
@@ -137,3 +163,29 @@ register_method("local+coarse", _local_coarse, description="local rows + every c
 register_method("coda", _coda, description="local rows + the candidates its sample classifier keeps")
 register_method("mpda", _local_only, start=_mpda_start,
                 description="MPDA (KDD 2022): matched users' rows kept if the local AUC improves, then local rows")
+register_method("coarse-subset", _coarse_subset,
+                description="local rows + a random subset of the candidates as large as coda keeps (no selection)")
+register_method("oracle-filter", _oracle_filter, reference="planted",
+                description="reference: local rows + exactly the candidates of the user's own planted group")
+register_method("oracle-filter-fresh", _oracle_filter_fresh, reference="shift",
+                description="reference: local rows + the own-group candidates at or after the planted shift")
+
+CONTROLS = ("coarse-subset",)
+"""Controls every run with coda adds (after the listed methods)."""
+
+
+def run_methods(methods: tuple[str, ...], planted: bool, shift: bool) -> tuple[str, ...]:
+    """The lanes a run has: ``methods``, then the controls (when coda runs) and the reference lanes the world
+    supports (``oracle-filter`` on a planted world, ``oracle-filter-fresh`` where it has a shift), each once.
+
+    Raises:
+      ValueError: a listed reference lane the world cannot support (it would read an answer nobody knows).
+    """
+    for name in methods:
+        need = get_method(name).reference
+        if (need == "planted" and not planted) or (need == "shift" and not shift):
+            raise ValueError(f"methods: {name!r} needs a planted world{' with a shift' if need == 'shift' else ''} "
+                             "(it fine-tunes on the rows the planted answer marks)")
+    extra = list(CONTROLS) if "coda" in methods else []
+    extra += [m for m, need in (("oracle-filter", planted), ("oracle-filter-fresh", shift)) if need]
+    return tuple(methods) + tuple(m for m in extra if m not in methods)

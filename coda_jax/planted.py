@@ -13,6 +13,7 @@ Every reference row in ``Results.methods`` carries ``"reference": True``; it is 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -103,6 +104,41 @@ def own_group_shares(cfg: Config, data: Dataset, rows, kept: np.ndarray | None =
     out = {"chance": 1.0 / world.num_groups, "random": share(r_idx, r_mask), "candidates": share(c_idx, c_mask)}
     if kept is not None and "coda" in cfg.methods:
         out["kept"] = share(c_idx, c_mask & kept[:, :c_idx.shape[1]])
+    return out
+
+
+def _nanmean(x: np.ndarray, axis=None):
+    with warnings.catch_warnings():                 # an all-NaN slice (a user with no augmented row) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def _summary(per_user: np.ndarray, cfg: Config) -> dict:
+    ok = np.isfinite(per_user)
+    out = paired_bootstrap(per_user[ok], np.zeros(int(ok.sum())), cfg.eval.bootstrap, cfg.eval.confidence, cfg.seed)
+    return dict(out, users=int(ok.sum()))
+
+
+def filter_diagnostics(cfg: Config, data: Dataset, valid: np.ndarray, aug_own: np.ndarray,
+                       classifier_auc: np.ndarray) -> dict:
+    """How well the fine filter worked, on a planted world (``{}`` elsewhere): ``kept_own_share`` {method:
+    mean over valid users of the own-group share of its augmented rows} for every method that augments, and
+    ``classifier_auc`` {``own_vs_other``, and ``fresh_vs_stale`` where the world has a shift: the mean over
+    users of the classifier's per-user AUC on its candidates, with a bootstrap interval over users}.
+
+    Args:
+      valid: bool [S] the evaluated users; aug_own: float [R, M, S] (NaN where a method used no row);
+        classifier_auc: float [R, 2, S] (the device stage's, NaN where a user's candidates are of one kind).
+    """
+    world = data.table.planted
+    if world is None:
+        return {}
+    share = _nanmean(np.where(valid[None, None], aug_own, np.nan), axis=0)               # [M, S] over repeats
+    shares = {name: float(_nanmean(share[i])) for i, name in enumerate(cfg.methods) if np.isfinite(share[i]).any()}
+    auc = _nanmean(np.where(valid[None, None], classifier_auc, np.nan), axis=0)         # [2, S]
+    out = {"kept_own_share": shares, "classifier_auc": {"own_vs_other": _summary(auc[0], cfg)}}
+    if np.any(np.asarray(world.shift) != 0):
+        out["classifier_auc"]["fresh_vs_stale"] = _summary(auc[1], cfg)
     return out
 
 

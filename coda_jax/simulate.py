@@ -5,6 +5,7 @@ This module only orders the stages and assembles the results."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -19,7 +20,8 @@ from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
 from coda_jax.evaluate import paired_bootstrap
 from coda_jax.models import make_model, param_group
-from coda_jax.planted import add_references
+from coda_jax.methods import get_method, run_methods
+from coda_jax.planted import add_references, filter_diagnostics
 from coda_jax.resources import memory_report
 from coda_jax.results import Results
 from coda_jax.timing import Timer
@@ -39,6 +41,19 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
         if entry not in names:
             raise ConfigError(f"finetune.trainable: {entry!r} is neither a parameter group nor a top-level "
                               f"parameter of model {cfg.model.name!r}; known: {', '.join(sorted(names))}")
+
+
+def with_run_methods(cfg: Config, data: Dataset) -> Config:
+    """``cfg`` with the lanes its run has (:func:`coda_jax.methods.run_methods`): the listed methods, the
+    ``coarse-subset`` control when coda runs, and the ``oracle-filter`` (``-fresh``) reference lanes a planted
+    world (with a shift) supports."""
+    world = data.table.planted
+    shift = world is not None and bool(np.any(np.asarray(world.shift) != 0))
+    try:
+        methods = run_methods(tuple(cfg.methods), world is not None, shift)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return dataclasses.replace(cfg, methods=methods)
 
 
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
@@ -68,6 +83,8 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
     check_trainable(cfg, data)
+    cfgs = [with_run_methods(c, data) for c in cfgs]
+    cfg = cfgs[0]
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
     model, params, vectors, rows = cloud.model, cloud.params, cloud.vectors, cloud.rows
@@ -79,7 +96,8 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
                           "device_stage_cache_hits": dev["cache_hits"]})
     out = []
     for p, c in enumerate(cfgs):
-        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept", "kept_mask")}
+        point = {k: dev[k][p] for k in ("auc", "auc_mean", "aug_rows", "nonfinite", "kept", "kept_mask", "aug_own",
+                                        "classifier_auc")}
         start = time.perf_counter()
         res = assemble_results(c, data, model, params, vectors, rows, retrieval, dict(timer.timings), dev, point)
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
@@ -91,7 +109,8 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
 def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: UserRows, retrieval: dict,
                      timings: dict, dev: dict, point: dict) -> Results:
     """The :class:`Results` of one config from its device-stage arrays ``point`` (``auc`` [R, M, S],
-    ``auc_mean`` / ``aug_rows`` [M, S] or [R, M, S], ``nonfinite`` [R, M, S], ``kept`` [R, S])."""
+    ``auc_mean`` / ``aug_rows`` [M, S] or [R, M, S], ``nonfinite`` [R, M, S], ``kept`` [R, S], ``aug_own``
+    [R, M, S], ``classifier_auc`` [R, 2, S])."""
     methods_list = tuple(cfg.methods)
     has_labels = dev["valid"]
     user_ids = data.table.user_ids[data.users]
@@ -104,6 +123,8 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
                          "per_user": {str(uid): float(x) for uid, x in zip(user_ids[v], a[v])},
                          "nonfinite_logits": int(point["nonfinite"][:, i].sum()),
                          "diverged_users": int((has_labels & (point["nonfinite"][:, i] > 0).any(axis=0)).sum())}
+        if get_method(name).reference:     # reads the planted answer: a reference row, not a method
+            methods[name].update(reference=True, what=get_method(name).description)
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
             methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid[i] & np.isfinite(r[i])]))
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")
@@ -125,6 +146,7 @@ def assemble_results(cfg: Config, data: Dataset, model, params, vectors, rows: U
     # Known answers (planted world / two-cutoff split): reference rows and diagnostics, see coda_jax.planted.
     diagnostics = add_references(cfg, data, model, params, vectors, rows, has_labels, methods, comparisons,
                                  kept=point["kept_mask"][0])
+    diagnostics.update(filter_diagnostics(cfg, data, has_labels, point["aug_own"], point["classifier_auc"]))
     return Results(config=to_dict(cfg), methods=methods, comparisons=comparisons, augmentation=augmentation,
                    retrieval=retrieval, timings=timings, overhead=ovh, diagnostics=diagnostics,
                    data=dict(data.info, per_user_test_rows={str(uid): int(n) for uid, n in

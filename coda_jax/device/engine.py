@@ -26,6 +26,7 @@ from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
 from coda_jax.device.chunk import candidate_width, make_chunk
+from coda_jax.device.inputs import classifier_inputs, row_tags
 from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, StageSettings, structure
 from coda_jax.device.stage import USERS, device_stage
 from coda_jax.progress import progress_bar
@@ -185,7 +186,9 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
       devices: the devices the user axis is split over (default: every device JAX sees).
 
     Returns (simulated users in ``data.users`` order, ``S`` of them): ``auc`` / ``aug_rows`` float
-    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``kept`` float [P, R, S], ``kept_mask`` bool [P, R, S, Nc]
+    [P, R, M, S], ``nonfinite`` int [P, R, M, S], ``aug_own`` float [P, R, M, S] (own-group share of each
+    method's augmented rows; planted worlds), ``classifier_auc`` float [P, R, 2, S] (the classifier's AUC own-
+    vs other-group and fresh vs stale candidates, NaN where undefined), ``kept`` float [P, R, S], ``kept_mask`` bool [P, R, S, Nc]
     (which of each user's candidates, in ``rows.candidates`` order, its classifier kept), ``valid`` bool [S] (test rows
     hold both classes), ``vocab_size`` / ``user_rows`` int [S] (item / user rows of each device's model copy),
     ``compiles``, ``cache_hits``, ``compile_seconds``, ``shapes`` (distinct chunk shapes) and ``lanes``.
@@ -201,6 +204,10 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     auc = np.full((p, r, m, n_users), np.nan)
     aug_rows = np.zeros((p, r, m, n_users))
     nonfinite = np.zeros((p, r, m, n_users), np.int64)
+    aug_own = np.full((p, r, m, n_users), np.nan)
+    cls_auc = np.full((p, r, 2, n_users), np.nan)
+    inputs = classifier_inputs(cfg, data.table, model, params, vectors)    # what the classifier sees of each row
+    tags = row_tags(data.table)
     kept_mask = np.zeros((p, r, n_users, candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket)), bool)
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
@@ -219,6 +226,8 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
         auc[..., o] = np.moveaxis(out["auc"], 0, -1)[..., real]
         aug_rows[..., o] = np.moveaxis(out["aug_rows"], 0, -1)[..., real]
         nonfinite[..., o] = np.moveaxis(out["nonfinite"], 0, -1)[..., real]
+        aug_own[..., o] = np.moveaxis(out["aug_own"], 0, -1)[..., real]
+        cls_auc[..., o] = np.moveaxis(out["classifier_auc"], 0, -1)[..., real]
         kept_mask[:, :, o] = np.moveaxis(out["kept"], 0, 2)[:, :, real]
 
     pending = None
@@ -226,9 +235,9 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
         owners = slots[c * size:(c + 1) * size]
         lw = int(plan["local"][c])
         vw = vocab_widths.get(lw, (0, 0))
-        chunk = make_chunk(data.table, vectors, rows, owners, data.users, cfg.retrieval.max_candidates,
+        chunk = make_chunk(data.table, inputs, rows, owners, data.users, cfg.retrieval.max_candidates,
                            cfg.engine.min_bucket, cfg.finetune.row_users, matched_rows,
-                           widths={"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]})
+                           widths={"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]}, tags=tags)
         vocab_widths[lw] = (chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
         real = owners >= 0
@@ -245,7 +254,7 @@ def run_chunks(cfg, data, model, params, vectors: np.ndarray, rows: UserRows, nu
     if pending is not None:
         collect(pending)
     lock = settings.lockstep_users or size // n_dev
-    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite,
+    return {"auc": auc, "aug_rows": aug_rows, "nonfinite": nonfinite, "aug_own": aug_own, "classifier_auc": cls_auc,
             "kept": kept_mask.sum(axis=-1).astype(np.float64), "kept_mask": kept_mask,
             "valid": valid,
             "vocab_size": vocab_size, "user_rows": user_rows, "compiles": compiler.compiles,
