@@ -169,7 +169,7 @@ def test_planted_tags_and_lanes(planted_tiny):
     cfg, data, cloud, chunk = planted_tiny
     world, table = data.table.planted, data.table
     settings = StageSettings.from_config(cfg)
-    stage = jax.jit(user_stage, static_argnums=(0, 1))
+    stage = jax.jit(user_stage, static_argnums=(0, 1, 6))
     for u in range(6):
         c = jax.tree_util.tree_map(lambda x: x[u], chunk)
         rows = np.asarray(c.candidates.row)[np.asarray(c.candidates.mask)]
