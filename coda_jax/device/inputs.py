@@ -7,7 +7,7 @@ says of each row (:class:`~coda_jax.device.chunk.RowTags`), both built once per 
 * ``vector_label``: that vector and the row's label (1 = liked).
 * ``fields``: the row's own fields: its item's genre one-hot (``num_genres`` columns; on the planted worlds a
   cluster's one genre), the label, time since T0 (in global time quantiles: a row's quantile minus T0's), and
-  the one-hot of the user's profile attribute where the data has one (``table.profile``).
+  the one-hot of the user's profile attribute where the data has one (``table.user_profile``).
 * ``din``: DIN's own representation of the row (the target item's embedding and the attention-pooled liked and
   disliked history, ``3 * embed_dim`` columns); only where the model is DIN.
 
@@ -40,15 +40,16 @@ def time_since_t0(time: np.ndarray, cfg: Config) -> np.ndarray:
 def field_inputs(cfg: Config, table) -> np.ndarray:
     """The ``fields`` inputs of every table row: float32 [N, num_genres + 2 (+ P)] laid out as genre one-hot
     (genre id g in column g - 1; several genres of one item each set), label, time since T0, then the one-hot
-    of the profile attribute (``table.profile`` int [N], values 1..P, 0 = unknown) where the table has one."""
+    of the row owner's profile attribute (``table.user_profile`` int [num_users], values 1..P = ``num_profiles``,
+    0 = unknown) where the table has one."""
     n = len(table)
     genre = np.zeros((n, table.num_genres), np.float32)
     rows, cols = np.nonzero(table.genres > 0)
     genre[rows, table.genres[rows, cols] - 1] = 1.0
     parts = [genre, table.label.astype(np.float32)[:, None], time_since_t0(table.time, cfg)[:, None]]
-    profile = getattr(table, "profile", None)
-    if profile is not None:
-        values = int(getattr(table, "num_profiles", 0) or int(np.max(profile, initial=0)))
+    values = int(getattr(table, "num_profiles", 0) or 0)
+    if values:
+        profile = np.asarray(table.user_profile)[table.user]
         onehot = np.zeros((n, values), np.float32)
         ok = profile > 0
         onehot[np.flatnonzero(ok), profile[ok] - 1] = 1.0
