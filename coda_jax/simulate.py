@@ -34,7 +34,7 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
     """Every ``finetune.trainable`` entry must name a parameter group or a top-level parameter of the model
     (checked on parameter shapes only, before any training)."""
     table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres, table.num_profiles)
     params = jax.eval_shape(lambda: init_params(model, table, cfg.seed))
     names = set(params) | {param_group(k) for k in params}
     for entry in cfg.finetune.trainable:

@@ -10,6 +10,8 @@
   set sizes), through sparse item sets in blocks of query users (:mod:`coda_jax.cloud.overlap`; exact within a
   work budget, above it the most popular items are left out).
 - ``random_users``: users drawn at random.
+- ``planted_purity`` (planted worlds with antithetic pairs): a set share of own-group users
+  (:mod:`coda_jax.cloud.purity`).
 
 With a user-level algorithm, a user's coarse candidates are its matched users' pool rows, best-matched user
 first and each user's latest rows first, up to ``retrieval.max_candidates``. The matched users are also what

@@ -2,7 +2,8 @@
 its rows (local, coarse candidates, random pool rows, test) as one :class:`~coda_jax.cloud.output.CloudOutput`.
 
 Coarse matching is either sample-level (ScaNN / exact search over sample vectors, :mod:`coda_jax.cloud.retrieval`)
-or user-level (:mod:`coda_jax.cloud.matching`), as ``retrieval.matching`` says.
+or user-level (:mod:`coda_jax.cloud.matching`; ``planted_purity``: :mod:`coda_jax.cloud.purity`), as
+``retrieval.matching`` says.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from coda_jax.cloud.matching import candidates_from_users, match_users, pool_by_user, users_from_candidates
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
+from coda_jax.cloud.purity import planted_purity_match
 from coda_jax.cloud.retrieval import Candidates, coarse_match, make_searcher
 from coda_jax.cloud.search import search_report
 from coda_jax.config import Config, to_dict
@@ -50,7 +52,7 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     """
     timer = Timer()
     table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres, table.num_profiles)
     pool = np.flatnonzero(data.pool)
     with timer("cloud_pretrain"):
         params, losses = pretrain(model, table, np.flatnonzero(data.cloud_rows), cfg.cloud, cfg.seed, show_progress)
@@ -74,6 +76,11 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
             matched, _ = users_from_candidates(cands, table.user, r_cfg.matched_users)
         with timer("recall_check"):
             report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))
+    elif r_cfg.matching == "planted_purity":
+        with timer("coarse_match"):
+            matched, cands = planted_purity_match(r_cfg, table, pool_lists, data.users, cfg.seed + 3)
+        report.update(backend="planted", backend_reason=f"planted_purity: random own-group and partner-group users "
+                                                        f"(purity {r_cfg.purity:g})")
     else:
         with timer("coarse_match"):
             matched, sim = match_users(r_cfg, params, vectors, table.item, table.num_items, pool_lists,

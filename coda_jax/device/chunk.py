@@ -18,7 +18,9 @@ class Rows:
 
     Attributes:
       features: model-input dict, ``user`` [U, N] (always local user 0), ``item`` [U, N], ``genres`` [U, N, G],
-        ``hist_pos`` / ``hist_neg`` [U, N, L]; item ids are local-vocabulary indices.
+        ``hist_pos`` / ``hist_neg`` [U, N, L]; item ids are local-vocabulary indices. Where the data has a profile,
+        also ``profile`` [U, N]: the attribute of the row's owner (like its history, it stays the owner's with
+        ``row_users='own'``: a row field the sample classifier can read).
       label: float32 [U, N].
       mask: bool [U, N], False on padding.
       vector: float32 [U, N, D] what the sample classifier sees of each row (the cloud's sample vectors, or

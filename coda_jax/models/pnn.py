@@ -34,7 +34,7 @@ class PNN(FieldModel):
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
         v = embed_fields(f, self.num_users, self.num_items, self.num_genres, self.embed_dim, "embed",
-                         init=EMBED_INIT)                                                          # [B, 5, d]
+                         init=EMBED_INIT, num_profiles=self.num_profiles)                                                          # [B, 5, d]
         x = jnp.concatenate([v.reshape(*v.shape[:-2], -1), pairwise_inner(v)], axis=-1)           # [B, 5d + 10]
         rep = MLP(self.hidden, name="mlp")(x)                                                      # [B, H]
         logit = nn.Dense(1, name="out")(rep)[..., 0]
