@@ -183,8 +183,6 @@ def validate(cfg, source: str = "config"):
        f"'din' needs model.name: din (the model is {cfg.model.name!r})")
     ck("classifier.keep_rule", k.keep_rule in KEEP_RULES,
        f"must be one of {', '.join(KEEP_RULES)}, got {k.keep_rule!r}")
-    ck("classifier.threshold", k.keep_rule != "threshold" or 0.0 <= k.threshold <= 1.0,
-       f"keep_rule: threshold needs a threshold in [0, 1], got {k.threshold}")
     ck("classifier.purity_target", 0.0 < k.purity_target <= 1.0, f"must be in (0, 1], got {k.purity_target}")
     f = cfg.finetune
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")

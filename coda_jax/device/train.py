@@ -93,8 +93,8 @@ def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> 
 
     * ``top_fraction``: the top ``ceil(keep_fraction * n_valid)`` valid candidates by score; with
       ``cfg.threshold`` in [0, 1] (the older spelling of ``threshold``), those scored >= threshold instead.
-    * ``threshold``: valid candidates scored >= ``cfg.threshold`` (the classes are balanced, so 0.5 keeps rows
-      more likely under the local rows than under the negatives).
+    * ``threshold``: valid candidates scored >= ``cfg.threshold`` (0.5 while it is negative: the classes are
+      balanced, so 0.5 keeps rows more likely under the local rows than under the negatives).
     * ``expected_purity``: the largest top set whose mean :func:`own_posterior` is >= ``cfg.purity_target``
       (at least the best candidate).
 
@@ -110,7 +110,7 @@ def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> 
         n_keep = jnp.maximum(jnp.sum(jnp.cumprod(ok)), 1)      # the prefix mean only falls as rows are added
         return mask & (rank < n_keep)
     if rule == "threshold":
-        return mask & (scores >= cfg.threshold)
+        return mask & (scores >= jnp.where(cfg.threshold >= 0, cfg.threshold, 0.5))
     n_keep = jnp.ceil(cfg.keep_fraction * mask.sum()).astype(jnp.int32)
     return mask & jnp.where(cfg.threshold >= 0, scores >= cfg.threshold, rank < n_keep)
 
