@@ -22,6 +22,7 @@ from coda_jax.cloud.stage import cloud_key
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
+from coda_jax.data.profile import bayes_filter_auc
 from coda_jax.data.synthetic import REFERENCES, reference_logits
 from coda_jax.evaluate import grouped_auc, paired_bootstrap
 
@@ -137,6 +138,9 @@ def filter_diagnostics(cfg: Config, data: Dataset, valid: np.ndarray, aug_own: n
     shares = {name: float(_nanmean(share[i])) for i, name in enumerate(cfg.methods) if np.isfinite(share[i]).any()}
     auc = _nanmean(np.where(valid[None, None], classifier_auc, np.nan), axis=0)         # [2, S]
     out = {"kept_own_share": shares, "classifier_auc": {"own_vs_other": _summary(auc[0], cfg)}}
+    if getattr(cfg.synthetic, "profile", False):        # the attribute-only Bayes filter's AUC (coda_jax.data.profile)
+        out["classifier_auc"]["own_vs_other"]["bayes"] = bayes_filter_auc(cfg.synthetic.profile_signal,
+                                                                          cfg.synthetic.num_user_groups)["mean"]
     if np.any(np.asarray(world.shift) != 0):
         out["classifier_auc"]["fresh_vs_stale"] = _summary(auc[1], cfg)
     return out

@@ -190,3 +190,35 @@ def test_planted_tags_and_lanes(planted_tiny):
         score = np.asarray(out["candidate_score"])[np.asarray(c.candidates.mask)]
         if 0 < want_own.sum() < len(want_own):
             np.testing.assert_allclose(float(out["classifier_auc"][0]), roc_auc_score(want_own, score), atol=1e-5)
+
+
+def test_filter_figure_numbers_and_file(tmp_path):
+    """filter_points: coda − control per swept value from the per-user AUCs, kept shares from diagnostics;
+    the sweep report writes filter_<field>.png."""
+    from sims.report_data import filter_points
+
+    rng = np.random.default_rng(2)
+
+    def run(q):
+        coda, sub, coarse = (rng.random(30) for _ in range(3))
+        pu = lambda a: {str(i): float(x) for i, x in enumerate(a)}                       # noqa: E731
+        return {"config": {"synthetic": {"profile_signal": q}, "eval": {"bootstrap": 200, "confidence": 0.95}},
+                "methods": {"coda": {"auc": float(coda.mean()), "per_user": pu(coda)},
+                            "coarse-subset": {"auc": float(sub.mean()), "per_user": pu(sub)},
+                            "local+coarse": {"auc": float(coarse.mean()), "per_user": pu(coarse)}},
+                "diagnostics": {"kept_own_share": {"coda": q, "coarse-subset": 0.5}}}, coda - sub
+
+    made = [run(q) for q in (0.0, 0.5, 0.9)]
+    variants = [{"id": f"v{i}", "overrides": [f"synthetic.profile_signal={q}"], "results": r}
+                for i, (q, (r, _)) in enumerate(zip((0.0, 0.5, 0.9), made))]
+    values, diffs, shares = filter_points(variants, "synthetic.profile_signal")
+    assert values == [0.0, 0.5, 0.9]
+    np.testing.assert_allclose(diffs["coarse-subset"]["mean"], [d.mean() for _, d in made])
+    assert all(lo <= m <= hi for lo, m, hi in zip(diffs["coarse-subset"]["low"], diffs["coarse-subset"]["mean"],
+                                                   diffs["coarse-subset"]["high"]))
+    assert shares["coda"] == [0.0, 0.5, 0.9] and shares["coarse-subset"] == [0.5] * 3
+    pytest.importorskip("matplotlib")
+    from sims.report import plot_filter_field
+
+    path = plot_filter_field(variants, "synthetic.profile_signal", tmp_path / "filter.png", "t")
+    assert path.exists() and path.stat().st_size > 1000
