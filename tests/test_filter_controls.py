@@ -93,20 +93,21 @@ def test_keep_rules_against_numpy():
 
 
 def test_field_inputs_layout(tiny_data, tiny_cfg):
-    """genre one-hot, label, time since T0 (quantile units), as a plain loop over rows computes them."""
+    """(genre, label) one-hot, label, time since T0 (quantile units), as a plain loop over rows computes them."""
     from coda_jax.device.inputs import classifier_inputs, field_inputs
 
     table = tiny_data.table
     got = field_inputs(tiny_cfg, table)
-    assert got.shape == (len(table), table.num_genres + 2)
+    g = table.num_genres
+    assert got.shape == (len(table), 2 * g + 2)
     times = np.sort(table.time)
     t0 = np.quantile(table.time, tiny_cfg.data.cutoff_t0, method="higher")
     q0 = np.mean(times < t0)
     for r in range(0, len(table), 37):
-        want = np.zeros(table.num_genres + 2, np.float32)
-        for g in table.genres[r]:
-            if g > 0:
-                want[g - 1] = 1.0
+        want = np.zeros(2 * g + 2, np.float32)
+        for genre in table.genres[r]:
+            if genre > 0:
+                want[genre - 1 + (0 if table.label[r] > 0.5 else g)] = 1.0
         want[-2] = table.label[r]
         want[-1] = np.mean(times < table.time[r]) - q0
         np.testing.assert_allclose(got[r], want, atol=1e-6)

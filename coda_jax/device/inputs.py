@@ -5,8 +5,8 @@ says of each row (:class:`~coda_jax.device.chunk.RowTags`), both built once per 
 
 * ``vector``: the cloud model's sample vector (the one coarse matching searched over; the paper's choice).
 * ``vector_label``: that vector and the row's label (1 = liked).
-* ``fields``: the row's own fields: its item's genre one-hot (``num_genres`` columns; on the planted worlds a
-  cluster's one genre), the label, time since T0 (in global time quantiles: a row's quantile minus T0's), and
+* ``fields``: the row's own fields: the one-hot of its item's genre and its label (``2 * num_genres`` columns;
+  on the planted worlds a cluster's one genre), the label, time since T0 (in global time quantiles: a row's quantile minus T0's), and
   the one-hot of the user's profile attribute where the data has one (``table.user_profile``).
 * ``din``: DIN's own representation of the row (the target item's embedding and the attention-pooled liked and
   disliked history, ``3 * embed_dim`` columns); only where the model is DIN.
@@ -38,14 +38,17 @@ def time_since_t0(time: np.ndarray, cfg: Config) -> np.ndarray:
 
 
 def field_inputs(cfg: Config, table) -> np.ndarray:
-    """The ``fields`` inputs of every table row: float32 [N, num_genres + 2 (+ P)] laid out as genre one-hot
-    (genre id g in column g - 1; several genres of one item each set), label, time since T0, then the one-hot
-    of the row owner's profile attribute (``table.user_profile`` int [num_users], values 1..P = ``num_profiles``,
+    """The ``fields`` inputs of every table row: float32 [N, 2 * num_genres + 2 (+ P)] laid out as the one-hot of
+    (genre, label): genre id g in column g - 1 for a liked row, in column num_genres + g - 1 for a disliked one
+    (several genres of one item each set; their sum is the genre one-hot, so a linear classifier can read the
+    genre alone or a taste, which genres the user likes), then the label, time since T0, and the one-hot of the
+    row owner's profile attribute (``table.user_profile`` int [num_users], values 1..P = ``num_profiles``,
     0 = unknown) where the table has one."""
-    n = len(table)
-    genre = np.zeros((n, table.num_genres), np.float32)
+    n, g = len(table), table.num_genres
+    liked = table.label > 0.5
+    genre = np.zeros((n, 2 * g), np.float32)
     rows, cols = np.nonzero(table.genres > 0)
-    genre[rows, table.genres[rows, cols] - 1] = 1.0
+    genre[rows, table.genres[rows, cols] - 1 + np.where(liked[rows], 0, g)] = 1.0
     parts = [genre, table.label.astype(np.float32)[:, None], time_since_t0(table.time, cfg)[:, None]]
     values = int(getattr(table, "num_profiles", 0) or 0)
     if values:
