@@ -67,8 +67,8 @@ class SyntheticConfig:
     drift: float = 0.5             # groups world: how much a user's taste moves from its first to its last row
     base_logit: float = 0.0
     # planted: groups in antithetic pairs (group 2k+1's cluster tastes and shifts are minus group 2k's), each group's
-    # logits offset so that every group has the same click rate under its exposure (nothing but the taste's sign
-    # tells a pair apart); needs an even num_user_groups
+    # logits offset so that every group has the same click rate under its exposure before any shift (nothing but
+    # the taste's sign tells a pair apart); needs an even num_user_groups
     antithetic: bool = False
     profile: bool = False          # planted: every user carries a profile attribute (a row field and a model feature)
     profile_signal: float = 0.9    # planted, profile: P(attribute = the user's group) = q + (1 - q) / groups

@@ -60,12 +60,9 @@ class PlantedWorld:
 
     @property
     def antithetic(self) -> bool:
-        """Whether the groups come in antithetic pairs (``synthetic.antithetic``)."""
+        """Whether the groups come in antithetic pairs (``synthetic.antithetic``; group ``h``'s partner is
+        ``h ^ 1``)."""
         return self.group_offset is not None
-
-    def partner(self, group: np.ndarray) -> np.ndarray:
-        """The antithetic partner of each group index (``2k <-> 2k + 1``)."""
-        return np.asarray(group) ^ 1
 
 
 def user_offset(world: PlantedWorld, user_id: np.ndarray) -> np.ndarray:
@@ -246,8 +243,9 @@ def balancing_offsets(cfg: SyntheticConfig, taste: np.ndarray, cluster: np.ndarr
     Group ``g``'s expected click rate under its exposure law (item ``i`` drawn with weight
     ``exp(exposure * taste[g, c_i] + b_i)``; personal offsets, which are not group-related, left out) is
     ``sum_i w_gi sigmoid(base + o_g + b_i + taste[g, c_i]) / sum_i w_gi``; ``o_g`` solves it equal to the rate
-    with ``taste = 0`` (bisection). Without it a pair's rates differ by chance (the mean of ``sigmoid(b + t)``
-    over clusters is not that of ``sigmoid(b - t)``), and every user's bias term would reveal its group.
+    with ``taste = 0`` (bisection), before any shift. Without it a pair's rates differ by chance (the mean of
+    ``sigmoid(b + t)`` over clusters is not that of ``sigmoid(b - t)``), and every user's bias term would reveal
+    its group.
     """
     item_taste = taste[:, cluster]                                        # [G, I]
     w = np.exp(cfg.exposure * item_taste + popularity[None, :] - popularity.max())

@@ -31,9 +31,9 @@ class DeepFM(FieldModel):
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
-        linear = first_order(f, self.num_users, self.num_items, self.num_genres, self.num_profiles).sum(-1)             # [B]
+        linear = first_order(f, self.num_users, self.num_items, self.num_genres, self.num_profiles).sum(-1)    # [B]
         v = embed_fields(f, self.num_users, self.num_items, self.num_genres, self.embed_dim, "embed",
-                         init=EMBED_INIT, num_profiles=self.num_profiles)                                                            # [B, 5, d]
+                         init=EMBED_INIT, num_profiles=self.num_profiles)                   # [B, F, d]
         fm = fm_interaction(v)                                                                       # [B]
         rep = MLP(self.hidden, name="mlp")(v.reshape(*v.shape[:-2], -1))                             # [B, H]
         deep = nn.Dense(1, name="out")(rep)[..., 0]
