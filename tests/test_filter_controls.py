@@ -4,6 +4,7 @@ classifier's inputs and keep rules, each checked against a numpy reference."""
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,7 @@ def test_field_inputs_layout(tiny_data, tiny_cfg):
         np.testing.assert_allclose(got[r], want, atol=1e-6)
     vec = np.ones((len(table), 3), np.float32)
     cfg = dataclasses.replace(tiny_cfg, classifier=dataclasses.replace(tiny_cfg.classifier, inputs="vector_label"))
-    vl = classifier_inputs(cfg, table, None, None, vec)
+    vl = classifier_inputs(cfg, table, None, types.SimpleNamespace(vectors=vec, params=None))
     np.testing.assert_array_equal(vl, np.concatenate([vec, table.label[:, None]], axis=1))
 
 
@@ -142,7 +143,7 @@ def planted_tiny():
     """A tiny planted world (a shift, lr), its cloud stage and one packed chunk with the world's row tags."""
     from coda_jax.cloud.stage import cloud_stage
     from coda_jax.data.dataset import make_dataset
-    from coda_jax.device.chunk import make_chunk
+    from coda_jax.device.chunk import ChunkSpec, make_chunk
     from coda_jax.device.inputs import row_tags
 
     cfg = tiny_config()
@@ -156,8 +157,8 @@ def planted_tiny():
     data = make_dataset(cfg)
     cloud = cloud_stage(cfg, data, show_progress=False)
     tags = row_tags(data.table)
-    chunk = make_chunk(data.table, cloud.vectors, cloud.rows, np.arange(6), data.users, cfg.retrieval.max_candidates,
-                       cfg.engine.min_bucket, "own", tags=tags)
+    spec = ChunkSpec(cfg.retrieval.max_candidates, cfg.engine.min_bucket, "own", tags=tags)
+    chunk = make_chunk(data.table, cloud.vectors, cloud.rows, np.arange(6), data.users, spec)
     return cfg, data, cloud, chunk
 
 
@@ -169,8 +170,8 @@ def test_planted_tags_and_lanes(planted_tiny):
 
     cfg, data, cloud, chunk = planted_tiny
     world, table = data.table.planted, data.table
-    settings = StageSettings.from_config(cfg)
-    stage = jax.jit(user_stage, static_argnums=(0, 1, 6))
+    settings = dataclasses.replace(StageSettings.from_config(cfg), with_logits=True)
+    stage = jax.jit(user_stage, static_argnums=(0, 1))
     for u in range(6):
         c = jax.tree_util.tree_map(lambda x: x[u], chunk)
         rows = np.asarray(c.candidates.row)[np.asarray(c.candidates.mask)]
@@ -179,8 +180,7 @@ def test_planted_tags_and_lanes(planted_tiny):
         want_fresh = table.time[rows] >= world.shift_time
         np.testing.assert_array_equal(np.asarray(c.candidates.own)[np.asarray(c.candidates.mask)], want_own)
         np.testing.assert_array_equal(np.asarray(c.candidates.fresh)[np.asarray(c.candidates.mask)], want_fresh)
-        out = stage(cloud.model, settings, cloud.params, c, StageNumbers.from_config(cfg), jax.random.PRNGKey(u),
-                    True)
+        out = stage(cloud.model, settings, cloud.params, c, StageNumbers.from_config(cfg), jax.random.PRNGKey(u))
         m = {name: i for i, name in enumerate(cfg.methods)}
         aug = np.asarray(out["aug_rows"])
         assert aug[m["coarse-subset"]] == aug[m["coda"]] == np.asarray(out["kept"]).sum()
