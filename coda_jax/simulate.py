@@ -92,7 +92,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
     check_trainable(cfg, data)
-    cfgs = [with_run_methods(c, data) for c in cfgs]
+    given, cfgs = cfgs, [with_run_methods(c, data) for c in cfgs]
     cfg = cfgs[0]
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
@@ -105,6 +105,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     for p, c in enumerate(cfgs):
         start = time.perf_counter()
         res = assemble_results(c, data, cloud, dev.point(p), dict(timer.timings))
+        res.config = to_dict(given[p])   # as given: a rerun or resumed sweep matches it (lanes added are in methods)
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
         res.memory = memory_report()
         out.append(res)
