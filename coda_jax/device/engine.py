@@ -210,7 +210,8 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
     widths = {"local": int(plan["local"].max(initial=1)), "test": int(plan["test"]),
               "candidates": candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket),
               "matched": spec.matched_rows * cfg.retrieval.matched_users}
-    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], cloud.vectors.shape[1])
+    # the chunks carry the classifier inputs (classifier.inputs), not necessarily the sample vectors' width
+    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], inputs.shape[1])
     if too_big:                      # the data's widths are known now: before the first chunk is packed
         raise ConfigError(f"config: {too_big}")
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
