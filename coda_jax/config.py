@@ -32,8 +32,9 @@ __all__ = [
     "IMPLICIT_LABELS", "MATCHINGS", "MATCH_FROM", "METHODS", "MODEL_NAMES", "RETIRED", "SEED_LIMIT", "SPLITS",
     "TAOBAO_BEHAVIORS", "TRAINABLE_GROUPS", "WORLDS", "ClassifierConfig", "CloudConfig", "Config",
     "ConfigError", "DataConfig", "EngineConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "MpdaConfig",
-    "RetrievalConfig", "SyntheticConfig", "add_method_name", "check_memory", "drop_retired", "from_dict", "from_dict_unchecked", "load",
-    "load_all", "merge", "parse_value", "parse_yaml", "to_dict", "validate", "with_overrides"
+    "RetrievalConfig", "SyntheticConfig", "add_method_name", "check_memory", "data_seed", "drop_retired",
+    "from_dict", "from_dict_unchecked", "load", "load_all", "merge", "parse_value", "parse_yaml", "to_dict",
+    "validate", "with_overrides"
 ]
 
 
@@ -67,6 +68,15 @@ class SyntheticConfig:
     item_scale: float = 0.5        # spread of item popularity
     drift: float = 0.5             # groups world: how much a user's taste moves from its first to its last row
     base_logit: float = 0.0
+    # planted: groups in antithetic pairs (group 2k+1's cluster tastes and shifts are minus group 2k's), each group's
+    # logits offset so that every group has the same click rate under its exposure before any shift (nothing but
+    # the taste's sign tells a pair apart); needs an even num_user_groups
+    antithetic: bool = False
+    profile: bool = False          # planted: every user carries a profile attribute (a row field and a model feature)
+    profile_signal: float = 0.9    # planted, profile: P(attribute = the user's group) = q + (1 - q) / groups
+                                   # (the attribute is the group with probability q, uniform over groups otherwise)
+    profile_effect: float = 0.0    # planted, profile: the attribute's own click-logit effect, +e / -e for the
+                                   # first / second attribute of each pair (a base rate the cloud model can learn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +146,9 @@ class DataConfig:
     max_users: int = 0             # simulate only the first N users (0 = all); the pool keeps everyone
     path: str | None = None        # single-file sources (amazon, taobao, csv): the interactions file
     skip_bad_rows: bool = False    # drop and count malformed / duplicate rows instead of failing on the first
+    # the seed of the data: the synthetic world and any sampling of the data (a reader's sampled negatives); unset
+    # (null): the run's seed. Runs with one data.seed and different seeds are repeats of one world (coda-sim combine)
+    seed: int | None = None
     csv: CsvConfig = CsvConfig()
     taobao: TaobaoConfig = TaobaoConfig()
     amazon: AmazonConfig = AmazonConfig()
@@ -171,18 +184,26 @@ class RetrievalConfig:
     # "item_overlap", "random_users" (candidates = the matched users' rows). See coda_jax.cloud.matching.
     matching: str = "item_overlap"
     matched_users: int = 10        # users matched per user (user-level matching; the users mpda goes through)
+    purity: float = 0.5            # planted_purity: round(purity * matched_users) users from the own group, the rest
+                                   # from its antithetic partner group (a set own-group share of the candidates)
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassifierConfig:
     kind: str = "logreg"           # "logreg" or "mlp"
-    negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (random pool rows)
+    inputs: str = "vector"         # "vector" (sample vector), "vector_label", "fields" (genre one-hot, label, time
+                                   # since T0, profile one-hot), "din" (DIN's representation); coda_jax.device.inputs
+    negatives: str = "candidates"  # "candidates" (the coarse set) or "random" (rows drawn from the whole pool)
+    keep_rule: str = "top_fraction"  # "top_fraction" (keep_fraction), "threshold" (score >= threshold; the classes
+                                   # are balanced) or "expected_purity" (the largest top set of estimated own share
+                                   # >= purity_target); coda_jax.device.train.keep_mask
     hidden: int = 32
     steps: int = 100
     learning_rate: float = 0.05
     l2: float = 1e-3
     keep_fraction: float = 0.9
     threshold: float = -1.0        # if in [0, 1]: keep candidates scored >= threshold instead of a fraction
+    purity_target: float = 0.9     # keep_rule expected_purity: the estimated own share the kept set must reach
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +269,11 @@ class Config:
     mpda: MpdaConfig = MpdaConfig()
     engine: EngineConfig = EngineConfig()
     eval: EvalConfig = EvalConfig()
+
+
+def data_seed(cfg: Config) -> int:
+    """The seed that draws the data (``data.seed``, or the run's ``seed`` when it is unset)."""
+    return cfg.seed if cfg.data.seed is None else cfg.data.seed
 
 
 def from_dict(data: dict, source: str = "config") -> Config:

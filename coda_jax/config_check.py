@@ -11,7 +11,7 @@ from coda_jax.config_sizes import memory_error, size_errors
 
 METHODS = ("global", "local", "local+random", "local+coarse", "coda", "mpda")   # built in (coda_jax.device.methods)
 DEFAULT_METHODS = METHODS[:5]      # mpda (a scan over matched users per device) is opt-in: it costs the most
-MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users")
+MATCHINGS = ("sample", "user_embedding", "item_overlap", "random_users", "planted_purity")
 MODEL_NAMES = ("din", "lr", "deepfm", "wide_deep", "pnn")
 DATA_SOURCES = ("synthetic", "movielens100k", "movielens1m", "movielens_csv", "amazon", "taobao", "csv")
 DIR_SOURCES = ("movielens100k", "movielens1m", "movielens_csv")  # read from data.data_dir
@@ -21,6 +21,8 @@ SPLITS = ("auto", "user_fraction", "global_time", "two_cutoff")
 MATCH_FROM = ("before_t0", "before_t1", "fresh")
 WORLDS = ("planted", "groups")
 IMPLICIT_LABELS = ("behaviors", "sampled_negatives")
+CLASSIFIER_INPUTS = ("vector", "vector_label", "fields", "din")   # coda_jax.device.inputs
+KEEP_RULES = ("top_fraction", "threshold", "expected_purity")     # coda_jax.device.train.keep_mask
 CSV_TARGETS = ("rating", "label")
 TRAINABLE_GROUPS = ("dense", "user", "item", "genre")
 DEFAULT_ANCHOR = "coda"           # eval.anchor: the method the paired differences start from (none where absent)
@@ -60,6 +62,16 @@ def known_names(key: str) -> tuple[str, ...]:
     return tuple(_NAMES[key])
 
 
+def _check_profile_world(s, ck) -> None:
+    """The planted world's antithetic pairs and profile attribute (``synthetic.antithetic`` / ``profile*``)."""
+    ck("synthetic.antithetic", not s.antithetic or (s.world == "planted" and s.num_user_groups % 2 == 0),
+       f"needs synthetic.world: planted and an even synthetic.num_user_groups, got {s.world!r} and "
+       f"{s.num_user_groups}")
+    ck("synthetic.profile", not s.profile or s.world == "planted", "needs synthetic.world: planted")
+    ck("synthetic.profile_signal", 0.0 <= s.profile_signal <= 1.0, f"must be in [0, 1], got {s.profile_signal}")
+    ck("synthetic.profile_effect", s.profile_effect >= 0, f"must be >= 0, got {s.profile_effect}")
+
+
 def validate(cfg, source: str = "config"):
     """Check every value's range of ``cfg`` (a :class:`coda_jax.config.Config`) and return it; raise
     :class:`ConfigError` naming ``source`` and the dotted key."""
@@ -69,6 +81,8 @@ def validate(cfg, source: str = "config"):
 
     ck("seed", 0 <= cfg.seed < SEED_LIMIT,
        f"must be in [0, 2^32) (JAX keys take 32 bits: seeds s and s + 2^32 would share keys), got {cfg.seed}")
+    ck("data.seed", cfg.data.seed is None or 0 <= cfg.data.seed < SEED_LIMIT,
+       f"must be unset (the run's seed) or in [0, 2^32), got {cfg.data.seed}")
     ck("methods", len(cfg.methods) > 0, "must name at least one method")
     ck("methods", len(set(cfg.methods)) == len(cfg.methods), f"lists a method twice: {list(cfg.methods)}")
     for m in cfg.methods:
@@ -137,6 +151,7 @@ def validate(cfg, source: str = "config"):
     for key in ("taste_scale", "personal_scale", "item_scale", "drift", "shift_scale", "exposure"):
         ck(f"synthetic.{key}", getattr(s, key) >= 0, f"must be >= 0, got {getattr(s, key)}")
     ck("synthetic.shift_time", 0.0 <= s.shift_time <= 1.0, f"must be in [0, 1], got {s.shift_time}")
+    _check_profile_world(s, ck)
     m = cfg.model
     models = known_names("model.name")
     ck("model.name", m.name in models, f"unknown model {m.name!r}; known: {', '.join(models)}")
@@ -158,6 +173,11 @@ def validate(cfg, source: str = "config"):
     matchings = known_names("retrieval.matching")
     ck("retrieval.matching", r.matching in matchings, f"must be one of {', '.join(matchings)}, got {r.matching!r}")
     ck("retrieval.matched_users", r.matched_users >= 1, f"must be >= 1, got {r.matched_users}")
+    ck("retrieval.purity", 0.0 <= r.purity <= 1.0, f"must be in [0, 1], got {r.purity}")
+    if r.matching == "planted_purity":
+        ck("retrieval.matching", d.source == "synthetic" and s.world == "planted" and s.antithetic,
+           "planted_purity needs a planted world with antithetic group pairs (data.source: synthetic, "
+           "synthetic.world: planted, synthetic.antithetic: true)")
     ck("mpda.rows_per_user", cfg.mpda.rows_per_user >= 1, f"must be >= 1, got {cfg.mpda.rows_per_user}")
     ck("mpda.steps", cfg.mpda.steps >= 1, f"must be >= 1, got {cfg.mpda.steps}")
     k = cfg.classifier
@@ -172,6 +192,13 @@ def validate(cfg, source: str = "config"):
     ck("classifier.keep_fraction", 0.0 < k.keep_fraction <= 1.0, f"must be in (0, 1], got {k.keep_fraction}")
     ck("classifier.threshold", k.threshold < 0 or k.threshold <= 1.0,
        f"must be in [0, 1] (or negative to use keep_fraction), got {k.threshold}")
+    ck("classifier.inputs", k.inputs in CLASSIFIER_INPUTS,
+       f"must be one of {', '.join(CLASSIFIER_INPUTS)}, got {k.inputs!r}")
+    ck("classifier.inputs", k.inputs != "din" or cfg.model.name == "din",
+       f"'din' needs model.name: din (the model is {cfg.model.name!r})")
+    ck("classifier.keep_rule", k.keep_rule in KEEP_RULES,
+       f"must be one of {', '.join(KEEP_RULES)}, got {k.keep_rule!r}")
+    ck("classifier.purity_target", 0.0 < k.purity_target <= 1.0, f"must be in (0, 1], got {k.purity_target}")
     f = cfg.finetune
     ck("finetune.steps", f.steps >= 1, f"must be >= 1, got {f.steps}")
     ck("finetune.batch_size", f.batch_size >= 1, f"must be >= 1, got {f.batch_size}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coda_jax.config import drop_retired, from_dict, to_dict
+from coda_jax.config import data_seed, drop_retired, from_dict, to_dict
 
 
 def grouped_auc(owner: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_groups: int) -> np.ndarray:
@@ -109,6 +109,29 @@ not change a user's expected result (chunking and padding, tested to be result-n
 ``eval.repeats``, which averages device keys)."""
 
 
+def check_same_data(results: list[dict], names: list[str]) -> None:
+    """Raise ValueError, naming both files, unless every run saw the data of the first.
+
+    Runs carry ``data.fingerprint`` (a hash of the rows and the split, :func:`coda_jax.data.dataset.fingerprint`);
+    where one lacks it (a results.json from before fingerprints), runs of the synthetic source must share their
+    data seed (``data.seed``, or ``seed`` where it is unset), which draws the world."""
+    prints = [(r.get("data") or {}).get("fingerprint") for r in results]
+    if all(prints):
+        for i in range(1, len(results)):
+            if prints[i] != prints[0]:
+                raise ValueError(f"combine_runs: {names[i]} (run {i}) saw other data than {names[0]} (run 0): dataset "
+                                 f"fingerprints {prints[i]} and {prints[0]} differ (a synthetic world is drawn by "
+                                 f"data.seed, or by seed where it is unset: repeats of one world share data.seed)")
+        return
+    seeds = [data_seed(from_dict(drop_retired(r["config"]), source=n)) for r, n in zip(results, names)]
+    source = results[0]["config"].get("data", {}).get("source", "synthetic")
+    for i in range(1, len(results)):
+        if source == "synthetic" and seeds[i] != seeds[0]:
+            raise ValueError(f"combine_runs: {names[i]} (run {i}) holds another synthetic world than {names[0]} "
+                             f"(run 0): data seeds {seeds[i]} and {seeds[0]} (data.seed, or seed where it is unset; "
+                             f"no dataset fingerprint in these results to say more)")
+
+
 def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float = 0.95,
                  reference: str = "coda", sources: list[str] | None = None) -> dict:
     """Average several runs that differ only in their seed, user by user.
@@ -132,7 +155,8 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
       ValueError: fewer than two runs; a run that is not a results.json dict (no ``config`` or ``methods``,
         an invalid config, a method without ``per_user`` AUCs); two runs with the same seed (the same run
         twice counts its noise twice); runs whose configs differ outside :data:`RESULT_NEUTRAL` (the
-        message names the first differing section). Every message names the run's source.
+        message names the first differing section); runs that saw different data (:func:`check_same_data`).
+        Every message names the run's source.
     """
     names = list(sources) if sources is not None else [f"run {i}" for i in range(len(results))]
     if len(names) != len(results):
@@ -171,6 +195,7 @@ def combine_runs(results: list[dict], num_samples: int = 2000, confidence: float
             key = next(k for k in sorted(set(base) | set(cfg)) if base.get(k) != cfg.get(k))
             raise ValueError(f"combine_runs: {name} (run {i}) differs from {names[0]} (run 0) in config section "
                              f"{key!r} (only {', '.join(RESULT_NEUTRAL)} may differ)")
+    check_same_data(results, names)
     methods = [m for m in results[0]["methods"] if all(m in r["methods"] for r in results)]
     if not methods:
         raise ValueError(f"combine_runs: no method is in every run ({', '.join(names)})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from coda_jax.cloud.stage import cloud_key
 from coda_jax.config import Config
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import pad_rows
+from coda_jax.data.profile import bayes_filter_auc
 from coda_jax.data.synthetic import REFERENCES, reference_logits
 from coda_jax.device.methods import anchor
 from coda_jax.evaluate import grouped_auc, paired_bootstrap
@@ -108,6 +110,45 @@ def own_group_shares(data: Dataset, rows, kept: np.ndarray | None = None) -> dic
     return out
 
 
+def _nanmean(x: np.ndarray, axis=None):
+    with warnings.catch_warnings():                 # an all-NaN slice (a user with no augmented row) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def _summary(per_user: np.ndarray, cfg: Config) -> dict:
+    ok = np.isfinite(per_user)
+    out = paired_bootstrap(per_user[ok], np.zeros(int(ok.sum())), cfg.eval.bootstrap, cfg.eval.confidence, cfg.seed)
+    return dict(out, users=int(ok.sum()))
+
+
+def filter_diagnostics(cfg: Config, data: Dataset, dev) -> dict:
+    """How well the fine filter worked, on a planted world (``{}`` elsewhere): ``kept_own_share`` {method:
+    mean over valid users of the own-group share of its augmented rows} for every method that augments, and
+    ``classifier_auc`` {``own_vs_other``, and ``fresh_vs_stale`` where the world has a shift: the mean over
+    users of the classifier's per-user AUC on its candidates, with a bootstrap interval over users}.
+
+    Args:
+      dev: one sweep point's :class:`~coda_jax.device.output.DeviceOutput`: ``valid`` bool [S] the evaluated
+        users, ``aug_own`` float [1, R, M, S] (NaN where a method used no row), ``classifier_auc`` float
+        [1, R, 2, S] (NaN where a user's candidates are of one kind).
+    """
+    world = data.table.planted
+    if world is None:
+        return {}
+    valid, aug_own, classifier_auc = dev.valid, dev.aug_own[0], dev.classifier_auc[0]
+    share = _nanmean(np.where(valid[None, None], aug_own, np.nan), axis=0)               # [M, S] over repeats
+    shares = {m.name: float(_nanmean(share[i])) for i, m in enumerate(dev.methods) if np.isfinite(share[i]).any()}
+    auc = _nanmean(np.where(valid[None, None], classifier_auc, np.nan), axis=0)         # [2, S]
+    out = {"kept_own_share": shares, "classifier_auc": {"own_vs_other": _summary(auc[0], cfg)}}
+    if getattr(cfg.synthetic, "profile", False):        # the attribute-only Bayes filter's AUC (coda_jax.data.profile)
+        out["classifier_auc"]["own_vs_other"]["bayes"] = bayes_filter_auc(cfg.synthetic.profile_signal,
+                                                                          cfg.synthetic.num_user_groups)["mean"]
+    if np.any(np.asarray(world.shift) != 0):
+        out["classifier_auc"]["fresh_vs_stale"] = _summary(auc[1], cfg)
+    return out
+
+
 # ----------------------------------------------------------------------------- the hook
 
 _LAST: dict = {}
@@ -176,5 +217,6 @@ def references(cfg: Config, data: Dataset, cloud, dev, methods: dict) -> Referen
     if table.planted is not None:
         kept = dev.kept_mask[0, 0] if any(m.keeps_candidates for m in dev.methods) else None
         diagnostics["own_group_share"] = own_group_shares(data, rows, kept)
+        diagnostics.update(filter_diagnostics(cfg, data, dev))
     diagnostics["references_seconds"] = time.perf_counter() - t
     return References(rows=out, comparisons=comparisons, diagnostics=diagnostics)

@@ -113,6 +113,14 @@ class Results:
         if share:
             lines.append("own-group share of augmented rows: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in share.items()))
+        own = self.diagnostics.get("kept_own_share")
+        if own:
+            lines.append("own-group share of each method's augmented rows: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in own.items()))
+        for what, a in self.diagnostics.get("classifier_auc", {}).items():
+            lines.append(f"sample classifier AUC, {what.replace('_', ' ')} candidates: {a['mean']:.3f} "
+                         f"[{a['low']:.3f}, {a['high']:.3f}] ({a['users']} users)"
+                         + (f"; Bayes filter {a['bayes']:.3f}" if a.get("bayes") is not None else ""))
         if self.diagnostics.get("gap_closed") is not None:
             lines.append(f"coda closes {self.diagnostics['gap_closed']:.1%} of the global to group-oracle gap")
         r = self.retrieval

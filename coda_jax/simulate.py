@@ -5,6 +5,7 @@ This module only orders the stages and assembles the results."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -18,7 +19,7 @@ from coda_jax.config import Config, ConfigError, check_memory, to_dict
 from coda_jax.config_points import check_configs
 from coda_jax.data.dataset import Dataset, make_dataset
 from coda_jax.device.engine import device_keys, run_device_stage
-from coda_jax.device.methods import anchor, get_method, matched_rows_per_user
+from coda_jax.device.methods import anchor, get_method, matched_rows_per_user, run_methods
 from coda_jax.device.multihost import run_device_stage_processes
 from coda_jax.device.output import DeviceOutput
 from coda_jax.evaluate import paired_bootstrap
@@ -45,7 +46,7 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
     data without genres are only the padding row, so fine-tuning them would change nothing and every method
     would score as the cloud model."""
     table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres, table.num_profiles)
     params = jax.eval_shape(lambda: init_params(model, table, cfg.seed))
     names = set(params) | {param_group(k) for k in params}
     for entry in cfg.finetune.trainable:
@@ -56,6 +57,19 @@ def check_trainable(cfg: Config, data: Dataset) -> None:
             raise ConfigError(f"finetune.trainable: {entry!r} names genre weights, but the data ({table.name}) has "
                               "no genres, so fine-tuning them changes nothing (every method would score as "
                               "global); train other groups (dense, user, item) or give the items genres")
+
+
+def with_run_methods(cfg: Config, data: Dataset) -> Config:
+    """``cfg`` with the lanes its run has (:func:`coda_jax.methods.run_methods`): the listed methods, the
+    ``coarse-subset`` control when coda runs, and the ``oracle-filter`` (``-fresh``) reference lanes a planted
+    world (with a shift) supports."""
+    world = data.table.planted
+    shift = world is not None and bool(np.any(np.asarray(world.shift) != 0))
+    try:
+        methods = run_methods(tuple(cfg.methods), world is not None, shift)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return dataclasses.replace(cfg, methods=methods)
 
 
 def simulate(cfg: Config, data: Dataset | None = None, show_progress: bool = True,
@@ -89,6 +103,8 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     with timer("data"):
         data = data if data is not None else make_dataset(cfg)
     check_trainable(cfg, data)
+    given, cfgs = cfgs, [with_run_methods(c, data) for c in cfgs]
+    cfg = cfgs[0]
     if cloud is None:
         cloud = cloud_stage(cfg, data, show_progress)
     timer.timings.update(cloud.timings)
@@ -102,6 +118,7 @@ def simulate_points(cfgs: list[Config], data: Dataset | None = None, show_progre
     for p, c in enumerate(cfgs):
         start = time.perf_counter()
         res = assemble_results(c, data, cloud, dev.point(p), dict(timer.timings))
+        res.config = to_dict(given[p])   # as given: a rerun or resumed sweep matches it (lanes added are in methods)
         res.timings["results"] = time.perf_counter() - start    # references, overhead, bootstrap intervals
         res.memory = memory_report()
         res.provenance = provenance(started_at)
@@ -126,6 +143,8 @@ def method_rows(cfg: Config, data: Dataset, dev: DeviceOutput) -> tuple[dict, di
                          "per_user_aug_rows": {str(uid): float(x) for uid, x in zip(user_ids[v], aug_rows[i][v])},
                          "nonfinite_logits": int(nonfinite[:, i].sum()),
                          "diverged_users": int((has_labels & (nonfinite[:, i] > 0).any(axis=0)).sum())}
+        if dev.methods[i].reference:     # reads the planted answer: a reference row, not a method
+            methods[name].update(reference=True, what=dev.methods[i].description)
         if cfg.eval.repeats > 1:       # the user-averaged AUC of each repeat: the spread the mean removes
             methods[name]["per_repeat_auc"] = [float(np.mean(r[i][valid[i] & np.isfinite(r[i])]))
                                                if (valid[i] & np.isfinite(r[i])).any() else float("nan")

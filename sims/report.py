@@ -12,7 +12,9 @@ figure once per ``--format`` (default png):
   method, from ``comparisons``: a forest plot; the anchor is ``eval.anchor``, coda by default),
   ``per_user_scatter.png`` (each user's AUC, coda vs global and coda vs local, users evaluated by both);
 * for a sweep: ``sweep_<field>.png`` for each swept field (every method's AUC against the field's values,
-  with 95% bootstrap intervals over users; the legend beside the axes);
+  with 95% bootstrap intervals over users; the legend beside the axes) and ``filter_<field>.png`` (coda −
+  coarse-subset and coda − local+coarse with intervals, and each method's kept own-group share, against the
+  field);
 * ``per_user.csv``: one row per (input run, user, method): ``run, user_id, method, auc, rows`` (``rows``:
   the user's row count where the results hold one, else empty; a null AUC is empty).
 
@@ -37,8 +39,8 @@ import numpy as np
 
 from coda_jax.config import ConfigError
 from coda_jax.results_io import check_out_dir, write_text_atomic
-from sims.report_data import (eval_settings, is_sweep, load_results, load_sweep, method_intervals, num, per_user_rows,
-                               sweep_points, swept_fields)
+from sims.report_data import (eval_settings, filter_points, is_sweep, load_results, load_sweep, method_intervals, num,
+                               per_user_rows, sweep_points, swept_fields)
 
 CODA = "coda"
 CODA_COLOR = "#c0392b"       # coda: red
@@ -293,6 +295,43 @@ def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str,
     return _save(fig, path, formats)
 
 
+def plot_filter_field(variants: list[dict], key: str, path: Path, title: str,
+                      formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """The fine filter against a swept field: coda − coarse-subset and coda − local+coarse with bootstrap
+    intervals (left), each augmenting method's kept own-group share (right; planted worlds); the files written
+    (one per format), none when the runs have neither."""
+    values, diffs, shares = filter_points(variants, key)
+    if not diffs and not shares:
+        return []
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+    xs = np.array(values, np.float64) if numeric else np.arange(len(values), dtype=np.float64)
+    fig = _figure(11.0, 4.4)
+    left, right = fig.subplots(1, 2)
+    spread = float(xs.max() - xs.min()) if len(xs) > 1 else 1.0
+    for j, (other, d) in enumerate(diffs.items()):
+        mean, low, high = (np.array(d[k], np.float64) for k in ("mean", "low", "high"))
+        err = np.where(np.isfinite(low) & np.isfinite(high), np.maximum([mean - low, high - mean], 0.0), 0.0)
+        left.errorbar(xs + (j - 0.5) * 0.01 * spread, mean, yerr=err, marker="o", capsize=3,
+                      color=SWEEP_COLORS[j], label=f"coda − {other}")
+    left.axhline(0.0, color="black", linewidth=0.8)
+    left.set_ylabel("paired AUC difference (95% bootstrap interval)")
+    left.set_title("the filter's value", fontsize=10)
+    for j, (m, s) in enumerate(shares.items()):
+        right.plot(xs, s, marker="o", color=CODA_COLOR if m == CODA else SWEEP_COLORS[(j + 2) % len(SWEEP_COLORS)],
+                   linewidth=2.2 if m == CODA else 1.2, label=m)
+    right.set_ylabel("own-group share of augmented rows")
+    right.set_title("kept own-group share", fontsize=10)
+    for ax in (left, right):
+        if not numeric:
+            ax.set_xticks(xs, [str(v) for v in values])
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(_title([v.get("results", {}) for v in variants], f"{title}: the fine filter against {key}"),
+                 fontsize=10)
+    return _save(fig, path, formats)
+
+
 # ----------------------------------------------------------------------------------------------- the report
 
 def _prefix(name: str) -> str:
@@ -349,6 +388,9 @@ def report(inputs: list[str | Path], out: str | Path | None = None, formats: tup
             for key in swept_fields(payload):
                 written += plot_sweep_field(payload, key, out / f"{prefix}{_field_file(key)}",
                                             f"sweep {folder.resolve().name!r}", formats)
+                written += plot_filter_field(payload, key,
+                                             out / f"{prefix}{_field_file(key).replace('sweep_', 'filter_', 1)}",
+                                             f"sweep {folder.resolve().name!r}", formats)
             for v in payload:
                 table += per_user_rows(str(folder / v["id"]), v["results"])
     buf = io.StringIO()

@@ -214,3 +214,46 @@ def sweep_points(variants: list[dict], key: str) -> tuple[list, dict[str, dict]]
             out[m]["low"].append(low)
             out[m]["high"].append(high)
     return values, out
+
+
+FILTER_CONTROLS = ("coarse-subset", "local+coarse")
+"""The methods the filter figure compares coda with: the size-matched random subset (the filter's own value)
+and every coarse candidate."""
+
+
+def filter_points(variants: list[dict], key: str) -> tuple[list, dict[str, dict], dict[str, list]]:
+    """The filter figure's numbers for one swept field: ``(values, diffs, shares)``.
+
+    ``diffs[other]``: ``{"mean", "low", "high"}`` lists over the values of coda − ``other`` (each of
+    :data:`FILTER_CONTROLS` that the runs have): each user's paired difference averaged over the variants of a
+    value (users evaluated by both in all of them), then a bootstrap over users. ``shares[method]``: the mean
+    over those variants of each augmenting method's kept own-group share (``diagnostics.kept_own_share``; NaN
+    where a run has none)."""
+    values, _ = sweep_points(variants, key)
+    n, conf = eval_settings(variants[0]["results"])
+    diffs: dict[str, dict] = {}
+    shares: dict[str, list] = {}
+    for x in values:
+        group = [v["results"] for v in variants if field_value(v, key) == x]
+        for other in FILTER_CONTROLS:
+            have = [r for r in group if "coda" in r["methods"] and other in r["methods"]]
+            d = diffs.setdefault(other, {"mean": [], "low": [], "high": []})
+            users = (set.intersection(*[set(r["methods"]["coda"].get("per_user", {})) &
+                                        set(r["methods"][other].get("per_user", {})) for r in have])
+                     if have else set())
+            per_user = (np.mean([[num(r["methods"]["coda"]["per_user"][u]) - num(r["methods"][other]["per_user"][u])
+                                  for u in sorted(users)] for r in have], axis=0) if users else np.zeros(0))
+            mean, low, high = bootstrap_mean(per_user, n, conf)
+            for k, val in (("mean", mean), ("low", low), ("high", high)):
+                d[k].append(val)
+        names = []
+        for r in group:
+            names += [m for m in r.get("diagnostics", {}).get("kept_own_share", {}) if m not in names]
+        for m in names:
+            got = [num(r.get("diagnostics", {}).get("kept_own_share", {}).get(m)) for r in group]
+            got = [g for g in got if math.isfinite(g)]
+            shares.setdefault(m, [math.nan] * values.index(x)).append(float(np.mean(got)) if got else math.nan)
+        for m in shares:
+            if len(shares[m]) < values.index(x) + 1:
+                shares[m].append(math.nan)
+    return values, {k: v for k, v in diffs.items() if any(math.isfinite(a) for a in v["mean"])}, shares

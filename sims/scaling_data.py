@@ -114,7 +114,8 @@ def _rows(rng, w: Workload, world: dict, vocab: np.ndarray, user_bias: np.ndarra
     return Rows(features={"user": m, "item": local_item * m, "genres": world["genres"][item] * m[..., None],
                           "hist_pos": hist[:, :, 0] * m[..., None], "hist_neg": hist[:, :, 1] * m[..., None]},
                 label=label * mask, mask=mask, vector=(vector * mask[..., None]).astype(np.float32),
-                row=np.where(mask, 0, -1).astype(np.int32))
+                row=np.where(mask, 0, -1).astype(np.int32), own=np.zeros(mask.shape, bool),
+                fresh=np.zeros(mask.shape, bool))
 
 
 def synthetic_chunk(w: Workload, chunk_index: int, chunk_users: int, seed: int = 0,

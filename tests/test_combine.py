@@ -13,6 +13,7 @@ from coda_jax.evaluate import combine_runs, paired_bootstrap
 
 
 def _run(seed: int, aucs: dict, **config_changes) -> dict:
+    config_changes.setdefault("data", dataclasses.replace(Config().data, seed=0))    # repeats of one world
     cfg = dataclasses.replace(Config(), seed=seed, **config_changes)
     methods = {m: {"auc": float(np.mean(list(pu.values()))), "users": len(pu), "per_user": pu}
                for m, pu in aucs.items()}

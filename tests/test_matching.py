@@ -244,7 +244,7 @@ def test_simulate_with_user_level_matching_and_mpda(matching):
                                            recall_queries=0),
         mpda=MpdaConfig(rows_per_user=8, steps=3), synthetic=dataclasses.replace(cfg.synthetic, num_users=16))
     res = simulate(cfg, show_progress=False)
-    assert set(res.methods) == set(methods)
+    assert set(res.methods) == set(methods) | {"coarse-subset"}                    # the filter's control, added
     assert res.retrieval["matching"] == matching and res.retrieval["mean_matched_users"] == 3
     assert 0 < res.retrieval["mean_candidates"] <= cfg.retrieval.max_candidates
     assert 0 <= res.augmentation["mpda"] <= 3 * 8

@@ -83,6 +83,7 @@ def test_combine_gives_no_interval_from_one_common_user():
     from coda_jax.config import to_dict
 
     cfg = to_dict(Config())
+    cfg["data"] = dict(cfg["data"], seed=0)          # repeats of one world: combine refuses runs on other data
     runs = []
     for seed, (a, b) in enumerate([(0.7, 0.6), (0.8, 0.65)]):
         runs.append({"config": dict(cfg, seed=seed), "methods": {

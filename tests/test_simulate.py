@@ -26,7 +26,7 @@ def test_results_cover_every_method_on_the_same_users(tiny_cloud, tiny_results):
     # users evaluated: simulated users whose held-out rows hold both classes (computed independently)
     expected = [str(t.user_ids[u]) for u in data.users
                 if len(set(t.label[data.heldout & (t.user == u)].tolist())) == 2]
-    assert set(tiny_results.methods) == set(cfg.methods)
+    assert set(tiny_results.methods) == set(cfg.methods) | {"coarse-subset"}      # the filter's control, added
     for name, m in tiny_results.methods.items():
         assert sorted(m["per_user"]) == sorted(expected), name
         assert m["users"] == len(expected)

@@ -26,7 +26,8 @@ def _rows(rng, n: int, pad: int) -> Rows:
          "hist_pos": rng.integers(0, 30, (n, 4)).astype(np.int32),
          "hist_neg": rng.integers(0, 30, (n, 4)).astype(np.int32)}
     return Rows(features=f, label=(rng.random(n) < 0.4).astype(np.float32), mask=np.arange(n) < n - pad,
-                vector=np.zeros((n, 0), np.float32), row=np.arange(n, dtype=np.int32))
+                vector=np.zeros((n, 0), np.float32), row=np.arange(n, dtype=np.int32), own=np.zeros(n, bool),
+                fresh=np.zeros(n, bool))
 
 
 @pytest.mark.parametrize("steps", [1, 100, 128, 129, 300, 1000])

@@ -10,6 +10,8 @@
   set sizes), through sparse item sets in blocks of query users (:mod:`coda_jax.cloud.overlap`; exact within a
   work budget, above it the most popular items are left out).
 - ``random_users``: users drawn at random.
+- ``planted_purity`` (planted worlds with antithetic pairs): a set share of own-group users
+  (:mod:`coda_jax.cloud.purity`).
 
 With a user-level algorithm, a user's coarse candidates are its matched users' pool rows, best-matched user
 first and each user's latest rows first, up to ``retrieval.max_candidates``. The matched users are also what
@@ -197,6 +199,8 @@ class MatchInputs:
       seed: the run's matching seed.
       report: updated with the searcher's backend, reason and recall check
         (:func:`coda_jax.cloud.search.search_report`); lands in ``results.json``'s ``retrieval``.
+      groups: int [num_users] each user's planted group where the world has antithetic group pairs (what
+        ``planted_purity`` matches by); None elsewhere.
     """
 
     cfg: RetrievalConfig
@@ -209,6 +213,7 @@ class MatchInputs:
     count: int
     seed: int
     report: dict = dataclasses.field(default_factory=dict)
+    groups: np.ndarray | None = None
 
 
 def by_user_embedding(x: MatchInputs) -> tuple[np.ndarray, np.ndarray]:

@@ -23,26 +23,31 @@ from typing import Callable
 import numpy as np
 
 from coda_jax.cloud.matching import MatchInputs, by_item_overlap, by_random_users, by_user_embedding
+from coda_jax.cloud.purity import by_planted_purity, planted_purity_candidates
 from coda_jax.config import RetrievalConfig
 from coda_jax.registry import Registry, check_callable, expect, on_tiny_input
 
 
 @dataclasses.dataclass(frozen=True)
 class Matching:
-    """One registry entry: ``match`` (None for the sample-level ``sample``), whether it is sample-level, and one
-    line of description."""
+    """One registry entry: ``match`` (None for the sample-level ``sample``), whether it is sample-level, one
+    line of description, and ``candidates``: optional ``(MatchInputs, users [S, M], scores [S, M]) ->
+    Candidates`` where the matching picks its candidates itself (None: the matched users' latest pool rows,
+    :func:`~coda_jax.cloud.matching.candidates_from_users`)."""
 
     name: str
     match: Callable | None
     sample_level: bool = False
     description: str = ""
+    candidates: Callable | None = None
 
 
 REGISTRY: Registry[Matching] = Registry("register_matching", "retrieval.matching", "matching")
 
 
 def tiny_inputs() -> MatchInputs:
-    """A tiny cloud: 6 users with 2 pool rows each (12 rows, 5 items), users 0, 2 and 4 simulated, 2 matched each."""
+    """A tiny cloud: 6 users with 2 pool rows each (12 rows, 5 items), users 0, 2 and 4 simulated, 2 matched each
+    (planted groups 0, 1, 0, 1, 0, 1: one antithetic pair)."""
     rng = np.random.default_rng(0)
     counts = np.full(6, 2)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -50,7 +55,8 @@ def tiny_inputs() -> MatchInputs:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return MatchInputs(cfg=RetrievalConfig(backend="exact", recall_queries=0), params={}, vectors=vectors,
                        item=(np.arange(12) % 5 + 1).astype(np.int64), num_items=5,
-                       pool=(offsets, np.arange(12, dtype=np.int64)), sim_users=np.array([0, 2, 4]), count=2, seed=0)
+                       pool=(offsets, np.arange(12, dtype=np.int64)), sim_users=np.array([0, 2, 4]), count=2, seed=0,
+                       groups=np.array([0, 1, 0, 1, 0, 1]))
 
 
 def check_matching(where: str, match: Callable) -> None:
@@ -96,3 +102,6 @@ REGISTRY.add("user_embedding", Matching("user_embedding", by_user_embedding,
 REGISTRY.add("item_overlap", Matching("item_overlap", by_item_overlap,
                                        description="nearest users by the cosine of their item sets"))
 REGISTRY.add("random_users", Matching("random_users", by_random_users, description="users drawn at random"))
+REGISTRY.add("planted_purity", Matching("planted_purity", by_planted_purity, candidates=planted_purity_candidates,
+                                         description="own-group and partner-group users in a set share "
+                                                     "(retrieval.purity; planted worlds with antithetic pairs)"))

@@ -2,7 +2,8 @@
 its rows (local, coarse candidates, random pool rows, test) as one :class:`~coda_jax.cloud.output.CloudOutput`.
 
 Coarse matching is either sample-level (ScaNN / exact search over sample vectors, :mod:`coda_jax.cloud.retrieval`)
-or user-level (:mod:`coda_jax.cloud.matching`), as ``retrieval.matching`` says.
+or user-level (:mod:`coda_jax.cloud.matching`; ``planted_purity``: :mod:`coda_jax.cloud.purity`), as
+``retrieval.matching`` says.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from coda_jax.cloud.matching import MatchInputs, candidates_from_users, pool_by_
 from coda_jax.cloud.matchings import get_matching
 from coda_jax.cloud.output import CloudOutput, UserRows
 from coda_jax.cloud.pretrain import pretrain, sample_vectors
+from coda_jax.cloud.purity import planted_groups
 from coda_jax.cloud.retrieval import Candidates, Queries, coarse_match, make_searcher
 from coda_jax.cloud.search import search_report
 from coda_jax.config import Config, to_dict
@@ -51,7 +53,8 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
     """
     timer = Timer()
     table = data.table
-    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres)     # names -> values, once
+    model = make_model(cfg.model, table.num_users, table.num_items, table.num_genres,
+                       table.num_profiles)                                                # names -> values, once
     matching = get_matching(cfg.retrieval.matching)
     pool = np.flatnonzero(data.pool)
     with timer("cloud_pretrain"):
@@ -78,10 +81,11 @@ def cloud_stage(cfg: Config, data: Dataset, show_progress: bool = True) -> Cloud
             report.update(search_report(searcher, vectors, report["k"], r_cfg.recall_queries, cfg.seed, local_rows))
     else:
         with timer("coarse_match"):
-            matched, sim = matching.match(MatchInputs(r_cfg, params, vectors, table.item, table.num_items,
-                                                      pool_lists, data.users, r_cfg.matched_users, cfg.seed + 3,
-                                                      report))
-            cands = candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates)
+            x = MatchInputs(r_cfg, params, vectors, table.item, table.num_items, pool_lists, data.users,
+                            r_cfg.matched_users, cfg.seed + 3, report, planted_groups(table))
+            matched, sim = matching.match(x)
+            cands = (matching.candidates(x, matched, sim) if matching.candidates is not None
+                     else candidates_from_users(matched, sim, pool_lists, r_cfg.max_candidates))
     report["mean_candidates"] = float(cands.counts().mean())
     report["mean_matched_users"] = float((matched >= 0).sum(axis=1).mean())
     heldout_rows = np.flatnonzero(data.heldout & (sim_index[table.user] >= 0))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
-from coda_jax.config import Config
+from coda_jax.config import Config, data_seed
 from coda_jax.data.features import build_samples
 from coda_jax.data.ingest import DataError
 from coda_jax.data.schema import Interactions, SampleTable
@@ -62,7 +63,8 @@ def filter_users(inter: Interactions, min_rows: int) -> tuple[Interactions, int]
                         f"(data.min_rows_per_user)")
     out = dataclasses.replace(inter, user=new_index[inter.user[rows]].astype(np.int32), item=inter.item[rows],
                               label=inter.label[rows], time=inter.time[rows], user_ids=inter.user_ids[keep_user],
-                              logit=None if inter.logit is None else inter.logit[rows])
+                              logit=None if inter.logit is None else inter.logit[rows],
+                              user_profile=None if inter.user_profile is None else inter.user_profile[keep_user])
     return out, int((~keep_user).sum())
 
 
@@ -72,8 +74,8 @@ def load_interactions(cfg: Config) -> Interactions:
     (``data.skip_bad_rows``) are counted by reason in the returned log's ``dropped_rows`` (reported by
     :func:`make_dataset` in ``info["dropped_rows"]``)."""
     if cfg.data.source == "synthetic":
-        return generate(cfg.synthetic, cfg.seed)
-    return load_source(cfg.data, cfg.seed)
+        return generate(cfg.synthetic, data_seed(cfg))
+    return load_source(cfg.data, data_seed(cfg))
 
 
 def _check_both_classes(name: str, table: SampleTable, heldout: np.ndarray, users: np.ndarray, eval_on: str) -> None:
@@ -181,6 +183,22 @@ def _no_users_error(name: str, cfg: Config, table: SampleTable, has_train: np.nd
                      f"the most {which} rows any has is {most}); {span}")
 
 
+def fingerprint(table: SampleTable, masks: dict, users: np.ndarray) -> str:
+    """A hash of the data a run saw: every row's (user, item, label, time), the profile attribute if any, the
+    split's masks (bool [N] each, by name; None entries skipped) and the simulated users. Two runs with equal
+    fingerprints saw the same rows, split the same way (``coda-sim combine`` refuses runs whose differ)."""
+    h = hashlib.blake2b(digest_size=12)
+    arrays = [table.user, table.item, table.label, table.time, users]
+    if table.user_profile is not None:
+        arrays.append(table.user_profile)
+    arrays += [np.packbits(m) for _, m in sorted(masks.items()) if m is not None]
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
     """Build and split the dataset of a run (``inter`` overrides the configured source).
 
@@ -233,6 +251,8 @@ def make_dataset(cfg: Config, inter: Interactions | None = None) -> Dataset:
             "users_in_file": n_raw_users, "simulated_users": int(users.size),
             "train_rows": int(train.sum()), "pool_rows": int(pool.sum()), "heldout_rows": int(heldout.sum()),
             "positive_rate": float(table.label.mean()), "eval_on": cfg.data.eval_on, "split": split_name,
-            "dropped_rows": dict(inter.dropped_rows), **extra_info}
+            "dropped_rows": dict(inter.dropped_rows), **extra_info,
+            "fingerprint": fingerprint(table, {"train": train, "pool": pool, "heldout": heldout,
+                                               "cloud_train": cloud_train}, users)}
     return Dataset(table=table, train=train, pool=pool, heldout=heldout, users=users, info=info,
                    cloud_train=cloud_train)

@@ -68,4 +68,5 @@ def build_samples(inter: Interactions, history_len: int) -> SampleTable:
         user=user, item=item, genres=inter.item_genres[item].astype(np.int32),
         hist_pos=hist_pos, hist_neg=hist_neg, label=label, time=time,
         user_ids=inter.user_ids, num_items=inter.num_items, num_genres=inter.num_genres, name=inter.name,
-        logit=None if inter.logit is None else inter.logit[order], planted=inter.planted)
+        logit=None if inter.logit is None else inter.logit[order], planted=inter.planted,
+        user_profile=inter.user_profile, num_profiles=inter.num_profiles)

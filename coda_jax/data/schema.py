@@ -38,6 +38,9 @@ class Interactions:
       dropped_rows: rows the reader dropped, by reason (only with ``data.skip_bad_rows``; else empty).
       logit: float64 [N] the true click logit of every row (planted synthetic world only; else None).
       planted: the planted world's parameters (:class:`coda_jax.data.synthetic.PlantedWorld`; else None).
+      user_profile: int32 [num_users] each user's profile attribute, ``1..num_profiles`` (0 = unknown), or None
+        when the data has no profile field.
+      num_profiles: number of distinct profile attributes (0 without a profile).
     """
 
     user: np.ndarray
@@ -51,6 +54,8 @@ class Interactions:
     dropped_rows: dict = dataclasses.field(default_factory=dict)
     logit: np.ndarray | None = None
     planted: object | None = None
+    user_profile: np.ndarray | None = None
+    num_profiles: int = 0
 
     @property
     def num_users(self) -> int:
@@ -82,6 +87,8 @@ class SampleTable:
       name: dataset name.
       logit: float64 [N] the true click logit (planted synthetic world only; else None).
       planted: the planted world's parameters (planted synthetic world only; else None).
+      user_profile: int32 [num_users] each user's profile attribute ``1..num_profiles`` (0 = unknown), or None.
+      num_profiles: number of profile attributes (0: the data has no profile; rows then carry no ``profile``).
     """
 
     user: np.ndarray
@@ -97,6 +104,8 @@ class SampleTable:
     name: str
     logit: np.ndarray | None = None
     planted: object | None = None
+    user_profile: np.ndarray | None = None
+    num_profiles: int = 0
 
     @property
     def num_users(self) -> int:
@@ -113,17 +122,21 @@ class SampleTable:
         """The model-input feature dict of the given rows (all rows when ``rows`` is None).
 
         Returns a dict with ``user`` [n], ``item`` [n], ``genres`` [n, G], ``hist_pos`` [n, L],
-        ``hist_neg`` [n, L] (int32) -- the keys every model in :mod:`coda_jax.models` reads.
+        ``hist_neg`` [n, L] (int32) -- the keys every model in :mod:`coda_jax.models` reads -- and, when the
+        data has a profile (``num_profiles > 0``), ``profile`` [n]: the row owner's attribute.
         """
         sel = slice(None) if rows is None else rows
-        return {
+        out = {
             "user": self.user[sel],
             "item": self.item[sel],
             "genres": self.genres[sel],
             "hist_pos": self.hist_pos[sel],
             "hist_neg": self.hist_neg[sel],
         }
+        if self.num_profiles:
+            out["profile"] = self.user_profile[self.user[sel]]
+        return out
 
 
 FEATURE_KEYS = ("user", "item", "genres", "hist_pos", "hist_neg")
-"""Keys of a model-input feature dict, in a fixed order."""
+"""Keys of a model-input feature dict, in a fixed order (plus ``profile`` where the data has one)."""

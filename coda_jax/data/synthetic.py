@@ -23,6 +23,7 @@ import dataclasses
 import numpy as np
 
 from coda_jax.config import SyntheticConfig
+from coda_jax.data.profile import draw_profile
 from coda_jax.data.schema import Interactions
 from coda_jax.data.split import user_offsets
 
@@ -37,7 +38,8 @@ class PlantedWorld:
     0-based item index = item id - 1).
 
     Click logit of user ``u`` on item ``i`` at time ``t``: ``base + popularity[i] + taste[group[u], cluster[i]]
-    + personal[u, cluster[i]] + shift[group[u], cluster[i]] * (t >= shift_time)``.
+    + personal[u, cluster[i]] + shift[group[u], cluster[i]] * (t >= shift_time)``, plus :func:`user_offset`
+    (``group_offset[group[u]] + profile_effect[profile[u]]``) in a world with antithetic pairs or a profile.
     """
 
     group: np.ndarray          # int [U]
@@ -48,10 +50,30 @@ class PlantedWorld:
     shift: np.ndarray          # float [G, C]
     base: float
     shift_time: int            # in row-time units (t * TIME_SCALE)
+    group_offset: np.ndarray | None = None    # float [G] (antithetic: equalises the groups' click rates)
+    profile: np.ndarray | None = None         # int [U] each user's profile attribute, 0-based (a group index)
+    profile_effect: np.ndarray | None = None  # float [G] the attribute's own logit effect
 
     @property
     def num_groups(self) -> int:
         return int(self.taste.shape[0])
+
+    @property
+    def antithetic(self) -> bool:
+        """Whether the groups come in antithetic pairs (``synthetic.antithetic``; group ``h``'s partner is
+        ``h ^ 1``)."""
+        return self.group_offset is not None
+
+
+def user_offset(world: PlantedWorld, user_id: np.ndarray) -> np.ndarray:
+    """The per-user constant of the logit: ``group_offset[group] + profile_effect[profile]`` (0 when the world
+    has neither): float [n]. A constant per user never changes a per-user AUC."""
+    out = np.zeros(np.shape(user_id))
+    if world.group_offset is not None:
+        out = out + world.group_offset[world.group[user_id]]
+    if world.profile is not None:
+        out = out + world.profile_effect[world.profile[user_id]]
+    return out
 
 
 REFERENCES = ("oracle", "group-oracle", "stale-oracle", "mixture", "popularity")
@@ -70,12 +92,17 @@ def reference_logits(world: PlantedWorld, user_id: np.ndarray, item: np.ndarray,
     c = world.cluster[item - 1]
     b = world.popularity[item - 1]
     on = (time >= world.shift_time).astype(np.float64)
-    group_logit = world.base + b + world.taste[g, c] + world.shift[g, c] * on
+    own = user_offset(world, user_id)
+    group_logit = world.base + own + b + world.taste[g, c] + world.shift[g, c] * on
     sizes = np.bincount(world.group, minlength=world.num_groups) / len(world.group)
     every = world.base + b[:, None] + world.taste[:, c].T + world.shift[:, c].T * on[:, None]     # [n, G]
+    if world.group_offset is not None:                                    # a group's offset goes with its taste
+        every = every + world.group_offset[None, :]
+    if world.profile is not None:                                         # the attribute is the user's own
+        every = every + world.profile_effect[world.profile[user_id]][:, None]
     p = (sizes[None, :] / (1.0 + np.exp(-every))).sum(axis=1)
     return {"oracle": group_logit + world.personal[user_id, c], "group-oracle": group_logit,
-            "stale-oracle": world.base + b + world.taste[g, c],
+            "stale-oracle": world.base + own + b + world.taste[g, c],
             "mixture": np.log(p) - np.log1p(-p), "popularity": b}
 
 
@@ -169,7 +196,12 @@ def generate_planted(cfg: SyntheticConfig, seed: int, block_users: int = 8192) -
     taste = rng.normal(0.0, cfg.taste_scale, size=(n_groups, n_clusters))
     personal = rng.normal(0.0, cfg.personal_scale, size=(n_users, n_clusters))
     shift = rng.normal(0.0, cfg.shift_scale, size=(n_groups, n_clusters))
+    group_offset = None
+    if cfg.antithetic:                                                    # group 2k+1 = minus group 2k
+        taste[1::2], shift[1::2] = -taste[0::2], -shift[0::2]
+        group_offset = balancing_offsets(cfg, taste, cluster, popularity)
     n_rows = rows_per_user(cfg, rng)
+    profile, effect = draw_profile(cfg, group, rng) if cfg.profile else (None, None)
     item_order = np.argsort(cluster, kind="stable")
     weight = np.exp(popularity[item_order] - popularity.max())
     item_cum = np.cumsum(weight)
@@ -189,15 +221,43 @@ def generate_planted(cfg: SyntheticConfig, seed: int, block_users: int = 8192) -
     item0 = np.concatenate(items)
     time = np.floor(rng.random(size=item0.shape[0]) * TIME_SCALE).astype(np.int64)
     world = PlantedWorld(group=group, cluster=cluster, popularity=popularity, taste=taste, personal=personal,
-                         shift=shift, base=float(cfg.base_logit), shift_time=int(round(cfg.shift_time * TIME_SCALE)))
+                         shift=shift, base=float(cfg.base_logit), shift_time=int(round(cfg.shift_time * TIME_SCALE)),
+                         group_offset=group_offset, profile=profile, profile_effect=effect)
     g, c = group[user], cluster[item0]
     logit = (world.base + popularity[item0] + taste[g, c] + personal[user, c]
              + shift[g, c] * (time >= world.shift_time))                  # = reference_logits(...)["oracle"]
+    if group_offset is not None or profile is not None:
+        logit = logit + user_offset(world, user)
     label = (rng.random(size=item0.shape[0]) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
     return Interactions(
         user=user.astype(np.int32), item=(item0 + 1).astype(np.int32), label=label, time=time, item_genres=genres,
         user_ids=np.arange(n_users, dtype=np.int64), num_genres=cfg.num_genres, name=f"planted(seed={seed})",
-        logit=logit, planted=world)
+        logit=logit, planted=world, user_profile=None if profile is None else (profile + 1).astype(np.int32),
+        num_profiles=n_groups if cfg.profile else 0)
+
+
+def balancing_offsets(cfg: SyntheticConfig, taste: np.ndarray, cluster: np.ndarray,
+                      popularity: np.ndarray) -> np.ndarray:
+    """Per-group logit offsets that give every group the click rate of a taste-free user: float [G].
+
+    Group ``g``'s expected click rate under its exposure law (item ``i`` drawn with weight
+    ``exp(exposure * taste[g, c_i] + b_i)``; personal offsets, which are not group-related, left out) is
+    ``sum_i w_gi sigmoid(base + o_g + b_i + taste[g, c_i]) / sum_i w_gi``; ``o_g`` solves it equal to the rate
+    with ``taste = 0`` (bisection), before any shift. Without it a pair's rates differ by chance (the mean of
+    ``sigmoid(b + t)`` over clusters is not that of ``sigmoid(b - t)``), and every user's bias term would reveal
+    its group.
+    """
+    item_taste = taste[:, cluster]                                        # [G, I]
+    w = np.exp(cfg.exposure * item_taste + popularity[None, :] - popularity.max())
+    w = w / w.sum(axis=1, keepdims=True)
+    p0 = np.exp(popularity - popularity.max())
+    target = float((p0 / p0.sum() / (1.0 + np.exp(-(cfg.base_logit + popularity)))).sum())
+    lo, hi = np.full(taste.shape[0], -20.0), np.full(taste.shape[0], 20.0)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        rate = (w / (1.0 + np.exp(-(cfg.base_logit + mid[:, None] + popularity[None, :] + item_taste)))).sum(axis=1)
+        lo, hi = np.where(rate < target, mid, lo), np.where(rate < target, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 def generate(cfg: SyntheticConfig, seed: int) -> Interactions:

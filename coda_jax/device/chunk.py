@@ -20,11 +20,17 @@ class Rows:
 
     Attributes:
       features: model-input dict, ``user`` [U, N] (always local user 0), ``item`` [U, N], ``genres`` [U, N, G],
-        ``hist_pos`` / ``hist_neg`` [U, N, L]; item ids are local-vocabulary indices.
+        ``hist_pos`` / ``hist_neg`` [U, N, L]; item ids are local-vocabulary indices. Where the data has a profile,
+        also ``profile`` [U, N]: the attribute of the row's owner (like its history, it stays the owner's with
+        ``row_users='own'``: a row field the sample classifier can read).
       label: float32 [U, N].
       mask: bool [U, N], False on padding.
-      vector: float32 [U, N, D] the cloud's sample vectors (what the sample classifier sees).
+      vector: float32 [U, N, D] what the sample classifier sees of each row (the cloud's sample vectors, or
+        the inputs ``classifier.inputs`` names: :mod:`coda_jax.device.inputs`).
       row: int32 [U, N] table row of each sample (-1 on padding), for bookkeeping on the host.
+      own: bool [U, N] the row's user is in the device owner's planted group (known-answer worlds only; False
+        elsewhere): what the ``oracle-filter`` reference and the filter diagnostics read, never a method.
+      fresh: bool [U, N] the row is at or after the planted world's shift time (False without a shift).
     """
 
     features: dict
@@ -32,6 +38,8 @@ class Rows:
     mask: jnp.ndarray
     vector: jnp.ndarray
     row: jnp.ndarray
+    own: jnp.ndarray
+    fresh: jnp.ndarray
 
     @property
     def width(self) -> int:
@@ -68,8 +76,25 @@ class DeviceChunk:
     matched: Rows
 
 
-def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mask: np.ndarray) -> dict:
+@flax.struct.dataclass
+class RowTags:
+    """What a known-answer world says of every table row (host side, numpy): ``group`` int [N] the planted
+    group of the row's user, ``fresh`` bool [N] the row is at or after the shift, ``user_group`` int
+    [num_users] each user's group (by table user index)."""
+
+    group: np.ndarray
+    fresh: np.ndarray
+    user_group: np.ndarray
+
+
+def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mask: np.ndarray,
+                 tags: RowTags | None = None, owner_group: np.ndarray | None = None) -> dict:
     feats = table.features(index)       # fancy indexing keeps the [U, N] leading shape
+    if tags is None:
+        own = fresh = np.zeros(mask.shape, bool)
+    else:
+        own = mask & (tags.group[index] == owner_group[:, None])
+        fresh = mask & tags.fresh[index]
     return {
         "features": {k: np.where(mask.reshape(mask.shape + (1,) * (v.ndim - 2)), v, 0).astype(np.int32)
                      for k, v in feats.items()},
@@ -77,6 +102,8 @@ def _gather_rows(table: SampleTable, vectors: np.ndarray, index: np.ndarray, mas
         "mask": mask,
         "vector": np.where(mask[..., None], vectors[index], 0.0).astype(np.float32),
         "row": np.where(mask, index, -1).astype(np.int32),
+        "own": own,
+        "fresh": fresh,
     }
 
 
@@ -170,6 +197,8 @@ class ChunkSpec:
       matched_rows: rows per matched user in ``matched`` (0: no matched rows; needs ``rows.matched_users``).
       widths: optional least widths ``{"local", "test", "vocab", "user_vocab"}`` (a missing or 0 entry: the
         chunk's own bucket); a chunk pads up to them, so chunks of one shape class share a compiled program.
+      tags: the known answer of every row (:class:`RowTags`), filling ``Rows.own`` / ``Rows.fresh``; None:
+        all False.
     """
 
     num_candidates: int
@@ -177,6 +206,7 @@ class ChunkSpec:
     row_users: str = "own"
     matched_rows: int = 0
     widths: dict | None = None
+    tags: RowTags | None = None
 
     @staticmethod
     def from_config(cfg, matched_rows: int = 0) -> "ChunkSpec":
@@ -191,11 +221,12 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
 
     Args:
       table: the sample table.
-      vectors: float32 [N, D] sample vectors of every table row.
       rows: the simulated users' row lists.
       owners: int [U] simulated-user index of each device slot, ``-1`` for padding slots.
       user_index: int [num_simulated] global user index of each simulated user.
-      spec: widths and row conventions (:class:`ChunkSpec`).
+      vectors: float32 [N, D] what the sample classifier sees of every table row (the sample vectors or the
+        ``classifier.inputs``).
+      spec: widths, row conventions and the known answer of every row (:class:`ChunkSpec`).
 
     Returns:
       A :class:`DeviceChunk` of numpy arrays with bucketed widths; the vocabulary width is bucketed too.
@@ -203,23 +234,26 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
     owners = np.asarray(owners)
     num_candidates, min_bucket, row_users, matched_rows = (spec.num_candidates, spec.min_bucket, spec.row_users,
                                                            spec.matched_rows)
-    least = spec.widths or {}
+    least, tags = spec.widths or {}, spec.tags
     widths = chunk_shapes(rows, owners, num_candidates, min_bucket)
     for field in ("local", "test"):
         widths[field] = max(widths[field], int(least.get(field) or 0))
+    real = owners >= 0
+    own = np.where(real, user_index[np.where(real, owners, 0)], 0).astype(np.int32)
+    owner_group = None if tags is None else np.where(real, tags.user_group[own], -2)
     parts = {}
     for field in ("local", "candidates", "random", "test"):
         offsets, flat = getattr(rows, field)
         width = widths["candidates" if field == "random" else field]
         index, mask = pad_rows(offsets, flat, owners, width)
-        parts[field] = _gather_rows(table, vectors, index, mask)
+        parts[field] = _gather_rows(table, vectors, index, mask, tags, owner_group)
     if matched_rows > 0:
         if rows.matched_users is None or rows.pool is None:
             raise ValueError("make_chunk: matched_rows > 0 needs rows.matched_users and rows.pool")
         index, mask = matched_index(rows, owners, matched_rows)
     else:
         index, mask = np.zeros((len(owners), 0), np.int64), np.zeros((len(owners), 0), bool)
-    parts["matched"] = _gather_rows(table, vectors, index, mask)
+    parts["matched"] = _gather_rows(table, vectors, index, mask, tags, owner_group)
     # Local vocabulary over every item id the device touches (padding rows hold 0), then remap ids in place.
     keys = ("item", "hist_pos", "hist_neg")
     ids = np.concatenate([parts[f]["features"][k].reshape(len(owners), -1) for f in parts for k in keys], axis=1)
@@ -229,8 +263,6 @@ def make_chunk(table: SampleTable, vectors: np.ndarray, rows: UserRows, owners: 
     if vocab.shape[1] < v_width:
         vocab = np.pad(vocab, ((0, 0), (0, v_width - vocab.shape[1])))
     vocab = vocab[:, :v_width]
-    real = owners >= 0
-    own = np.where(real, user_index[np.where(real, owners, 0)], 0).astype(np.int32)
     # Local user vocabulary, over user index + 1 so that 0 stays padding.
     if row_users == "own":
         uids = np.concatenate([np.where(parts[f]["mask"], own[:, None] + 1, 0) for f in parts], axis=1)

@@ -27,6 +27,7 @@ from coda_jax.config_sizes import chunk_memory_error
 from coda_jax.data.dataset import Dataset
 from coda_jax.data.packing import bucket_size
 from coda_jax.device.chunk import ChunkSpec, candidate_width, make_chunk
+from coda_jax.device.inputs import classifier_inputs, row_tags
 from coda_jax.device.methods import matched_rows_per_user
 from coda_jax.device.output import CompileReport, DeviceOutput
 from coda_jax.device.settings import TRACED_FIELDS, StageNumbers, StageSettings, structure
@@ -198,15 +199,20 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
     auc = np.full((p, r, m, n_users), np.nan)
     aug_rows = np.zeros((p, r, m, n_users))
     nonfinite = np.zeros((p, r, m, n_users), np.int64)
+    aug_own = np.full((p, r, m, n_users), np.nan)
+    cls_auc = np.full((p, r, 2, n_users), np.nan)
+    inputs = classifier_inputs(cfg, data.table, compiler.model, cloud)    # what the classifier sees of each row
     kept_mask = np.zeros((p, r, n_users, candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket)), bool)
     valid = np.zeros(n_users, dtype=bool)
     vocab_size = np.zeros(n_users, dtype=np.int64)
     user_rows = np.zeros(n_users, dtype=np.int64)
-    spec = ChunkSpec.from_config(cfg, matched_rows_per_user(cfg, settings.methods))
+    spec = dataclasses.replace(ChunkSpec.from_config(cfg, matched_rows_per_user(cfg, settings.methods)),
+                               tags=row_tags(data.table))
     widths = {"local": int(plan["local"].max(initial=1)), "test": int(plan["test"]),
               "candidates": candidate_width(cfg.retrieval.max_candidates, cfg.engine.min_bucket),
               "matched": spec.matched_rows * cfg.retrieval.matched_users}
-    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], cloud.vectors.shape[1])
+    # the chunks carry the classifier inputs (classifier.inputs), not necessarily the sample vectors' width
+    too_big = chunk_memory_error(cfg, size, widths, data.table.genres.shape[1], inputs.shape[1])
     if too_big:                      # the data's widths are known now: before the first chunk is packed
         raise ConfigError(f"config: {too_big}")
     sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(USERS))
@@ -222,6 +228,8 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
         auc[..., o] = np.moveaxis(out["auc"], 0, -1)[..., real]
         aug_rows[..., o] = np.moveaxis(out["aug_rows"], 0, -1)[..., real]
         nonfinite[..., o] = np.moveaxis(out["nonfinite"], 0, -1)[..., real]
+        aug_own[..., o] = np.moveaxis(out["aug_own"], 0, -1)[..., real]
+        cls_auc[..., o] = np.moveaxis(out["classifier_auc"], 0, -1)[..., real]
         kept_mask[:, :, o] = np.moveaxis(out["kept"], 0, 2)[:, :, real]
 
     pending = None
@@ -230,7 +238,7 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
         lw = int(plan["local"][c])
         vw = vocab_widths.get(lw, (0, 0))
         widths = {"local": lw, "test": plan["test"], "vocab": vw[0], "user_vocab": vw[1]}
-        chunk = make_chunk(data.table, cloud.vectors, rows, owners, data.users, dataclasses.replace(spec, widths=widths))
+        chunk = make_chunk(data.table, inputs, rows, owners, data.users, dataclasses.replace(spec, widths=widths))
         vocab_widths[lw] = (chunk.vocab.shape[1], chunk.user_vocab.shape[1])
         shapes.add((chunk.local.width, chunk.test.width, chunk.vocab.shape[1], chunk.user_vocab.shape[1]))
         real = owners >= 0
@@ -252,7 +260,8 @@ def run_chunks(cfgs: list[Config], data: Dataset, cloud: CloudOutput, compiler: 
                            lanes={"sweep_points": p, "repeats": r, "methods": m,
                                   "users_in_lockstep": min(lock, size // n_dev), "devices": n_dev})
     return DeviceOutput(auc=auc, aug_rows=aug_rows, nonfinite=nonfinite, kept_mask=kept_mask, valid=valid,
-                        vocab_size=vocab_size, user_rows=user_rows, compile=report, settings=settings)
+                        vocab_size=vocab_size, user_rows=user_rows, aug_own=aug_own, classifier_auc=cls_auc,
+                        compile=report, settings=settings)
 
 
 def device_keys(cfg: Config) -> jax.Array:

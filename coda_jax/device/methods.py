@@ -47,7 +47,7 @@ from coda_jax.models.features import tiny_features
 from coda_jax.registry import Registry, check_callable, expect, on_tiny_input
 
 __all__ = ["REGISTRY", "AugmentInputs", "Method", "anchor", "get_method", "method_names", "register",
-           "register_method"]
+           "register_method", "run_methods"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +60,7 @@ class AugmentInputs:
       kept: bool [Nc] candidates the sample classifier keeps; candidate_score: float [Nc] its probability
         that each candidate is local-like.
       finetune: the fine-tuning config, its numbers (``aug_weight``, ...) possibly traced.
+      key: a PRNG key of the device for methods that draw (``coarse-subset``); None outside the device stage.
     """
 
     local: Rows
@@ -68,6 +69,7 @@ class AugmentInputs:
     kept: jnp.ndarray
     candidate_score: jnp.ndarray
     finetune: object
+    key: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Method:
         then reports the own-group share of the kept rows).
       anchor: the paired differences of a run are this method minus each other one (the first such method
         the run lists).
+      control: a built-in control every run with a ``keeps_candidates`` method adds (``coarse-subset``).
+      reference: the lane reads the known answer (``Rows.own`` / ``Rows.fresh``): a reference row, not a
+        method a device can run; ``"planted"`` (any planted world) or ``"shift"`` (a planted world with a
+        shift); ``""`` for a method. A built-in reference lane is added to every run its world supports.
     """
 
     name: str
@@ -98,6 +104,8 @@ class Method:
     overhead: Callable | None = None
     keeps_candidates: bool = False
     anchor: bool = False
+    control: bool = False
+    reference: str = ""
 
     @property
     def finetunes(self) -> bool:
@@ -114,7 +122,8 @@ def _tiny_rows(n: int) -> Rows:
     f = jax.ShapeDtypeStruct
     features = jax.tree_util.tree_map(lambda a: f(a.shape, a.dtype), tiny_features(n, 5, 7, 3))
     return Rows(features=features, label=f((n,), jnp.float32), mask=f((n,), jnp.bool_),
-                vector=f((n, 4), jnp.float32), row=f((n,), jnp.int32))
+                vector=f((n, 4), jnp.float32), row=f((n,), jnp.int32), own=f((n,), jnp.bool_),
+                fresh=f((n,), jnp.bool_))
 
 
 def check_augment(where: str, augment: Callable) -> None:
@@ -126,7 +135,7 @@ def check_augment(where: str, augment: Callable) -> None:
               jax.ShapeDtypeStruct((n_cand,), jnp.float32))
 
     def call(a):
-        return augment(AugmentInputs(*a, finetune=FinetuneConfig()))
+        return augment(AugmentInputs(*a, finetune=FinetuneConfig(), key=jax.random.PRNGKey(0)))
 
     out = on_tiny_input(where, "augment", lambda: jax.eval_shape(call, arrays))
     candidates = arrays[1]
@@ -207,6 +216,25 @@ def _coda(x: AugmentInputs):
     return x.candidates, x.kept * x.finetune.aug_weight
 
 
+def _coarse_subset(x: AugmentInputs):
+    """A uniformly random subset of the candidates, exactly as many as coda keeps (the filter's control)."""
+    mask = x.candidates.mask
+    u = jax.random.uniform(jax.random.fold_in(x.key, 7), mask.shape)
+    order = jnp.argsort(jnp.where(mask, u, jnp.inf))
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
+    chosen = mask & (rank < jnp.sum(x.kept & mask))
+    return x.candidates, chosen * x.finetune.aug_weight
+
+
+def _oracle_filter(x: AugmentInputs):
+    return x.candidates, (x.candidates.mask & x.candidates.own) * x.finetune.aug_weight
+
+
+def _oracle_filter_fresh(x: AugmentInputs):
+    c = x.candidates
+    return c, (c.mask & c.own & c.fresh) * x.finetune.aug_weight
+
+
 def _mpda_start(model, params, device, key, ft_cfg, settings):
     return mpda_trials(model, params, device, key, ft_cfg, settings.mpda)
 
@@ -220,6 +248,31 @@ BUILT_IN = (
            keeps_candidates=True, anchor=True),
     Method("mpda", _local_only, start=_mpda_start, matched_rows=True, overhead=mpda_costs,
            description="MPDA (KDD 2022): matched users' rows kept if the local AUC improves, then local rows"),
+    Method("coarse-subset", _coarse_subset, control=True,
+           description="local rows + a random subset of the candidates as large as coda keeps (no selection)"),
+    Method("oracle-filter", _oracle_filter, reference="planted",
+           description="reference: local rows + exactly the candidates of the user's own planted group"),
+    Method("oracle-filter-fresh", _oracle_filter_fresh, reference="shift",
+           description="reference: local rows + the own-group candidates at or after the planted shift"),
 )
 for _m in BUILT_IN:                      # checked as register() would in tests/test_registry.py, not at import
     REGISTRY.add(_m.name, _m)
+
+
+def run_methods(methods: tuple[str, ...], planted: bool, shift: bool) -> tuple[str, ...]:
+    """The lanes a run has: ``methods``, then the built-in controls (:attr:`Method.control`, when a listed
+    method keeps candidates) and the built-in reference lanes the world supports (:attr:`Method.reference`:
+    ``oracle-filter`` on a planted world, ``oracle-filter-fresh`` where it has a shift), each once.
+
+    Raises:
+      ValueError: a listed reference lane the world cannot support (it would read an answer nobody knows).
+    """
+    supported = {"": True, "planted": planted, "shift": shift}
+    for name in methods:
+        need = get_method(name).reference
+        if not supported.get(need, False):
+            raise ValueError(f"methods: {name!r} needs a planted world{' with a shift' if need == 'shift' else ''} "
+                             "(it fine-tunes on the rows the planted answer marks)")
+    keeps = any(get_method(name).keeps_candidates for name in methods)
+    extra = [m.name for m in BUILT_IN if (m.control and keeps) or (m.reference and supported.get(m.reference))]
+    return tuple(methods) + tuple(m for m in extra if m not in methods)

@@ -42,6 +42,10 @@ class DeviceOutput:
         classifier kept.
       valid: bool [S] the user's test rows hold both classes.
       vocab_size: int [S] item rows of each device's model copy; user_rows: int [S] its user rows.
+      aug_own: float [P, R, M, S] the own-group share of each method's augmented rows (NaN for none; planted
+        worlds only, NaN elsewhere).
+      classifier_auc: float [P, R, 2, S] the sample classifier's own AUC on each user's candidates, own- vs
+        other-group and fresh vs stale (NaN where undefined, e.g. without a planted world).
       compile: the :class:`CompileReport` (static).
       settings: the :class:`~coda_jax.device.settings.StageSettings` that ran (static): its ``methods`` are
         the registry entries behind the M axis, its ``classifier_model`` the sample classifier.
@@ -54,6 +58,8 @@ class DeviceOutput:
     valid: np.ndarray
     vocab_size: np.ndarray
     user_rows: np.ndarray
+    aug_own: np.ndarray
+    classifier_auc: np.ndarray
     compile: CompileReport = flax.struct.field(pytree_node=False, default_factory=CompileReport)
     settings: Any = flax.struct.field(pytree_node=False, default=None)
 
@@ -85,4 +91,5 @@ class DeviceOutput:
     def point(self, p: int) -> "DeviceOutput":
         """Sweep point ``p`` alone (a leading axis of size 1 on the per-point arrays)."""
         return self.replace(auc=self.auc[p:p + 1], aug_rows=self.aug_rows[p:p + 1],
-                            nonfinite=self.nonfinite[p:p + 1], kept_mask=self.kept_mask[p:p + 1])
+                            nonfinite=self.nonfinite[p:p + 1], kept_mask=self.kept_mask[p:p + 1],
+                            aug_own=self.aug_own[p:p + 1], classifier_auc=self.classifier_auc[p:p + 1])

@@ -27,7 +27,8 @@ from coda_jax.models.classifier import SampleClassifier
 from coda_jax.models.registry import make_classifier
 
 CLASSIFIER_NUMBERS = {"classifier_learning_rate": "learning_rate", "classifier_l2": "l2",
-                      "keep_fraction": "keep_fraction", "threshold": "threshold"}
+                      "keep_fraction": "keep_fraction", "threshold": "threshold",
+                      "purity_target": "purity_target"}
 FINETUNE_NUMBERS = {"finetune_learning_rate": "learning_rate", "aug_weight": "aug_weight"}
 TRACED_FIELDS = tuple(f"classifier.{v}" for v in CLASSIFIER_NUMBERS.values()) + \
     tuple(f"finetune.{v}" for v in FINETUNE_NUMBERS.values())
@@ -42,6 +43,7 @@ class StageNumbers:
     classifier_l2: jnp.ndarray
     keep_fraction: jnp.ndarray
     threshold: jnp.ndarray          # in [0, 1]: keep candidates scored >= threshold; negative: keep_fraction
+    purity_target: jnp.ndarray      # keep_rule expected_purity: the kept set's estimated own share
     finetune_learning_rate: jnp.ndarray
     aug_weight: jnp.ndarray
 

@@ -63,10 +63,11 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
     cand_score = classifier_scores(classifier, cls_params, cand_x)
     kept = keep_mask(cand_score, candidates.mask, cls_cfg)
     inputs = AugmentInputs(local=local, candidates=candidates, random=random, kept=kept,
-                           candidate_score=cand_score, finetune=ft_cfg)
+                           candidate_score=cand_score, finetune=ft_cfg, key=jax.random.fold_in(k_ft, 1))
     out = {"params": params, "kept": kept, "candidate_score": cand_score, "key": k_ft,
-           "mpda_accepted": jnp.zeros(settings.matched_users, dtype=bool)}
-    starts, aug, aug_w, aug_rows = [], [], [], []
+           "mpda_accepted": jnp.zeros(settings.matched_users, dtype=bool),
+           "classifier_auc": classifier_aucs(cand_score, candidates)}
+    starts, aug, aug_w, aug_rows, aug_own = [], [], [], [], []
     for m in settings.methods:
         if not m.finetunes:
             continue
@@ -79,9 +80,27 @@ def prepare_lanes(model: nn.Module, settings: StageSettings, global_params: dict
         aug.append(_lean(rows))
         aug_w.append(w)
         aug_rows.append(jnp.sum(w > 0).astype(jnp.float32) + extra_rows)
+        aug_own.append(own_share(rows, w > 0))
     if starts:
-        out.update(start=_stack(starts), aug=_stack(aug), aug_weight=jnp.stack(aug_w), aug_rows=jnp.stack(aug_rows))
+        out.update(start=_stack(starts), aug=_stack(aug), aug_weight=jnp.stack(aug_w), aug_rows=jnp.stack(aug_rows),
+                   aug_own=jnp.stack(aug_own))
     return out
+
+
+def own_share(rows: Rows, used: jnp.ndarray) -> jnp.ndarray:
+    """Share of the ``used`` rows (bool [N]) that are own-group rows (``rows.own``): float scalar, NaN if none
+    are used (and meaningless without a planted world, where ``own`` is all False)."""
+    n = jnp.sum(used & rows.mask)
+    return jnp.where(n > 0, jnp.sum(used & rows.mask & rows.own) / jnp.maximum(n, 1), jnp.nan)
+
+
+def classifier_aucs(cand_score: jnp.ndarray, candidates: Rows) -> jnp.ndarray:
+    """The sample classifier's own AUC on the device's candidates: float [2], own- vs other-group candidates
+    and fresh vs stale ones (NaN where a user's candidates hold one kind only, e.g. without a planted world)."""
+    labels = jnp.stack([candidates.own, candidates.fresh]).astype(jnp.float32)
+    auc, _ = masked_auc(jnp.broadcast_to(cand_score, labels.shape), labels,
+                        jnp.broadcast_to(candidates.mask, labels.shape))
+    return auc
 
 
 def run_lane(model: nn.Module, settings: StageSettings, unit: tuple, lane: tuple, key: jax.Array) -> jnp.ndarray:
@@ -109,19 +128,22 @@ def finish_user(model: nn.Module, settings: StageSettings, device: DeviceChunk, 
     model = local_model(model, device.vocab.shape[0], device.user_vocab.shape[0])
     test = device.test
     global_logits = score(model, prep["params"], test)
-    logits, rows, lane = [], [], 0
+    logits, rows, own, lane = [], [], [], 0
     for m in settings.methods:
         if m.finetunes:
             logits.append(lane_logits[lane])
             rows.append(prep["aug_rows"][lane])
+            own.append(prep["aug_own"][lane])
             lane += 1
         else:
             logits.append(global_logits)
             rows.append(jnp.float32(0.0))
+            own.append(jnp.float32(jnp.nan))
     logits = jnp.stack(logits)                                                            # [M, Nt]
     auc, _ = masked_auc(logits, jnp.broadcast_to(test.label, logits.shape), jnp.broadcast_to(test.mask, logits.shape))
     out = {"auc": auc, "nonfinite": jnp.sum(test.mask & ~jnp.isfinite(logits), axis=1, dtype=jnp.int32),
-           "aug_rows": jnp.stack(rows), "kept": prep["kept"], "mpda_accepted": prep["mpda_accepted"]}
+           "aug_rows": jnp.stack(rows), "kept": prep["kept"], "mpda_accepted": prep["mpda_accepted"],
+           "aug_own": jnp.stack(own), "classifier_auc": prep["classifier_auc"]}
     if settings.with_logits:
         out.update(logits=logits, candidate_score=prep["candidate_score"])
     return out
@@ -174,7 +196,10 @@ def user_stage(model: nn.Module, settings: StageSettings, global_params: dict, d
     Returns a dict (``M`` = methods, in ``settings.methods`` order): ``auc`` float [M] test AUC (NaN where
     undefined or where a test logit is not finite), ``nonfinite`` int32 [M] non-finite test logits,
     ``aug_rows`` float [M] augmented rows each method trained on, ``kept`` bool [Nc] candidates the
-    classifier kept, ``mpda_accepted`` bool [matched users]; with ``settings.with_logits`` also ``logits`` float
+    classifier kept, ``mpda_accepted`` bool [matched users], ``aug_own`` float [M] the own-group share of each
+    method's augmented rows (NaN for none; planted worlds), ``classifier_auc`` float [2] the classifier's AUC
+    own- vs other-group and fresh vs stale candidates (:func:`classifier_aucs`); with ``settings.with_logits``
+    also ``logits`` float
     [M, Nt] and ``candidate_score`` float [Nc].
     """
     batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], (device, numbers, key))
@@ -209,7 +234,7 @@ def device_stage(model: nn.Module, settings: StageSettings, global_params: dict,
 
     Returns a dict of :func:`user_stage`'s outputs with leading axes ``[U, P, R]``: ``auc`` / ``aug_rows``
     float [U, P, R, M], ``nonfinite`` int32 [U, P, R, M], ``kept`` bool [U, P, R, Nc], ``mpda_accepted`` bool
-    [U, P, R, matched users] (and ``logits`` [U, P, R, M, Nt], ``candidate_score`` [U, P, R, Nc]).
+    [U, P, R, matched users], ``aug_own`` float [U, P, R, M], ``classifier_auc`` float [U, P, R, 2] (and ``logits`` [U, P, R, M, Nt], ``candidate_score`` [U, P, R, Nc]).
     """
 
     def users(c: DeviceChunk, params, nums: StageNumbers, ks):

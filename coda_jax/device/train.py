@@ -65,16 +65,53 @@ def classifier_scores(classifier: nn.Module, params, vectors: jnp.ndarray) -> jn
     return jax.nn.sigmoid(classifier.apply({"params": params}, vectors))
 
 
-def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
-    """Fine-grained filter: which candidates to keep.
+def _ranks(scores: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """Rank of each valid entry by descending score (0 = best; padding ranks last): int [N]."""
+    order = jnp.argsort(jnp.where(mask, -scores, jnp.inf))
+    return jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
 
-    With ``cfg.threshold`` in [0, 1], keeps valid candidates scored >= threshold; otherwise keeps the top
-    ``ceil(keep_fraction * n_valid)`` valid candidates by score (both may be traced numbers).
+
+def own_posterior(scores: jnp.ndarray, mask: jnp.ndarray, top_share: float = 0.1) -> jnp.ndarray:
+    """Estimated probability that each candidate is own-like, from a class-balanced classifier's scores.
+
+    With balanced classes, ``r = p / (1 - p)`` estimates the density ratio local / candidates. If the
+    candidates are a mixture ``pi * own + (1 - pi) * other`` and the local rows are ``own``, then
+    ``P(own | x) = pi * r(x)``, and an unmistakably own row has ``r = 1 / pi``: ``pi`` is estimated as one over the
+    mean ratio of the top ``top_share`` of the valid candidates. scores, mask: [N] -> float [N] in [0, 1].
+    """
+    p = jnp.clip(scores, 1e-6, 1.0 - 1e-6)
+    ratio = p / (1.0 - p)
+    n = mask.sum()
+    top = (_ranks(scores, mask) < jnp.maximum(jnp.ceil(top_share * n), 1)) & mask
+    r_top = jnp.sum(jnp.where(top, ratio, 0.0)) / jnp.maximum(top.sum(), 1)
+    pi = jnp.clip(1.0 / jnp.maximum(r_top, 1.0), 0.0, 1.0)
+    return jnp.where(mask, jnp.clip(pi * ratio, 0.0, 1.0), 0.0)
+
+
+def keep_mask(scores: jnp.ndarray, mask: jnp.ndarray, cfg: ClassifierConfig) -> jnp.ndarray:
+    """Fine-grained filter: which candidates to keep, by ``cfg.keep_rule`` (static; its numbers may be traced).
+
+    * ``top_fraction``: the top ``ceil(keep_fraction * n_valid)`` valid candidates by score; with
+      ``cfg.threshold`` in [0, 1] (the older spelling of ``threshold``), those scored >= threshold instead.
+    * ``threshold``: valid candidates scored >= ``cfg.threshold`` (0.5 while it is negative: the classes are
+      balanced, so 0.5 keeps rows more likely under the local rows than under the negatives).
+    * ``expected_purity``: the largest top set whose mean :func:`own_posterior` is >= ``cfg.purity_target``
+      (at least the best candidate).
+
     scores, mask: [N] -> bool [N].
     """
+    rank = _ranks(scores, mask)
+    rule = getattr(cfg, "keep_rule", "top_fraction")
+    if rule == "expected_purity":
+        post = own_posterior(scores, mask)
+        order = jnp.argsort(jnp.where(mask, -scores, jnp.inf))
+        prefix = jnp.cumsum(post[order]) / jnp.arange(1, order.shape[0] + 1)
+        ok = (prefix >= cfg.purity_target) & mask[order]
+        n_keep = jnp.maximum(jnp.sum(jnp.cumprod(ok)), 1)      # the prefix mean only falls as rows are added
+        return mask & (rank < n_keep)
+    if rule == "threshold":
+        return mask & (scores >= jnp.where(cfg.threshold >= 0, cfg.threshold, 0.5))
     n_keep = jnp.ceil(cfg.keep_fraction * mask.sum()).astype(jnp.int32)
-    order = jnp.argsort(jnp.where(mask, -scores, jnp.inf))
-    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0]))
     return mask & jnp.where(cfg.threshold >= 0, scores >= cfg.threshold, rank < n_keep)
 
 

@@ -33,7 +33,7 @@ class DeepFM(FieldModel):
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
         linear = first_order(f, self).sum(-1)             # [B]
         v = embed_fields(f, self, self.embed_dim, "embed",
-                         init=EMBED_INIT)                                                            # [B, 5, d]
+                         init=EMBED_INIT)                                                            # [B, F, d]
         fm = fm_interaction(v)                                                                       # [B]
         rep = MLP(self.hidden, name="mlp")(v.reshape(*v.shape[:-2], -1))                             # [B, H]
         deep = nn.Dense(1, name="out")(rep)[..., 0]

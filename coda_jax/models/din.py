@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from coda_jax.models.features import EMBED_INIT, MLP, masked_mean
+from coda_jax.models.features import EMBED_INIT, MLP, masked_mean, profile_field
 
 
 class _Kernel(nn.Module):
@@ -52,7 +52,8 @@ class DIN(nn.Module):
     """DIN over user, target item, its genres, and liked / disliked history.
 
     Call with a feature dict (``user`` [B], ``item`` [B], ``genres`` [B, G], ``hist_pos`` [B, L],
-    ``hist_neg`` [B, L]); returns ``(logit [B], representation [B, hidden[-1]])``. The representation is the
+    ``hist_neg`` [B, L]; ``profile`` [B] where ``num_profiles > 0``: its embedding ``profile_embed`` joins the
+    MLP's input); returns ``(logit [B], representation [B, hidden[-1]])``. The representation is the
     last hidden layer, used by the cloud as the sample vector for matching.
     """
 
@@ -62,6 +63,7 @@ class DIN(nn.Module):
     embed_dim: int = 16
     hidden: tuple[int, ...] = (64, 32)
     attention_hidden: int = 32
+    num_profiles: int = 0
 
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -72,7 +74,10 @@ class DIN(nn.Module):
         genre = masked_mean(genres(f["genres"]), f["genres"] > 0)
         history = jnp.stack([f["hist_pos"], f["hist_neg"]], axis=-2)                  # [B, 2, L]
         pooled = AttentionPool(self.attention_hidden, name="attention")(items(history), target, history > 0)
-        x = jnp.concatenate([users(f["user"]), target, genre, pooled[..., 0, :], pooled[..., 1, :]], axis=-1)
+        parts = [users(f["user"]), target, genre, pooled[..., 0, :], pooled[..., 1, :]]
+        if self.num_profiles:
+            parts.append(profile_field(f, self.num_profiles, self.embed_dim, "embed", EMBED_INIT))
+        x = jnp.concatenate(parts, axis=-1)
         rep = MLP(self.hidden, name="mlp")(x)
         logit = nn.Dense(1, name="out")(rep)[..., 0]
         return logit, rep

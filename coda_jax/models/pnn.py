@@ -34,8 +34,8 @@ class PNN(FieldModel):
     @nn.compact
     def __call__(self, f: dict) -> tuple[jnp.ndarray, jnp.ndarray]:
         v = embed_fields(f, self, self.embed_dim, "embed",
-                         init=EMBED_INIT)                                                          # [B, 5, d]
-        x = jnp.concatenate([v.reshape(*v.shape[:-2], -1), pairwise_inner(v)], axis=-1)           # [B, 5d + 10]
+                         init=EMBED_INIT)                                                          # [B, F, d]
+        x = jnp.concatenate([v.reshape(*v.shape[:-2], -1), pairwise_inner(v)], axis=-1)           # [B, F d + F(F-1)/2]
         rep = MLP(self.hidden, name="mlp")(x)                                                      # [B, H]
         logit = nn.Dense(1, name="out")(rep)[..., 0]
         return logit, rep

@@ -28,7 +28,7 @@ from coda_jax.config import ClassifierConfig, ModelConfig
 from coda_jax.models.classifier import SampleClassifier
 from coda_jax.models.deepfm import DeepFM
 from coda_jax.models.din import DIN
-from coda_jax.models.features import tiny_features
+from coda_jax.models.features import tiny_features, with_profiles
 from coda_jax.models.lr import LR
 from coda_jax.models.pnn import PNN
 from coda_jax.models.wide_deep import WideDeep
@@ -76,9 +76,11 @@ def register_model(name: str, factory: Callable, *, replace: bool = False) -> Ca
     return MODELS.add(name, factory, replace)
 
 
-def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int) -> nn.Module:
-    """Build the CTR model named by ``cfg.name`` for the given vocabulary sizes."""
-    return MODELS.get(cfg.name)(cfg, num_users, num_items, num_genres)
+def make_model(cfg: ModelConfig, num_users: int, num_items: int, num_genres: int, num_profiles: int = 0) -> nn.Module:
+    """Build the CTR model named by ``cfg.name`` for the given vocabulary sizes (``num_profiles`` > 0: the rows
+    carry a ``profile`` attribute, a feature of every model that has a ``num_profiles`` field:
+    :func:`~coda_jax.models.features.with_profiles`)."""
+    return with_profiles(MODELS.get(cfg.name)(cfg, num_users, num_items, num_genres), num_profiles)
 
 
 def check_classifier(where: str, factory: Callable) -> nn.Module:

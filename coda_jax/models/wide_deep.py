@@ -57,7 +57,7 @@ class WideDeep(FieldModel):
                 + cross_with_genres(pos_x(f["hist_pos"]), genres, f["hist_pos"] > 0)
                 + cross_with_genres(neg_x(f["hist_neg"]), genres, f["hist_neg"] > 0))             # [B]
         v = embed_fields(f, self, self.embed_dim, "embed",
-                         init=EMBED_INIT)                                                          # [B, 5, d]
+                         init=EMBED_INIT)                                                          # [B, F, d]
         rep = MLP(self.hidden, name="mlp")(v.reshape(*v.shape[:-2], -1))                           # [B, H]
         deep = nn.Dense(1, name="out")(rep)[..., 0]
         bias = self.param("bias", nn.initializers.zeros, ())
