@@ -30,112 +30,19 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from coda_jax.config import ConfigError
 from coda_jax.results_io import check_out_dir, write_text_atomic
-from sims.report_data import (eval_settings, filter_points, is_sweep, load_results, load_sweep, method_intervals, num,
+from sims.report_filter import plot_filter_field
+from sims.report_data import (eval_settings, is_sweep, load_results, load_sweep, method_intervals, num,
                                per_user_rows, sweep_points, swept_fields)
 
-CODA = "coda"
-CODA_COLOR = "#c0392b"       # coda: red
-METHOD_COLOR = "#1f4e79"     # the other methods: dark blue
-SWEEP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-# reference rows: each its own grey, line style and marker, so oracle, group-oracle, ... tell apart in print
-REFERENCE_STYLES = (("#8c8c8c", "--", "s"), ("#4d4d4d", ":", "^"), ("#a6a6a6", "-.", "D"),
-                    ("#333333", (0, (5, 1, 1, 1)), "v"), ("#bdbdbd", (0, (1, 1)), "P"), ("#666666", "--", "X"),
-                    ("#7f7f7f", (0, (3, 1, 1, 1, 1, 1)), "*"), ("#262626", (0, (2, 2)), "p"))
-FORMATS = ("png", "pdf", "svg")
-DPI = 200
-
-
-# ----------------------------------------------------------------------------------------------- drawing
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - only when drawing
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
-    """Write the figure once per format (``path`` with that suffix) through a temporary file and ``os.replace``
-    (never a half-written file); returns the files."""
-    written = []
-    for fmt in formats:
-        target = path.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_METADATA.get(fmt))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(target)
-    return written
-
-
-_METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}   # no timestamps: the same input, the same file
-
-
-def formats_of(text: str) -> tuple[str, ...]:
-    """``--format png,pdf`` -> ``("png", "pdf")``; an unknown or repeated format is a :class:`ConfigError`."""
-    formats = tuple(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip())
-    for f in formats:
-        if f not in FORMATS:
-            raise ConfigError(f"--format: unknown format {f!r}; known: {', '.join(FORMATS)} (comma-separated)")
-    if not formats or len(set(formats)) != len(formats):
-        raise ConfigError(f"--format: give each of {', '.join(FORMATS)} at most once, e.g. png,pdf; got {text!r}")
-    return formats
-
-
-def _styles(names: list[str], reference: dict[str, bool]) -> dict[str, tuple]:
-    """``name -> (color, line style, marker)``: coda red, methods blue (sweeps: a palette), each reference row
-    its own grey, line style and marker (:data:`REFERENCE_STYLES`, in order of appearance)."""
-    refs = [n for n in names if reference.get(n)]
-    out = {n: REFERENCE_STYLES[refs.index(n) % len(REFERENCE_STYLES)] for n in refs}
-    out.update({n: (CODA_COLOR if n == CODA else METHOD_COLOR, "-", "o") for n in names if n not in out})
-    return out
-
-
-def _label(name: str, reference: bool) -> str:
-    return f"{name} (reference)" if reference else name
-
-
-def _dataset(results: dict) -> str:
-    """The dataset's name: the config's ``data.source``, or ``DataFrame`` for a log given from Python."""
-    cfg = results.get("config") if isinstance(results.get("config"), dict) else {}
-    data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
-    given = results.get("data", {}).get("source") if isinstance(results.get("data"), dict) else None
-    return "DataFrame" if given == "DataFrame" else str(data.get("source", ""))
-
-
-def _title(runs: dict | list[dict], what: str) -> str:
-    """``what`` over a line naming the dataset, model, seed(s) and evaluation rows of one run or several."""
-    runs = runs if isinstance(runs, list) else [runs]
-    cfgs = [r.get("config") if isinstance(r.get("config"), dict) else {} for r in runs]
-
-    def values(section: str, key: str) -> list[str]:
-        got = [c.get(section, {}).get(key) if isinstance(c.get(section), dict) else None for c in cfgs]
-        return sorted({str(v) for v in got if v not in (None, "")})
-
-    seeds = sorted({c["seed"] for c in cfgs if isinstance(c.get("seed"), int)})
-    seed = "" if not seeds else f"seed {seeds[0]}" if len(seeds) == 1 else (
-        f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else
-        "seeds " + ", ".join(map(str, seeds)))
-    bits = [", ".join(sorted({_dataset(r) for r in runs} - {""})), ", ".join(values("model", "name")), seed,
-            " / ".join(values("data", "eval_on")) + " rows" if values("data", "eval_on") else ""]
-    where = ", ".join(b for b in bits if b)
-    return f"{what}\n({where})" if where else what
+from sims.figures import (CODA, CODA_COLOR, DPI, FORMATS, METHOD_COLOR, REFERENCE_STYLES, SWEEP_COLORS,  # noqa: F401
+                          _dataset, _figure, _label, _METADATA, _save, _styles, _title, formats_of)
 
 
 def _anchor(results: dict) -> str:
@@ -292,43 +199,6 @@ def plot_sweep_field(variants: list[dict], key: str, path: Path, title: str,
     ax.set_title(_title([v["results"] for v in variants], f"{title}: AUC against {key}{note}"), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
-    return _save(fig, path, formats)
-
-
-def plot_filter_field(variants: list[dict], key: str, path: Path, title: str,
-                      formats: tuple[str, ...] = ("png",)) -> list[Path]:
-    """The fine filter against a swept field: coda − coarse-subset and coda − local+coarse with bootstrap
-    intervals (left), each augmenting method's kept own-group share (right; planted worlds); the files written
-    (one per format), none when the runs have neither."""
-    values, diffs, shares = filter_points(variants, key)
-    if not diffs and not shares:
-        return []
-    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
-    xs = np.array(values, np.float64) if numeric else np.arange(len(values), dtype=np.float64)
-    fig = _figure(11.0, 4.4)
-    left, right = fig.subplots(1, 2)
-    spread = float(xs.max() - xs.min()) if len(xs) > 1 else 1.0
-    for j, (other, d) in enumerate(diffs.items()):
-        mean, low, high = (np.array(d[k], np.float64) for k in ("mean", "low", "high"))
-        err = np.where(np.isfinite(low) & np.isfinite(high), np.maximum([mean - low, high - mean], 0.0), 0.0)
-        left.errorbar(xs + (j - 0.5) * 0.01 * spread, mean, yerr=err, marker="o", capsize=3,
-                      color=SWEEP_COLORS[j], label=f"coda − {other}")
-    left.axhline(0.0, color="black", linewidth=0.8)
-    left.set_ylabel("paired AUC difference (95% bootstrap interval)")
-    left.set_title("the filter's value", fontsize=10)
-    for j, (m, s) in enumerate(shares.items()):
-        right.plot(xs, s, marker="o", color=CODA_COLOR if m == CODA else SWEEP_COLORS[(j + 2) % len(SWEEP_COLORS)],
-                   linewidth=2.2 if m == CODA else 1.2, label=m)
-    right.set_ylabel("own-group share of augmented rows")
-    right.set_title("kept own-group share", fontsize=10)
-    for ax in (left, right):
-        if not numeric:
-            ax.set_xticks(xs, [str(v) for v in values])
-        ax.set_xlabel(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(_title([v.get("results", {}) for v in variants], f"{title}: the fine filter against {key}"),
-                 fontsize=10)
     return _save(fig, path, formats)
 
 

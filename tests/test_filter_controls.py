@@ -219,7 +219,7 @@ def test_filter_figure_numbers_and_file(tmp_path):
                                                    diffs["coarse-subset"]["high"]))
     assert shares["coda"] == [0.0, 0.5, 0.9] and shares["coarse-subset"] == [0.5] * 3
     pytest.importorskip("matplotlib")
-    from sims.report import plot_filter_field
+    from sims.report_filter import plot_filter_field
 
     (path,) = plot_filter_field(variants, "synthetic.profile_signal", tmp_path / "filter.png", "t")
     assert path.exists() and path.stat().st_size > 1000
