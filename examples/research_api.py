@@ -36,5 +36,5 @@ cfg = cj.with_overrides(cj.Config(), {"model.name": "two-tower", "classifier.kin
                                       "classifier.steps": 20, "cloud.epochs": 5, "cloud.learning_rate": 0.03})
 data = cj.make_dataset(cfg, cj.interactions_from_frame(df, user="uid", item="iid", label="click", timestamp="ts"))
 results = cj.simulate(cfg, data=data, show_progress=False)
-print(results.to_frame())
+print(results.to_frame().to_string(max_rows=10, show_dimensions=True))   # every column, 10 rows
 print("results written to", results.save(sys.argv[1] if len(sys.argv) > 1 else "runs/research_api"))

@@ -33,7 +33,7 @@ def test_research_api_example_runs_its_own_model_classifier_matching_and_method(
     assert cfg["retrieval"]["matching"] == "busiest" and cfg["methods"][-1] == "coda-soft"
     assert saved["data"]["source"] == "DataFrame" and saved["provenance"]["versions"]["flax"]
     users = saved["methods"]["coda-soft"]["users"]
-    assert users > 0 and f"[{users * len(cfg['methods'])} rows x 7 columns]" in done.stdout
+    assert users > 0 and f"[{users * len(saved['methods'])} rows x 7 columns]" in done.stdout   # + coarse-subset
     soft, coda = (saved["methods"][m]["per_user_aug_rows"] for m in ("coda-soft", "coda"))
     for uid, n in soft.items():                 # coda-soft trains on every candidate, coda on the kept 90%
         assert n > 0 and coda[uid] == math.ceil(0.9 * n), uid
