@@ -107,7 +107,7 @@ def test_genre_weights_on_data_without_genres_stop_before_the_cloud_stage(monkey
 
 def test_eval_anchor_sets_the_method_the_paired_differences_start_from(frame_run):
     cfg, _, _, res = frame_run
-    assert res.anchor == "local" and set(res.comparisons) == {"global", "local+coarse", "coda"}
+    assert res.anchor == "local" and set(res.comparisons) == {"global", "local+coarse", "coda", "coarse-subset"}
     for name in res.comparisons:
         theirs = res.methods[name]["per_user"]
         users = [u for u in res.methods["local"]["per_user"] if u in theirs]       # in the run's user order

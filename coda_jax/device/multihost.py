@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 USER_AXIS = {"auc": -1, "aug_rows": -1, "nonfinite": -1, "kept_mask": 2, "valid": 0, "vocab_size": 0,
-             "user_rows": 0}
+             "user_rows": 0, "aug_own": -1, "classifier_auc": -1}
 """The user axis of each per-user array of the device stage's output (the rest are per-run figures)."""
 
 
